@@ -1,0 +1,59 @@
+# keras-dcn developer commands. Each target only redoes what is out of date.
+#   make install   virtual environment (.venv), pinned dependencies, op library
+#   make test      the test suite (pytest)
+#   make bench     benchmarks (tables printed, JSON in benchmarks/results/)
+#   make bazel     the op library built with Bazel (bazel-bin/tf_ops/libkeras_dcn_ops.so)
+#   make test-bazel  the op tests against the Bazel-built library
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+DEPS_STAMP := $(VENV)/.deps-installed
+LIBRARY := keras_dcn/libkeras_dcn_ops.so
+OP_SOURCES := $(shell find tf_ops/cc -name '*.cc' -o -name '*.h' -o -name '*.cuh')
+BAZEL_LIBRARY := bazel-bin/tf_ops/libkeras_dcn_ops.so
+PYTEST_ARGS ?=
+
+.PHONY: install test test-ops bench bazel test-bazel clean
+
+install: $(LIBRARY)
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(DEPS_STAMP): requirements.txt | $(PY)
+	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install -r requirements.txt
+	touch $@
+
+$(LIBRARY): $(DEPS_STAMP) $(OP_SOURCES) setup.py pyproject.toml
+	$(PY) -m pip install --no-build-isolation --no-deps -e .
+	touch $@
+
+# pytest exits with 5 when it collects no test: that is a failure here too.
+define run_pytest
+	$(PY) -m pytest $(1) $(PYTEST_ARGS); status=$$?; \
+	if [ $$status -eq 5 ]; then echo "error: pytest collected no tests in $(1)"; fi; \
+	exit $$status
+endef
+
+test: install
+	$(call run_pytest,tests)
+
+test-ops: install
+	$(call run_pytest,tests/ops)
+
+bench: install
+	$(PY) -m benchmarks.run
+
+$(BAZEL_LIBRARY): $(DEPS_STAMP) $(OP_SOURCES) WORKSPACE tf_ops/BUILD
+	PYTHON_BIN_PATH=$(abspath $(PY)) tools/bazel_build.sh
+	touch $@  # Bazel keeps the old file when a rebuilt one is identical
+
+bazel: $(BAZEL_LIBRARY)
+
+test-bazel: $(BAZEL_LIBRARY) install
+	KERAS_DCN_OPS_LIBRARY=$(abspath $(BAZEL_LIBRARY)) $(MAKE) --no-print-directory test-ops
+
+clean:
+	rm -rf build *.egg-info $(LIBRARY) bazel-*

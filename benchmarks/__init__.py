@@ -1,0 +1,1 @@
+"""Benchmarks of keras-dcn's ops (`make bench`)."""

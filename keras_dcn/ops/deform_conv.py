@@ -1,0 +1,193 @@
+"""Modulated deformable convolution (DCNv2) as a differentiable TensorFlow op."""
+
+import numbers
+
+import tensorflow as tf
+
+from keras_dcn._library import ops as _lib
+from keras_dcn.ops import _args
+
+
+def _padding(padding):
+    """(mode, explicit_paddings) of the op from the user's `padding`."""
+    if isinstance(padding, str):
+        mode = padding.upper()
+        if mode not in ("VALID", "SAME"):
+            raise ValueError(f'padding must be "valid", "same", an int or pairs of ints, got {padding!r}')
+        return mode, []
+
+    def non_negative(v):
+        return isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 0
+
+    error = ValueError(
+        "padding must be \"valid\", \"same\", an int p, a pair (ph, pw) or "
+        f"((top, bottom), (left, right)) of non-negative ints, got {padding!r}"
+    )
+    if non_negative(padding):
+        return "EXPLICIT", [int(padding)] * 4
+    try:
+        pair = tuple(padding)
+    except TypeError:
+        raise error from None
+    if len(pair) != 2:
+        raise error
+    if all(non_negative(p) for p in pair):
+        return "EXPLICIT", [int(pair[0])] * 2 + [int(pair[1])] * 2
+    try:
+        (top, bottom), (left, right) = pair
+    except (TypeError, ValueError):
+        raise error from None
+    if not all(non_negative(p) for p in (top, bottom, left, right)):
+        raise error
+    return "EXPLICIT", [int(top), int(bottom), int(left), int(right)]
+
+
+def _output_size(size, kernel, stride, dilation, mode, before, after):
+    """Output length of one spatial axis, or None when `size` is unknown."""
+    if size is None or kernel is None:
+        return None
+    effective = (kernel - 1) * dilation + 1
+    if mode == "SAME":
+        return -(-size // stride)
+    padded = size + before + after
+    if padded < effective:
+        raise ValueError(
+            f"the dilated kernel ({effective}) is larger than the padded input ({padded})"
+        )
+    return (padded - effective) // stride + 1
+
+
+def _check_static_shapes(inputs, offsets, mask, kernel, bias, attrs, data_format):
+    """Checks what is statically known of the shapes; the kernel checks the rest."""
+    first = data_format == "channels_first"
+    image = "[N, C, H, W]" if first else "[N, H, W, C]"
+    _args.require_rank(inputs, 4, "inputs", image)
+    _args.require_rank(kernel, 4, "kernel", "[kh, kw, C // groups, filters]")
+    _args.require_rank(offsets, 4, "offsets", "[N, 2*dg*kh*kw, Ho, Wo]" if first else "[N, Ho, Wo, 2*dg*kh*kw]")
+    if mask is not None:
+        _args.require_rank(mask, 4, "mask", "[N, dg*kh*kw, Ho, Wo]" if first else "[N, Ho, Wo, dg*kh*kw]")
+    if bias is not None and bias.shape.rank not in (None, 1):
+        raise ValueError(f"bias must be a 1-D tensor [filters], got shape {bias.shape}")
+    if inputs.shape.rank is None or kernel.shape.rank is None:
+        return
+    n, c, h, w = (inputs.shape[0], inputs.shape[1], inputs.shape[2], inputs.shape[3]) if first else (
+        inputs.shape[0], inputs.shape[3], inputs.shape[1], inputs.shape[2])
+    kh, kw, kc, filters = kernel.shape
+    groups, dg = attrs["groups"], attrs["deformable_groups"]
+    if c is not None:
+        if c % groups:
+            raise ValueError(f"inputs channels ({c}) must be divisible by groups ({groups})")
+        if c % dg:
+            raise ValueError(f"inputs channels ({c}) must be divisible by deformable_groups ({dg})")
+        if kc is not None and kc != c // groups:
+            raise ValueError(
+                f"kernel must have shape [kh, kw, {c // groups} (channels // groups), filters], "
+                f"got {kernel.shape}"
+            )
+    if filters is not None and filters % groups:
+        raise ValueError(f"kernel filters ({filters}) must be divisible by groups ({groups})")
+    if bias is not None and bias.shape.rank == 1 and None not in (bias.shape[0], filters) \
+            and bias.shape[0] != filters:
+        raise ValueError(f"bias must have shape [{filters}] (filters), got {bias.shape}")
+
+    pads = attrs["explicit_paddings"] or [0, 0, 0, 0]
+    ho = _output_size(h, kh, *attrs["strides"][:1], attrs["dilations"][0], attrs["padding"], *pads[:2])
+    wo = _output_size(w, kw, *attrs["strides"][1:], attrs["dilations"][1], attrs["padding"], *pads[2:])
+    taps = None if None in (kh, kw) else dg * kh * kw
+    for name, tensor, per_tap in (("offsets", offsets, 2), ("mask", mask, 1)):
+        if tensor is None or tensor.shape.rank is None:
+            continue
+        expected = [n, per_tap * taps if taps else None, ho, wo] if first else \
+                   [n, ho, wo, per_tap * taps if taps else None]
+        if not tf.TensorShape(expected).is_compatible_with(tensor.shape):
+            layout = ("[N, {}dg*kh*kw, Ho, Wo]" if first else "[N, Ho, Wo, {}dg*kh*kw]").format(
+                "2*" if per_tap == 2 else "")
+            raise ValueError(
+                f"{name} must have shape {tf.TensorShape(expected)} ({layout}), got {tensor.shape}"
+            )
+
+
+def deform_conv2d(inputs, offsets, kernel, mask=None, bias=None, strides=(1, 1),
+                  padding="valid", dilation_rate=(1, 1), groups=1,
+                  deformable_groups=1, data_format="channels_last", name=None):
+    """Modulated deformable 2-D convolution (DCNv2; DCNv1 when `mask` is None).
+
+    `y(p) = bias + sum_k w_k * x(p + p_k + dp_k) * m_k`, with `x` read by bilinear
+    interpolation (zeros outside the image).
+
+    Args:
+      inputs: `[N, H, W, C]` (channels_last) or `[N, C, H, W]` (channels_first);
+        float16, bfloat16, float32 or float64 (half types accumulate in float32).
+      offsets: `[N, Ho, Wo, 2 * dg * kh * kw]` or `[N, 2 * dg * kh * kw, Ho, Wo]`.
+        Channel `((g * kh + i) * kw + j) * 2` is the vertical offset `dy` of tap
+        `(i, j)` in deformable group `g`, the next channel the horizontal `dx`
+        (torchvision's order).
+      kernel: `[kh, kw, C // groups, filters]`, the `keras.layers.Conv2D` layout in
+        both data formats.
+      mask: `[N, Ho, Wo, dg * kh * kw]` or `[N, dg * kh * kw, Ho, Wo]`, channel
+        `(g * kh + i) * kw + j`, used as given (no sigmoid); None for DCNv1.
+      bias: `[filters]` or None.
+      strides: int or pair.
+      padding: "valid", "same" (TensorFlow's rule: the odd pixel goes to the
+        bottom / right), an int, a pair `(ph, pw)` or `((top, bottom), (left, right))`.
+      dilation_rate: int or pair.
+      groups: conv groups; C and filters must divide by it.
+      deformable_groups: input channel `c` uses the offsets and mask of group
+        `c // (C // deformable_groups)`.
+      data_format: "channels_last" or "channels_first".
+      name: optional name scope.
+
+    Returns:
+      `[N, Ho, Wo, filters]` (or `[N, filters, Ho, Wo]`) in the dtype of `inputs`.
+      Tap `(i, j)` of output `(ho, wo)` samples
+      `y = ho * stride_h - pad_top + i * dilation_h + dy` and
+      `x = wo * stride_w - pad_left + j * dilation_w + dx`; a point with `y <= -1`,
+      `y >= H`, `x <= -1` or `x >= W` reads 0 and gets no offset or mask gradient.
+
+    Raises:
+      ValueError, TypeError or tf.errors.InvalidArgumentError naming the argument
+      and the expected shape when an argument does not fit.
+    """
+    with tf.name_scope(name or "deform_conv2d"):
+        data_format = _args.data_format(data_format)
+        inputs = _args.float_tensor(inputs, "inputs")
+        dtype = inputs.dtype
+        offsets = _args.float_tensor(offsets, "offsets", dtype)
+        kernel = _args.float_tensor(kernel, "kernel", dtype)
+        mask = None if mask is None else _args.float_tensor(mask, "mask", dtype)
+        bias = None if bias is None else _args.float_tensor(bias, "bias", dtype)
+        mode, explicit = _padding(padding)
+        attrs = dict(
+            strides=list(_args.positive_pair(strides, "strides")),
+            dilations=list(_args.positive_pair(dilation_rate, "dilation_rate")),
+            padding=mode,
+            explicit_paddings=explicit,
+            groups=_args.positive_int(groups, "groups"),
+            deformable_groups=_args.positive_int(deformable_groups, "deformable_groups"),
+        )
+        _check_static_shapes(inputs, offsets, mask, kernel, bias, attrs, data_format)
+
+        if data_format == "channels_first":
+            inputs = _args.to_channels_last(inputs)
+            offsets = _args.to_channels_last(offsets)
+            mask = None if mask is None else _args.to_channels_last(mask)
+        if mask is None:
+            mask = tf.ones_like(offsets[..., ::2])
+        if bias is None:
+            bias = tf.zeros(tf.shape(kernel)[3:], dtype=dtype)
+        output = _lib.dcn_deform_conv2d(inputs, offsets, mask, kernel, bias, **attrs)
+        if data_format == "channels_first":
+            output = _args.to_channels_first(output)
+        return output
+
+
+@tf.RegisterGradient("DcnDeformConv2D")
+def _deform_conv2d_grad(op, output_grad):
+    attrs = {
+        key: op.get_attr(key)
+        for key in ("strides", "dilations", "padding", "explicit_paddings", "groups",
+                    "deformable_groups")
+    }
+    input_grad, offsets_grad, mask_grad, kernel_grad, bias_grad = _lib.dcn_deform_conv2d_grad(
+        op.inputs[0], op.inputs[1], op.inputs[2], op.inputs[3], output_grad, **attrs)
+    return input_grad, offsets_grad, mask_grad, kernel_grad, bias_grad
