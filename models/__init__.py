@@ -1,0 +1,1 @@
+"""DCNv2 models built on TF Model Garden and keras_dcn."""
