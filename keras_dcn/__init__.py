@@ -2,5 +2,6 @@
 pooling) as TensorFlow ops and Keras layers."""
 
 from keras_dcn import ops
+from keras_dcn import layers
 
 __version__ = "0.1.0"
