@@ -11,7 +11,13 @@ DATA_FORMATS = ("channels_last", "channels_first")
 
 def positive_pair(value, name):
     """An int or a pair of ints, all >= 1, as a tuple of two ints."""
-    pair = (value, value) if isinstance(value, numbers.Integral) else tuple(value)
+    if isinstance(value, numbers.Integral):
+        pair = (value, value)
+    else:
+        try:
+            pair = tuple(value)
+        except TypeError:
+            pair = ()
     if len(pair) != 2 or not all(
         isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 1
         for v in pair
@@ -57,7 +63,12 @@ def require_rank(tensor, rank, name, layout):
         raise ValueError(f"{name} must be a {rank}-D tensor {layout}, got shape {tensor.shape}")
 
 
-def to_channels_last(tensor):
+def to_channels_last(tensor, name=None):
+    """[N, C, H, W] -> [N, H, W, C]. When the rank is not known statically, a run-time
+    shape check that names the argument (`name`) runs before the transpose."""
+    if name is not None and tensor.shape.rank is None:
+        # TensorFlow's message names the failing node: name it after the argument.
+        tensor = tf.ensure_shape(tensor, [None] * 4, name=f"{name}_must_be_4d_nchw")
     return tf.transpose(tensor, [0, 2, 3, 1])
 
 

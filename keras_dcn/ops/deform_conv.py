@@ -168,9 +168,9 @@ def deform_conv2d(inputs, offsets, kernel, mask=None, bias=None, strides=(1, 1),
         _check_static_shapes(inputs, offsets, mask, kernel, bias, attrs, data_format)
 
         if data_format == "channels_first":
-            inputs = _args.to_channels_last(inputs)
-            offsets = _args.to_channels_last(offsets)
-            mask = None if mask is None else _args.to_channels_last(mask)
+            inputs = _args.to_channels_last(inputs, "inputs")
+            offsets = _args.to_channels_last(offsets, "offsets")
+            mask = None if mask is None else _args.to_channels_last(mask, "mask")
         if mask is None:
             mask = tf.ones_like(offsets[..., ::2])
         if bias is None:

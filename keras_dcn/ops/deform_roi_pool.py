@@ -138,7 +138,7 @@ def deform_roi_pool(features, rois, offsets=None, mask=None, output_size=(7, 7),
         _check_static_shapes(features, rois, offsets, mask, output_size, data_format)
 
         if data_format == "channels_first":
-            features = _args.to_channels_last(features)
+            features = _args.to_channels_last(features, "features")
         # int64, so that a huge output_size fails as too many elements.
         num_rois = tf.shape(rois, out_type=tf.int64)[0]
         if offsets is None:

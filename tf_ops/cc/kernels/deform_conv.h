@@ -47,6 +47,10 @@ struct DeformConvGeometry {
 
 enum class Padding { kValid, kSame, kExplicit };
 
+// Bound on kernel sizes, strides, dilations and paddings, so that no size
+// computation can overflow 64 bits.
+constexpr int64_t kMaxConvSize = int64_t{1} << 30;
+
 // Output length and leading padding of one spatial dimension, as TensorFlow's conv
 // computes them: VALID pads nothing, SAME pads to ceil(in / stride) outputs with the
 // odd pixel at the end, EXPLICIT uses (pad_before, pad_after). Returns false when

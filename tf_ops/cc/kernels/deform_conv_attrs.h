@@ -37,14 +37,20 @@ struct DeformConvAttrs {
 
  private:
   absl::Status Check(const std::string& padding_name) {
-    if (strides.size() != 2 || strides[0] < 1 || strides[1] < 1) {
+    auto in_range = [](const std::vector<int64_t>& values, int64_t low) {
+      for (int64_t v : values) {
+        if (v < low || v > kMaxConvSize) return false;
+      }
+      return true;
+    };
+    if (strides.size() != 2 || !in_range(strides, 1)) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "strides must be two positive integers [stride_h, stride_w], got [",
+          "strides must be two integers in [1, 2^30] [stride_h, stride_w], got [",
           absl::StrJoin(strides, ", "), "]"));
     }
-    if (dilations.size() != 2 || dilations[0] < 1 || dilations[1] < 1) {
+    if (dilations.size() != 2 || !in_range(dilations, 1)) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "dilation_rate must be two positive integers [dilation_h, dilation_w], "
+          "dilation_rate must be two integers in [1, 2^30] [dilation_h, dilation_w], "
           "got [", absl::StrJoin(dilations, ", "), "]"));
     }
     if (padding_name == "VALID") {
@@ -55,11 +61,9 @@ struct DeformConvAttrs {
       padding = Padding::kExplicit;
     }
     if (padding == Padding::kExplicit) {
-      bool ok = explicit_paddings.size() == 4;
-      for (int64_t p : explicit_paddings) ok = ok && p >= 0;
-      if (!ok) {
+      if (explicit_paddings.size() != 4 || !in_range(explicit_paddings, 0)) {
         return absl::InvalidArgumentError(absl::StrCat(
-            "explicit_paddings must be four non-negative integers [top, bottom, "
+            "explicit_paddings must be four integers in [0, 2^30] [top, bottom, "
             "left, right] with padding='EXPLICIT', got [",
             absl::StrJoin(explicit_paddings, ", "), "]"));
       }

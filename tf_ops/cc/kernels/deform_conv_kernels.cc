@@ -3,8 +3,11 @@
 #define EIGEN_USE_THREADS
 
 #include <string>
+#include <type_traits>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/types/span.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/register_types.h"
 #include "tensorflow/core/framework/tensor.h"
@@ -29,11 +32,24 @@ absl::Status ShapeError(const char* name, const std::string& expected,
       name, " must have shape ", expected, ", got ", got.DebugString()));
 }
 
+// The shape `dims`, or an error naming `name` when its size overflows.
+absl::Status BuildShape(const char* name, absl::Span<const int64_t> dims,
+                        TensorShape* shape) {
+  const absl::Status status = TensorShape::BuildTensorShape(dims, shape);
+  if (!status.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the expected shape of ", name, " [", absl::StrJoin(dims, ", "),
+        "] is too large: ", status.message()));
+  }
+  return absl::OkStatus();
+}
+
 // Checks the shapes of input, offsets, mask and kernel against each other and the
-// attributes, and fills `g`.
+// attributes, fills `g` and the shape of the output.
 absl::Status MakeGeometry(const DeformConvAttrs& attrs, const TensorShape& input,
                           const TensorShape& offsets, const TensorShape& mask,
-                          const TensorShape& kernel, DeformConvGeometry* g) {
+                          const TensorShape& kernel, DeformConvGeometry* g,
+                          TensorShape* output_shape) {
   if (input.dims() != 4) {
     return ShapeError("input", "[batch, height, width, channels]", input);
   }
@@ -68,15 +84,20 @@ absl::Status MakeGeometry(const DeformConvAttrs& attrs, const TensorShape& input
     return ShapeError("input", "[batch, height, width, channels] with channels > 0",
                       input);
   }
-  if (g->kernel_h < 1 || g->kernel_w < 1 ||
+  if (g->kernel_h < 1 || g->kernel_w < 1 || g->kernel_h > kMaxConvSize ||
+      g->kernel_w > kMaxConvSize ||
       kernel.dim_size(2) != g->in_channels / g->groups ||
       g->filters % g->groups != 0) {
     return ShapeError(
         "kernel",
-        absl::StrCat("[kh >= 1, kw >= 1, ", g->in_channels / g->groups,
+        absl::StrCat("[1 <= kh <= 2^30, 1 <= kw <= 2^30, ", g->in_channels / g->groups,
                      " (in_channels / groups), filters divisible by groups (",
                      g->groups, ")]"),
         kernel);
+  }
+
+  if (2.0 * g->deformable_groups * g->kernel_h * g->kernel_w > 0x1p62) {
+    return ShapeError("kernel", "with 2 * deformable_groups * kh * kw < 2^62", kernel);
   }
 
   const bool explicit_pad = attrs.padding == Padding::kExplicit;
@@ -101,8 +122,13 @@ absl::Status MakeGeometry(const DeformConvAttrs& attrs, const TensorShape& input
   g->pad_left = pads[1];
 
   const int64_t taps = g->deformable_groups * g->taps();
-  const TensorShape expected_offsets(
-      {g->batch, g->out_height, g->out_width, 2 * taps});
+  TensorShape expected_offsets, expected_mask;
+  TF_RETURN_IF_ERROR(BuildShape(
+      "offsets", {g->batch, g->out_height, g->out_width, 2 * taps}, &expected_offsets));
+  TF_RETURN_IF_ERROR(BuildShape(
+      "mask", {g->batch, g->out_height, g->out_width, taps}, &expected_mask));
+  TF_RETURN_IF_ERROR(BuildShape(
+      "output", {g->batch, g->out_height, g->out_width, g->filters}, output_shape));
   if (offsets != expected_offsets) {
     return ShapeError("offsets",
                       absl::StrCat(expected_offsets.DebugString(),
@@ -110,7 +136,6 @@ absl::Status MakeGeometry(const DeformConvAttrs& attrs, const TensorShape& input
                                    "deformable_groups * kh * kw])"),
                       offsets);
   }
-  const TensorShape expected_mask({g->batch, g->out_height, g->out_width, taps});
   if (mask != expected_mask) {
     return ShapeError("mask",
                       absl::StrCat(expected_mask.DebugString(),
@@ -135,17 +160,16 @@ class DeformConv2DOp : public OpKernel {
     const Tensor& kernel = context->input(3);
     const Tensor& bias = context->input(4);
     DeformConvGeometry g;
+    TensorShape output_shape;
     OP_REQUIRES_OK(context, MakeGeometry(attrs_, input.shape(), offsets.shape(),
-                                         mask.shape(), kernel.shape(), &g));
+                                         mask.shape(), kernel.shape(), &g,
+                                         &output_shape));
     OP_REQUIRES(context, bias.shape() == TensorShape({g.filters}),
                 ShapeError("bias", absl::StrCat("[", g.filters, "] ([filters])"),
                            bias.shape()));
 
     Tensor* output = nullptr;
-    OP_REQUIRES_OK(context, context->allocate_output(
-                                0, TensorShape({g.batch, g.out_height,
-                                                g.out_width, g.filters}),
-                                &output));
+    OP_REQUIRES_OK(context, context->allocate_output(0, output_shape, &output));
     if (output->NumElements() == 0) return;
     functor::DeformConv2DForward<Device, T>()(
         context->eigen_device<Device>(), g, input.flat<T>().data(),
@@ -171,9 +195,10 @@ class DeformConv2DGradOp : public OpKernel {
     const Tensor& kernel = context->input(3);
     const Tensor& output_grad = context->input(4);
     DeformConvGeometry g;
+    TensorShape output_shape;
     OP_REQUIRES_OK(context, MakeGeometry(attrs_, input.shape(), offsets.shape(),
-                                         mask.shape(), kernel.shape(), &g));
-    const TensorShape output_shape({g.batch, g.out_height, g.out_width, g.filters});
+                                         mask.shape(), kernel.shape(), &g,
+                                         &output_shape));
     OP_REQUIRES(context, output_grad.shape() == output_shape,
                 ShapeError("output_grad", output_shape.DebugString(),
                            output_grad.shape()));
@@ -184,17 +209,21 @@ class DeformConv2DGradOp : public OpKernel {
     for (int i = 0; i < 5; ++i) {
       OP_REQUIRES_OK(context, context->allocate_output(i, shapes[i], &grads[i]));
     }
-    if (output_grad.NumElements() == 0 || input.NumElements() == 0) {
-      // Nothing reaches the output, or nothing is read from the input.
-      const Device& device = context->eigen_device<Device>();
-      for (int i = 0; i < 5; ++i) grads[i]->flat<T>().device(device) =
-          grads[i]->flat<T>().constant(T(0));
-      if (input.NumElements() == 0 && output_grad.NumElements() > 0) {
-        // The bias still reaches every output.
-        grads[4]->flat<T>().device(device) =
-            output_grad.flat_inner_dims<T, 2>().sum(Eigen::array<int, 1>{0});
+    // (The GPU functor handles empty tensors itself; these Eigen expressions are
+    // evaluated on the CPU only.)
+    if constexpr (std::is_same<Device, CPUDevice>::value) {
+      if (output_grad.NumElements() == 0 || input.NumElements() == 0) {
+        // Nothing reaches the output, or nothing is read from the input.
+        const Device& device = context->eigen_device<Device>();
+        for (int i = 0; i < 5; ++i) grads[i]->flat<T>().device(device) =
+            grads[i]->flat<T>().constant(T(0));
+        if (input.NumElements() == 0 && output_grad.NumElements() > 0) {
+          // The bias still reaches every output.
+          grads[4]->flat<T>().device(device) =
+              output_grad.flat_inner_dims<T, 2>().sum(Eigen::array<int, 1>{0});
+        }
+        return;
       }
-      return;
     }
     functor::DeformConv2DBackward<Device, T>()(
         context->eigen_device<Device>(), g, input.flat<T>().data(),
@@ -220,6 +249,23 @@ DCN_REGISTER_CPU(Eigen::bfloat16)
 DCN_REGISTER_CPU(float)
 DCN_REGISTER_CPU(double)
 #undef DCN_REGISTER_CPU
+
+#if GOOGLE_CUDA
+// The functors are specialised for the GPU in deform_conv_kernels.cu.cc.
+using GPUDevice = Eigen::GpuDevice;
+#define DCN_REGISTER_GPU(T)                                                  \
+  REGISTER_KERNEL_BUILDER(                                                   \
+      Name("DcnDeformConv2D").Device(::tensorflow::DEVICE_GPU).TypeConstraint<T>("T"), \
+      DeformConv2DOp<GPUDevice, T>);                                         \
+  REGISTER_KERNEL_BUILDER(                                                   \
+      Name("DcnDeformConv2DGrad").Device(::tensorflow::DEVICE_GPU).TypeConstraint<T>("T"), \
+      DeformConv2DGradOp<GPUDevice, T>);
+DCN_REGISTER_GPU(Eigen::half)
+DCN_REGISTER_GPU(Eigen::bfloat16)
+DCN_REGISTER_GPU(float)
+DCN_REGISTER_GPU(double)
+#undef DCN_REGISTER_GPU
+#endif  // GOOGLE_CUDA
 
 }  // namespace
 }  // namespace keras_dcn

@@ -66,6 +66,10 @@ absl::Status InferOutputShape(InferenceContext* c, ShapeHandle* output) {
     const DimensionHandle in = c->Dim(input, 1 + axis);
     const DimensionHandle k = c->Dim(kernel, axis);
     out_dims[axis] = c->UnknownDim();
+    if (c->ValueKnown(k) && (c->Value(k) < 1 || c->Value(k) > kMaxConvSize)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "kernel dimension ", axis, " must be in [1, 2^30], got ", c->Value(k)));
+    }
     if (c->ValueKnown(in) && c->ValueKnown(k)) {
       int64_t out = 0, pad = 0;
       const bool explicit_pad = attrs.padding == Padding::kExplicit;
@@ -85,6 +89,11 @@ absl::Status InferOutputShape(InferenceContext* c, ShapeHandle* output) {
   }
 
   if (c->ValueKnown(c->Dim(kernel, 0)) && c->ValueKnown(c->Dim(kernel, 1))) {
+    if (2.0 * attrs.deformable_groups * c->Value(c->Dim(kernel, 0)) *
+            c->Value(c->Dim(kernel, 1)) > 0x1p62) {
+      return absl::InvalidArgumentError(
+          "2 * deformable_groups * kh * kw must be smaller than 2^62");
+    }
     const int64_t taps =
         attrs.deformable_groups * c->Value(c->Dim(kernel, 0)) * c->Value(c->Dim(kernel, 1));
     TF_RETURN_IF_ERROR(ExpectDim(c, c->Dim(offsets, 3), 2 * taps,
