@@ -1,4 +1,4 @@
-"""Functional ops: ``deform_conv2d`` (and its gradients)."""
+"""Functional ops: ``deform_conv2d`` and ``deform_roi_pool``, with their gradients."""
 
 from keras_dcn.ops.deform_conv import deform_conv2d
 from keras_dcn.ops.deform_roi_pool import deform_roi_pool
