@@ -57,3 +57,12 @@ test-bazel: $(BAZEL_LIBRARY) install
 
 clean:
 	rm -rf build *.egg-info $(LIBRARY) bazel-*
+
+# DCNv2 Mask R-CNN on Model Garden (models/): a CPU demo and the Table 1 ablation.
+.PHONY: demo ablation
+
+demo: install
+	$(PY) -m models.demo $(DEMO_ARGS)
+
+ablation: install
+	$(PY) -m models.ablation $(ABLATION_ARGS)

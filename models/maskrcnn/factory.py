@@ -1,0 +1,67 @@
+"""Builds the deformable Mask R-CNN from Model Garden's components.
+
+Model Garden's `build_maskrcnn` assembles backbone (here the `dcn_resnet` registered
+in its backbone factory), FPN, RPN, RoI generator / samplers, heads and detection
+generator from the resolved config; this module then swaps its RoI aligners for
+`MultilevelDeformableROIAligner`s where the config asks for deformable pooling and
+returns a `MaskRCNNModel` (or a subclass) over the same components.
+"""
+
+from typing import Optional, Type
+
+import tf_keras
+
+from official.vision.modeling import factory as mg_factory
+from official.vision.modeling import maskrcnn_model
+from official.vision.modeling.layers import roi_aligner
+
+from models.layers.deform_roi_aligner import MultilevelDeformableROIAligner
+from models.maskrcnn import config as dcn_config
+
+
+def build_roi_aligner(aligner_config: dcn_config.DeformROIAligner,
+                      l2_regularizer: Optional[tf_keras.regularizers.Regularizer] = None
+                      ) -> tf_keras.layers.Layer:
+  """The aligner a `DeformROIAligner` config describes: `[B, K, crop, crop, C]` crops."""
+  if not aligner_config.deformable:
+    return roi_aligner.MultilevelROIAligner(
+        crop_size=aligner_config.crop_size, sample_offset=aligner_config.sample_offset)
+  return MultilevelDeformableROIAligner(
+      crop_size=aligner_config.crop_size,
+      sample_offset=aligner_config.sample_offset,
+      modulated=aligner_config.modulated,
+      sampling_ratio=aligner_config.sampling_ratio,
+      aligned=aligner_config.aligned,
+      gamma=aligner_config.gamma,
+      hidden_units=aligner_config.hidden_units,
+      offset_lr_multiplier=aligner_config.offset_lr_multiplier,
+      kernel_regularizer=l2_regularizer)
+
+
+def build_maskrcnn(input_specs: tf_keras.layers.InputSpec,
+                   model_config: dcn_config.DcnMaskRCNN,
+                   l2_regularizer: Optional[tf_keras.regularizers.Regularizer] = None,
+                   model_cls: Type[maskrcnn_model.MaskRCNNModel] = (
+                       maskrcnn_model.MaskRCNNModel),
+                   **model_kwargs) -> maskrcnn_model.MaskRCNNModel:
+  """Builds the Mask R-CNN of `model_config` (its `variant` applied).
+
+  Args:
+    input_specs: `InputSpec` of the images, `[B, H, W, 3]`.
+    model_config: a `DcnMaskRCNN` config.
+    l2_regularizer: kernel regularizer of every layer (weight decay).
+    model_cls: `MaskRCNNModel` or a subclass to instantiate.
+    **model_kwargs: extra constructor arguments of `model_cls`.
+
+  Returns:
+    The (unbuilt) model; call it once to create its variables.
+  """
+  resolved = dcn_config.resolve_variant(model_config)
+  template = mg_factory.build_maskrcnn(
+      input_specs=input_specs, model_config=resolved, l2_regularizer=l2_regularizer)
+  components = dict(template.get_config())
+  components["roi_aligner"] = build_roi_aligner(resolved.roi_aligner, l2_regularizer)
+  if resolved.include_mask:
+    components["mask_roi_aligner"] = build_roi_aligner(
+        resolved.mask_roi_aligner, l2_regularizer)
+  return model_cls(**components, **model_kwargs)

@@ -1,0 +1,62 @@
+"""Set-up shared by the demo and the ablation: the synthetic data set and the
+overrides of `dcn_maskrcnn_synthetic` for a training budget.
+
+`prepare_data` draws the set with `models.data.synthetic` and writes Model Garden
+TFRecords with `models.data.tfrecords` (both reuse what is already up to date).
+`budget_overrides` sizes the experiment for it: image size, batch, steps, and a
+learning-rate schedule whose warm-up and decays (10/16 and 14/16 of the run, as in
+the paper) follow the number of steps.
+"""
+
+import os
+from typing import Optional
+
+from models.data import synthetic
+from models.data import tfrecords
+from models.maskrcnn import experiments
+
+CLASS_NAMES = ("background",) + tuple(synthetic.CLASS_NAMES)
+
+
+def prepare_data(root: str, num_train: int, num_val: int, size: int, seed: int = 0,
+                 workers: Optional[int] = None, train_shards: int = 2) -> dict:
+  """Draws (or reuses) the data set under `root`; returns `synthetic_paths(root)`
+  plus `root` and `reused`."""
+  paths = synthetic.generate(root, num_train, num_val, size, seed, workers=workers)
+  tfrecords.convert_split(root, "train", num_shards=train_shards)
+  tfrecords.convert_split(root, "val", num_shards=1)
+  return {**experiments.synthetic_paths(root), "root": str(root),
+          "reused": paths.reused}
+
+
+def budget_overrides(data: dict, size: int, batch_size: int, train_steps: int,
+                     variant: str = "dcnv2", steps_per_epoch: int = 50,
+                     validation_steps: int = 0, base_lr: float = 0.02,
+                     seed: int = 0) -> dict:
+  """Overrides of `dcn_maskrcnn_synthetic` for a run of `train_steps` on `data`."""
+  warmup = max(1, min(100, train_steps // 10))
+  return {
+      "task": {
+          "model": {"variant": variant, "input_size": [size, size, 3]},
+          "train_data": {"input_path": data["train"], "global_batch_size": batch_size,
+                         "seed": seed},
+          "validation_data": {"input_path": data["val"],
+                              "global_batch_size": batch_size},
+          "annotation_file": data["annotation_file"],
+      },
+      "trainer": {
+          "train_steps": train_steps,
+          "steps_per_loop": min(steps_per_epoch, train_steps),
+          "summary_interval": min(steps_per_epoch, train_steps),
+          "checkpoint_interval": min(steps_per_epoch * 4, train_steps),
+          "validation_interval": train_steps,
+          "validation_steps": validation_steps,
+          "optimizer_config": experiments.stepwise_sgd(
+              base_lr, train_steps, warmup).as_dict(),
+      },
+  }
+
+
+def run_dir(name: str, root: str = "runs") -> str:
+  """`runs/<name>`: checkpoints, metrics.json, export/ and pictures of a run."""
+  return os.path.join(root, name)

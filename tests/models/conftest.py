@@ -1,0 +1,90 @@
+"""Shared fixtures of the Mask R-CNN tests: a tiny synthetic data set (64x64 images,
+Model Garden TFRecords) and the overrides of a tiny `dcn_maskrcnn_synthetic` model
+(ResNet-10, FPN levels 2-4, a handful of proposals) sized for CPU tests."""
+
+import json
+
+import pytest
+import yaml
+
+from models.data import synthetic, tfrecords
+
+IMAGE_SIZE = 64
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "slow: end-to-end runs in fresh processes (minutes on 2 cores)")
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory):
+    """`{'root', 'train', 'val', 'annotation_file'}` of a 6 + 4 image data set."""
+    root = tmp_path_factory.mktemp("shapes64")
+    synthetic.generate(root, 6, 4, IMAGE_SIZE, seed=1, workers=1)
+    for split in ("train", "val"):
+        tfrecords.convert_split(root, split, num_shards=1)
+    return {
+        "root": root,
+        "train": str(root / "tfrecords" / "train-*.tfrecord"),
+        "val": str(root / "tfrecords" / "val-*.tfrecord"),
+        "annotation_file": str(root / "annotations" / "instances_val.json"),
+    }
+
+
+@pytest.fixture(scope="session")
+def tiny_overrides(tiny_data):
+    """`tiny_overrides(variant='dcnv2', train_steps=1)`: overrides of the synthetic
+    experiment for a tiny model on `tiny_data`."""
+    return lambda variant="dcnv2", train_steps=1: _overrides(tiny_data, variant,
+                                                              train_steps)
+
+
+def _overrides(data, variant, train_steps):
+    pooling = {"hidden_units": 32, "sampling_ratio": 2}
+    return {
+        "task": {
+            "model": {
+                "variant": variant,
+                "input_size": [IMAGE_SIZE, IMAGE_SIZE, 3],
+                "max_level": 4,
+                "backbone": {"dcn_resnet": {"model_id": 10}},
+                "decoder": {"fpn": {"num_filters": 16}},
+                "rpn_head": {"num_filters": 16},
+                "detection_head": {"fc_dims": 32},
+                "mask_head": {"num_filters": 16, "num_convs": 1},
+                "roi_generator": {"pre_nms_top_k": 64, "num_proposals": 16,
+                                  "test_pre_nms_top_k": 64, "test_num_proposals": 8},
+                "roi_sampler": {"num_sampled_rois": 8},
+                "mask_sampler": {"num_sampled_masks": 2},
+                "detection_generator": {"pre_nms_top_k": 64, "max_num_detections": 8},
+                "roi_aligner": pooling,
+                "mask_roi_aligner": pooling,
+            },
+            "train_data": {"input_path": data["train"], "global_batch_size": 2,
+                           "shuffle_buffer_size": 8},
+            "validation_data": {"input_path": data["val"], "global_batch_size": 2},
+            "annotation_file": data["annotation_file"],
+        },
+        "trainer": {
+            "train_steps": train_steps,
+            "steps_per_loop": 1,
+            "summary_interval": 1,
+            "checkpoint_interval": 1,
+            "validation_interval": train_steps,
+            "validation_steps": 1,
+            "optimizer_config": {
+                "learning_rate": {"stepwise": {"values": [0.002, 0.0002, 0.00002]}},
+                "warmup": {"linear": {"warmup_steps": 1, "warmup_learning_rate": 0.001}},
+            },
+        },
+    }
+
+
+@pytest.fixture(scope="session")
+def write_yaml():
+    """`write_yaml(path, overrides)`: writes overrides as a YAML config file."""
+    def write(path, overrides):
+        path.write_text(yaml.safe_dump(json.loads(json.dumps(overrides))))
+        return str(path)
+    return write
