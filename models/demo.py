@@ -22,7 +22,11 @@ import subprocess
 import sys
 import time
 
-import tensorflow as tf
+# TensorFlow's C++ info lines (CUDA probing, CPU features) would bury the progress
+# display; warnings and errors still show.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import tensorflow as tf  # noqa: E402
 import tf_keras
 
 from models import evaluate

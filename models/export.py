@@ -4,7 +4,8 @@
         --checkpoint=runs/dcnv2 --export_dir=runs/dcnv2/export [--params_override=...]
 
 `DcnDetectionModule` is Model Garden's `DetectionModule` (image preprocessing,
-anchors, `serve`) building its model with `models.maskrcnn.factory`.
+anchors, `serve`) building its model with `models.maskrcnn.factory`, without the
+training-only branches (R-CNN feature mimicking).
 `export_saved_model_lib.export_inference_graph` writes `EXPORT_DIR/saved_model`
 (signature `serving_default`: `inputs` uint8 `[B, H, W, 3]` ->
 `detection_boxes [B, N, 4]` (y1, x1, y2, x2 in the pixels of the image resized to
@@ -42,7 +43,8 @@ class DcnDetectionModule(detection.DetectionModule):
     return factory.build_maskrcnn(
         input_specs=tf_keras.layers.InputSpec(
             shape=[self._batch_size] + list(self._padded_size) + [3]),
-        model_config=self.params.task.model)
+        model_config=self.params.task.model,
+        training_branches=False)
 
 
 def export(params: cfg.ExperimentConfig, checkpoint: str, export_dir: str,

@@ -5,10 +5,9 @@ from `DeformableResidualBlock` / `DeformableBottleneckBlock`: Model Garden's blo
 whose 3x3 convolution `_conv2` becomes a `keras_dcn.tf_keras.DeformConv2D` in the
 stages listed in `deformable_stages` (2 = conv2 ... 5 = conv5; the paper's DCNv2 uses
 conv3-conv5). In a bottleneck block (ResNet-50/101, the paper's backbones) that is
-the block's only 3x3 convolution, so every 3x3 convolution of those stages is
-deformable, as in the paper. A basic block (ResNet-18/34) has two 3x3 convolutions;
-only the second (stride 1) is made deformable, which halves the cost of the
-deformable layers on CPU; the first keeps the block's stride as a regular conv.
+the block's only 3x3 convolution; a basic block (ResNet-18/34) has two, `_conv1`
+(with the block's stride) and `_conv2`, and both become deformable. Either way every
+3x3 convolution of those stages is deformable, as in the paper.
 
 Each deformable convolution owns a zero-initialised offset (and, when `modulated`,
 mask) branch, so at initialisation offsets are 0 and masks 0.5 (DCNv2) or 1 (DCNv1).
@@ -38,22 +37,25 @@ STAGES = (2, 3, 4, 5)
 
 
 class _DeformableBlockMixin:
-  """Shared settings and the factory of deformable 3x3 convolutions of a block."""
+  """Deformable settings of a Model Garden block and the factory of its deformable
+  3x3 convolutions; put first in the bases, before the Model Garden block."""
 
-  def _set_deformable(self, deformable, modulated, deformable_groups,
-                      offset_lr_multiplier):
+  def __init__(self, *args, deformable: bool = True, modulated: bool = True,
+               deformable_groups: int = 1, offset_lr_multiplier: float = 0.1,
+               **kwargs):
+    super().__init__(*args, **kwargs)
     self._deformable = bool(deformable)
     self._modulated = bool(modulated)
     self._deformable_groups = int(deformable_groups)
     self._offset_lr_multiplier = float(offset_lr_multiplier)
 
-  def _deform_conv(self, strides, dilation_rate=1):
+  def _deform_conv(self, strides, dilation_rate=1, padding="same"):
     """A `DeformConv2D` with the arguments Model Garden gives the 3x3 `Conv2D`."""
     return dcn_layers.DeformConv2D(
         filters=self._filters,
         kernel_size=3,
         strides=strides,
-        padding="same",
+        padding=padding,
         dilation_rate=dilation_rate,
         use_bias=False,
         deformable_groups=self._deformable_groups,
@@ -62,8 +64,9 @@ class _DeformableBlockMixin:
         kernel_initializer=tf_utils.clone_initializer(self._kernel_initializer),
         kernel_regularizer=self._kernel_regularizer)
 
-  def _deformable_config(self):
+  def get_config(self):
     return {
+        **super().get_config(),
         "deformable": self._deformable,
         "modulated": self._modulated,
         "deformable_groups": self._deformable_groups,
@@ -73,26 +76,19 @@ class _DeformableBlockMixin:
 
 @tf_keras.utils.register_keras_serializable(package=PACKAGE)
 class DeformableResidualBlock(_DeformableBlockMixin, nn_blocks.ResidualBlock):
-  """Model Garden's basic residual block whose second 3x3 convolution is deformable.
+  """Model Garden's basic residual block whose two 3x3 convolutions are deformable.
 
   `[B, H, W, Cin]` -> `[B, H/s, W/s, filters]`. With `deformable=False` it is
   exactly `nn_blocks.ResidualBlock`.
   """
 
-  def __init__(self, *args, deformable: bool = True, modulated: bool = True,
-               deformable_groups: int = 1, offset_lr_multiplier: float = 0.1,
-               **kwargs):
-    super().__init__(*args, **kwargs)
-    self._set_deformable(deformable, modulated, deformable_groups,
-                         offset_lr_multiplier)
-
   def build(self, input_shape):
     super().build(input_shape)
     if self._deformable:
+      # Model Garden pads explicitly before a 'valid' _conv1 when asked to.
+      self._conv1 = self._deform_conv(
+          self._strides, padding="valid" if self._use_explicit_padding else "same")
       self._conv2 = self._deform_conv(1)
-
-  def get_config(self):
-    return {**super().get_config(), **self._deformable_config()}
 
 
 @tf_keras.utils.register_keras_serializable(package=PACKAGE)
@@ -103,21 +99,11 @@ class DeformableBottleneckBlock(_DeformableBlockMixin, nn_blocks.BottleneckBlock
   exactly `nn_blocks.BottleneckBlock`.
   """
 
-  def __init__(self, *args, deformable: bool = True, modulated: bool = True,
-               deformable_groups: int = 1, offset_lr_multiplier: float = 0.1,
-               **kwargs):
-    super().__init__(*args, **kwargs)
-    self._set_deformable(deformable, modulated, deformable_groups,
-                         offset_lr_multiplier)
-
   def build(self, input_shape):
     super().build(input_shape)
     if self._deformable:
       self._conv2 = self._deform_conv(self._strides,
                                       dilation_rate=self._dilation_rate)
-
-  def get_config(self):
-    return {**super().get_config(), **self._deformable_config()}
 
 
 _DEFORMABLE_BLOCKS = {

@@ -11,9 +11,14 @@ from models import backbones  # noqa: F401  registers `dcn_resnet`
 from models.maskrcnn import config
 from models.maskrcnn import experiments
 from models.maskrcnn import factory
+from models.maskrcnn import heads
+from models.maskrcnn import mimic
+from models.maskrcnn import model
 from models.maskrcnn import task
-from models.maskrcnn.config import DcnMaskRCNN, DcnMaskRCNNTask, resolve_variant
+from models.maskrcnn.config import DcnMaskRCNN, DcnMaskRCNNTask, Mimic, resolve_variant
 from models.maskrcnn.experiments import COCO_EXPERIMENT, SYNTHETIC_EXPERIMENT
+from models.maskrcnn.model import DcnMaskRCNNModel
 
-__all__ = ["COCO_EXPERIMENT", "SYNTHETIC_EXPERIMENT", "DcnMaskRCNN", "DcnMaskRCNNTask",
-           "config", "experiments", "factory", "resolve_variant", "task"]
+__all__ = ["COCO_EXPERIMENT", "SYNTHETIC_EXPERIMENT", "DcnMaskRCNN", "DcnMaskRCNNModel",
+           "DcnMaskRCNNTask", "Mimic", "config", "experiments", "factory", "heads",
+           "mimic", "model", "resolve_variant", "task"]

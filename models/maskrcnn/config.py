@@ -12,11 +12,15 @@
 `resolve_variant(model_config)` returns the config with the variant's settings
 written into `backbone.dcn_resnet` and the two aligners; the model factory builds from
 that. Override on the command line with `--params_override=task.model.variant=dcnv1`.
+
+`DcnMaskRCNN.mimic` configures the R-CNN feature mimicking of Section 3.3 (a
+training-only branch; off by default), independently of the variant.
 """
 
 import dataclasses
 from typing import Optional
 
+from official.modeling import hyperparams
 from official.vision.configs import maskrcnn as maskrcnn_cfg
 
 from models.backbones.config import Backbone, DcnResNet
@@ -29,6 +33,8 @@ VARIANTS = {
     "dcnv2": ((3, 4, 5), True, True, True),
 }
 CUSTOM = "custom"
+MIMIC_ROI_TYPES = ("positive", "negative", "all")
+MIMIC_REDUCTIONS = ("sum", "mean")
 
 
 @dataclasses.dataclass
@@ -55,9 +61,38 @@ class DeformROIAligner(maskrcnn_cfg.ROIAligner):
 
 
 @dataclasses.dataclass
+class Mimic(hyperparams.Config):
+  """R-CNN feature mimicking (Section 3.3, Eq. 3), used in training only.
+
+  Attributes:
+    enabled: add the R-CNN branch and its two losses to training.
+    rois_per_image: RoIs sampled into Omega per image (32 in the paper).
+    roi_type: which sampled RoIs are eligible: `positive` (IoU with their
+      ground-truth box >= `iou_threshold`, the paper's choice), `negative` (matched
+      to background) or `all`.
+    iou_threshold: IoU that makes a RoI positive.
+    crop_size: side of the resized image crops fed to the backbone (224).
+    mimic_weight: weight of L_mimic in the total loss (0.1).
+    classification_weight: weight of the R-CNN classifier's cross-entropy (0.1).
+    reduction: `sum` over Omega (Eq. 3), averaged over the images of the batch,
+      or `mean` over Omega.
+  """
+  enabled: bool = False
+  rois_per_image: int = 32
+  roi_type: str = "positive"
+  iou_threshold: float = 0.5
+  crop_size: int = 224
+  mimic_weight: float = 0.1
+  classification_weight: float = 0.1
+  reduction: str = "sum"
+
+
+@dataclasses.dataclass
 class DcnMaskRCNN(maskrcnn_cfg.MaskRCNN):
-  """Model Garden's `MaskRCNN` config with the deformable backbone and aligners."""
+  """Model Garden's `MaskRCNN` config with the deformable backbone and aligners
+  and the optional R-CNN feature-mimicking branch."""
   variant: str = "dcnv2"
+  mimic: Mimic = dataclasses.field(default_factory=Mimic)
   backbone: Backbone = dataclasses.field(
       default_factory=lambda: Backbone(type="dcn_resnet", dcn_resnet=DcnResNet()))
   roi_aligner: DeformROIAligner = dataclasses.field(
@@ -79,6 +114,7 @@ def resolve_variant(model_config: DcnMaskRCNN) -> DcnMaskRCNN:
     ValueError: for an unknown variant, or a deformable variant whose backbone is
       not `dcn_resnet`.
   """
+  _check_mimic(model_config)
   variant = model_config.variant
   if variant == CUSTOM:
     return model_config.replace()
@@ -101,6 +137,24 @@ def resolve_variant(model_config: DcnMaskRCNN) -> DcnMaskRCNN:
   return model_config.replace(**override)
 
 
+def _check_mimic(model_config: DcnMaskRCNN):
+  mimic = model_config.mimic
+  if mimic.roi_type not in MIMIC_ROI_TYPES:
+    raise ValueError(f"task.model.mimic.roi_type must be one of {MIMIC_ROI_TYPES}, "
+                     f"got {mimic.roi_type!r}")
+  if mimic.reduction not in MIMIC_REDUCTIONS:
+    raise ValueError(f"task.model.mimic.reduction must be one of {MIMIC_REDUCTIONS}, "
+                     f"got {mimic.reduction!r}")
+  if mimic.rois_per_image < 1 or mimic.crop_size < 1:
+    raise ValueError("task.model.mimic.rois_per_image and crop_size must be positive, "
+                     f"got {mimic.rois_per_image} and {mimic.crop_size}")
+  # The FPN's top-down path merges the backbone levels, up to level 5 (stride 32).
+  stride = 2 ** min(model_config.max_level, 5)
+  if mimic.enabled and mimic.crop_size % stride:
+    raise ValueError(f"task.model.mimic.crop_size must be a multiple of {stride} "
+                     f"(the FPN's coarsest merged stride), got {mimic.crop_size}")
+
+
 def describe(model_config: DcnMaskRCNN) -> str:
   """One line naming what a (resolved) config builds, for logs and tables."""
   resolved = resolve_variant(model_config)
@@ -116,8 +170,9 @@ def describe(model_config: DcnMaskRCNN) -> str:
   aligner = resolved.roi_aligner
   pool = ("modulated deformable RoI pooling" if aligner.deformable and aligner.modulated
           else "deformable RoI pooling" if aligner.deformable else "RoIAlign")
-  return f"{resolved.variant}: {name}, {conv}, {pool}"
+  mimic = ", R-CNN feature mimicking" if resolved.mimic.enabled else ""
+  return f"{resolved.variant}: {name}, {conv}, {pool}{mimic}"
 
 
 __all__ = ["CUSTOM", "VARIANTS", "DcnMaskRCNN", "DcnMaskRCNNTask", "DeformROIAligner",
-           "describe", "resolve_variant"]
+           "Mimic", "describe", "resolve_variant"]

@@ -3,20 +3,23 @@
 Model Garden's `build_maskrcnn` assembles backbone (here the `dcn_resnet` registered
 in its backbone factory), FPN, RPN, RoI generator / samplers, heads and detection
 generator from the resolved config; this module then swaps its RoI aligners for
-`MultilevelDeformableROIAligner`s where the config asks for deformable pooling and
-returns a `MaskRCNNModel` (or a subclass) over the same components.
+`MultilevelDeformableROIAligner`s where the config asks for deformable pooling,
+adds the R-CNN feature-mimicking branch when `mimic.enabled` (and training
+branches are wanted), and returns a `DcnMaskRCNNModel` over the same components.
 """
 
-from typing import Optional, Type
+from typing import Optional
 
 import tf_keras
 
 from official.vision.modeling import factory as mg_factory
-from official.vision.modeling import maskrcnn_model
 from official.vision.modeling.layers import roi_aligner
 
 from models.layers.deform_roi_aligner import MultilevelDeformableROIAligner
 from models.maskrcnn import config as dcn_config
+from models.maskrcnn import heads
+from models.maskrcnn import mimic
+from models.maskrcnn import model as model_lib
 
 
 def build_roi_aligner(aligner_config: dcn_config.DeformROIAligner,
@@ -41,22 +44,26 @@ def build_roi_aligner(aligner_config: dcn_config.DeformROIAligner,
 def build_maskrcnn(input_specs: tf_keras.layers.InputSpec,
                    model_config: dcn_config.DcnMaskRCNN,
                    l2_regularizer: Optional[tf_keras.regularizers.Regularizer] = None,
-                   model_cls: Type[maskrcnn_model.MaskRCNNModel] = (
-                       maskrcnn_model.MaskRCNNModel),
-                   **model_kwargs) -> maskrcnn_model.MaskRCNNModel:
+                   training_branches: bool = True,
+                   **model_kwargs) -> model_lib.DcnMaskRCNNModel:
   """Builds the Mask R-CNN of `model_config` (its `variant` applied).
 
   Args:
     input_specs: `InputSpec` of the images, `[B, H, W, 3]`.
     model_config: a `DcnMaskRCNN` config.
     l2_regularizer: kernel regularizer of every layer (weight decay).
-    model_cls: `MaskRCNNModel` or a subclass to instantiate.
-    **model_kwargs: extra constructor arguments of `model_cls`.
+    training_branches: add the branches used in training only (R-CNN feature
+      mimicking, when the config enables it); False for inference and export.
+    **model_kwargs: extra constructor arguments of `DcnMaskRCNNModel` (`loss_fn`).
 
   Returns:
     The (unbuilt) model; call it once to create its variables.
   """
   resolved = dcn_config.resolve_variant(model_config)
+  mimic_branch = training_branches and resolved.mimic.enabled
+  if mimic_branch:
+    # The backbone and FPN also run on the R-CNN branch's crops.
+    input_specs = tf_keras.layers.InputSpec(shape=[None, None, None, 3])
   template = mg_factory.build_maskrcnn(
       input_specs=input_specs, model_config=resolved, l2_regularizer=l2_regularizer)
   components = dict(template.get_config())
@@ -64,4 +71,20 @@ def build_maskrcnn(input_specs: tf_keras.layers.InputSpec,
   if resolved.include_mask:
     components["mask_roi_aligner"] = build_roi_aligner(
         resolved.mask_roi_aligner, l2_regularizer)
-  return model_cls(**components, **model_kwargs)
+  if mimic_branch:
+    head = components["detection_head"]
+    if isinstance(head, (list, tuple)):
+      raise ValueError("R-CNN feature mimicking does not support cascade heads "
+                       "(task.model.roi_sampler.cascade_iou_thresholds)")
+    components["detection_head"] = heads.FeatureDetectionHead(
+        name=head.name, **head.get_config())
+    settings = resolved.mimic
+    components["mimic_branch"] = mimic.RCNNMimicBranch(
+        num_classes=resolved.num_classes,
+        rois_per_image=settings.rois_per_image,
+        roi_type=settings.roi_type,
+        iou_threshold=settings.iou_threshold,
+        crop_size=settings.crop_size,
+        kernel_regularizer=l2_regularizer,
+        name="rcnn_mimic")
+  return model_lib.DcnMaskRCNNModel(**components, **model_kwargs)

@@ -1,6 +1,6 @@
 """Trains a Model Garden Mask R-CNN experiment with Keras `model.fit`.
 
-The model is `DcnMaskRCNNTask.build_keras_model()` (a `MaskRCNNKerasModel`), the
+The model is `DcnMaskRCNNTask.build_model()` (a `DcnMaskRCNNModel`), the
 optimizer and learning-rate schedule come from `params.trainer.optimizer_config`
 (Model Garden's optimizer factory), batches from the task's input pipeline
 (`distribute_datasets_from_function`, so each replica reads its share). One Keras
@@ -12,7 +12,7 @@ layout of Model Garden's trainer: either trainer resumes the other's runs, and
 written every `trainer.checkpoint_interval` steps and at the end; a run restarted
 with the same `model_dir` resumes from the latest one. With `validate`, the
 validation split (parsed like training data, without augmentation) gives a
-validation loss each epoch (`MaskRCNNKerasModel.test_step`). The loss history is
+validation loss each epoch (`DcnMaskRCNNModel.test_step`). The loss history is
 appended to `model_dir/keras_history.csv`.
 """
 
@@ -112,7 +112,7 @@ def train(params: cfg.ExperimentConfig, model_dir: str,
   tf.io.gfile.makedirs(model_dir)
   with strategy.scope():
     task = task_factory.get_task(params.task, logging_dir=model_dir)
-    model = task.build_keras_model()
+    model = task.build_model()
     optimizer = task.create_optimizer(trainer.optimizer_config, params.runtime)
     model.compile(optimizer=optimizer)
     # Model Garden's trainer layout: its global step is the optimizer's step here.

@@ -2,8 +2,10 @@
 
 `DcnMaskRCNNTask` is Model Garden's `MaskRCNNTask` (inputs, losses, COCO metrics,
 train / validation steps) registered for `DcnMaskRCNNTask` configs; it builds its
-model with `models.maskrcnn.factory` and loads initial checkpoints that lack the
-deformable branches (a regular ResNet / Mask R-CNN checkpoint).
+model with `models.maskrcnn.factory` (a `DcnMaskRCNNModel`, trainable with Model
+Garden's trainer and with Keras `fit`), adds the weighted R-CNN feature-mimicking
+losses when the model returns the branch's outputs, and loads initial checkpoints
+that lack the deformable branches (a regular ResNet / Mask R-CNN checkpoint).
 """
 
 from absl import logging
@@ -11,13 +13,13 @@ import tensorflow as tf
 import tf_keras
 
 from official.core import task_factory
-from official.vision.modeling import maskrcnn_model
 from official.vision.tasks import maskrcnn as maskrcnn_task
 
 from keras_dcn import tf_keras as dcn_layers
 from models.maskrcnn import config as dcn_config
 from models.maskrcnn import factory
-from models.maskrcnn import keras_model
+from models.maskrcnn import mimic
+from models.maskrcnn import model as model_lib
 
 
 def deformable_branch_variables(model: tf.Module) -> list:
@@ -36,8 +38,9 @@ def deformable_branch_variables(model: tf.Module) -> list:
 class DcnMaskRCNNTask(maskrcnn_task.MaskRCNNTask):
   """Mask R-CNN task whose model follows `task.model.variant`."""
 
-  def build_model(self, model_cls=maskrcnn_model.MaskRCNNModel, **model_kwargs):
-    """Builds (and creates the variables of) the model of the task config."""
+  def build_model(self) -> model_lib.DcnMaskRCNNModel:
+    """Builds (and creates the variables of) the model of the task config, with
+    the task's losses as its `loss_fn` (for `fit`)."""
     model_config = self.task_config.model
     input_size = list(model_config.input_size)
     decay = self.task_config.losses.l2_weight_decay
@@ -48,26 +51,47 @@ class DcnMaskRCNNTask(maskrcnn_task.MaskRCNNTask):
         input_specs=tf_keras.layers.InputSpec(shape=[None] + input_size),
         model_config=model_config,
         l2_regularizer=l2_regularizer,
-        model_cls=model_cls,
-        **model_kwargs)
+        loss_fn=self.build_losses)
     if self.task_config.freeze_backbone:
       model.backbone.trainable = False
-    # A symbolic call creates every variable.
+    # A symbolic call creates every variable of the inference path.
     model(tf_keras.Input(input_size), image_shape=tf_keras.Input([2]), training=False)
+    if model.mimic_branch is not None:
+      model.mimic_branch.build([None, None, model_config.detection_head.fc_dims])
     return model
 
-  def build_keras_model(self) -> keras_model.MaskRCNNKerasModel:
-    """The same model as `build_model`, trainable with `fit` on the task's losses."""
-    return self.build_model(model_cls=keras_model.MaskRCNNKerasModel,
-                            loss_fn=self.build_losses)
+  def build_losses(self, outputs, labels, aux_losses=None):
+    """Model Garden's Mask R-CNN losses, plus, when `outputs` holds the R-CNN
+    branch's values, `mimic_loss` and `rcnn_cls_loss` (unweighted) with their
+    weighted sum added to `model_loss` and `total_loss`."""
+    losses = super().build_losses(outputs, labels, aux_losses)
+    if mimic.WEIGHTS not in outputs:
+      return losses
+    settings = self.task_config.model.mimic
+    extra = mimic.mimic_losses(outputs, settings.reduction)
+    weighted = (settings.mimic_weight * extra[mimic.MIMIC_LOSS]
+                + settings.classification_weight * extra[mimic.CLASS_LOSS])
+    losses.update(extra)
+    losses["model_loss"] += weighted
+    losses["total_loss"] += self.task_config.losses.loss_weight * weighted
+    return losses
+
+  def build_metrics(self, training: bool = True):
+    """Model Garden's metrics; in training with mimicking also the means of the
+    two mimic losses (logged to TensorBoard by Model Garden's trainer)."""
+    metrics = super().build_metrics(training)
+    if training and self.task_config.model.mimic.enabled:
+      metrics += [tf_keras.metrics.Mean(name, dtype=tf.float32)
+                  for name in model_lib.MIMIC_LOSS_NAMES]
+    return metrics
 
   def initialize(self, model: tf_keras.Model):
     """Loads `init_checkpoint` (modules as in Model Garden).
 
     Every variable of the restored modules must be found in the checkpoint, except
-    the deformable branches (`deformable_branch_variables`), which keep their
-    initial values: a regular ResNet / Mask R-CNN checkpoint initialises the
-    deformable model.
+    the deformable branches (`deformable_branch_variables`) and the R-CNN mimic
+    classifier, which keep their initial values: a regular ResNet / Mask R-CNN
+    checkpoint initialises the deformable model.
     """
     path = self.task_config.init_checkpoint
     if not path:
@@ -84,11 +108,14 @@ class DcnMaskRCNNTask(maskrcnn_task.MaskRCNNTask):
     root.read(path).expect_partial()
     restored = {id(obj) for obj in tf.train.CheckpointView(path).match(root).values()}
     optional = {id(v) for v in deformable_branch_variables(model)}
+    mimic_branch = getattr(model, "mimic_branch", None)
+    if mimic_branch is not None:
+      optional |= {id(v) for v in mimic_branch.weights}
     missing = [v.name for item in items.values() for v in item.variables
                if id(v) not in restored and id(v) not in optional]
     if missing:
       raise AssertionError(
           f"{len(missing)} variables of {sorted(items)} are not in {path}: "
           f"{missing[:10]}")
-    logging.info("Loaded %s from %s (deformable branches kept at their initial values)",
+    logging.info("Loaded %s from %s (new branches kept at their initial values)",
                  sorted(items), path)

@@ -36,15 +36,16 @@ def test_registered_builder_makes_deformable_resnet():
         norm_activation_config=common.NormActivation())
     assert isinstance(model, DeformableResNet)
     assert sorted(model.output_specs) == ["2", "3", "4", "5"]
-    # One deformable 3x3 conv per basic block of conv3-conv5 (2 blocks each).
+    # Both 3x3 convs of each basic block of conv3-conv5 (2 blocks each).
     convs = _deformable_convs(model)
-    assert len(convs) == 6
+    assert len(convs) == 12
+    assert sorted(conv.strides for conv in convs) == [(1, 1)] * 9 + [(2, 2)] * 3
     assert all(conv.modulated and conv.deformable_groups == 1 for conv in convs)
     assert all(conv.offset_lr_multiplier == pytest.approx(0.1) for conv in convs)
 
 
 @pytest.mark.parametrize("model_id,stages,expected", [
-    (18, [5], 2), (18, [], 0), (50, [3, 4, 5], 13)])
+    (18, [5], 4), (18, [], 0), (50, [3, 4, 5], 13)])
 def test_deformable_stages(model_id, stages, expected):
     model = DeformableResNet(model_id=model_id, deformable_stages=stages, input_specs=SPEC)
     assert len(_deformable_convs(model)) == expected
@@ -117,7 +118,7 @@ def test_config_roundtrip():
     config = model.get_config()
     assert config["deformable_stages"] == [4, 5] and config["modulated"] is False
     clone = DeformableResNet.from_config(config)
-    assert len(_deformable_convs(clone)) == 4
+    assert len(_deformable_convs(clone)) == 8
 
 
 def test_task_initialize_loads_a_regular_backbone_checkpoint(tmp_path):

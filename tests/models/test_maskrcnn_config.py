@@ -88,3 +88,30 @@ def test_custom_variant_keeps_fields_and_bad_variants_fail():
         config.resolve_variant(resnet)
     resnet.variant = "regular"  # a plain Model Garden ResNet is fine without DCN
     assert config.resolve_variant(resnet).backbone.type == "resnet"
+
+
+def test_mimic_is_off_by_default_and_follows_the_paper_when_on():
+    for name in EXPERIMENTS:
+        assert not exp_factory.get_exp_config(name).task.model.mimic.enabled
+    mimic = config.Mimic()
+    assert (mimic.rois_per_image, mimic.roi_type, mimic.iou_threshold, mimic.crop_size,
+            mimic.mimic_weight, mimic.classification_weight, mimic.reduction) == (
+        32, "positive", 0.5, 224, 0.1, 0.1, "sum")
+    params = exp_factory.get_exp_config(experiments.COCO_EXPERIMENT)
+    params = hyperparams.override_params_dict(
+        params, "task.model.mimic.enabled=true", is_strict=True)
+    assert "mimicking" in config.describe(params.task.model)
+
+
+@pytest.mark.parametrize("field,value,match", [
+    ("roi_type", "hard", "roi_type"),
+    ("reduction", "max", "reduction"),
+    ("rois_per_image", 0, "positive"),
+    ("crop_size", 200, "multiple of 32"),
+])
+def test_bad_mimic_settings_fail(field, value, match):
+    model = config.DcnMaskRCNN(max_level=6)
+    model.mimic.enabled = True
+    setattr(model.mimic, field, value)
+    with pytest.raises(ValueError, match=match):
+        config.resolve_variant(model)

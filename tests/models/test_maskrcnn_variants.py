@@ -14,12 +14,13 @@ from models.maskrcnn import task as dcn_task
 from models.maskrcnn.experiments import SYNTHETIC_EXPERIMENT as EXPERIMENT
 
 
-# variant -> (deformable convs in ResNet-10 (one block per stage), modulated,
+# variant -> (deformable convs in ResNet-10 (one basic block, two 3x3 convs, per stage),
+#             modulated,
 #             deformable pooling, modulated pooling)
 EXPECTED = {
     "regular": (0, None, False, None),
-    "dcnv1": (1, False, True, False),
-    "dcnv2": (3, True, True, True),
+    "dcnv1": (2, False, True, False),
+    "dcnv2": (6, True, True, True),
 }
 
 
