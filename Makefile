@@ -4,6 +4,8 @@
 #   make bench     benchmarks (tables printed, JSON in benchmarks/results/)
 #   make bazel     the op library built with Bazel (bazel-bin/tf_ops/libkeras_dcn_ops.so)
 #   make test-bazel  the op tests against the Bazel-built library
+#   make demo      DCNv2 Mask R-CNN on synthetic data: train, evaluate, export, draw
+#   make ablation  regular / DCNv1 / DCNv2 (with and without mimicking) side by side
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
@@ -14,7 +16,7 @@ OP_SOURCES := $(shell find tf_ops/cc -name '*.cc' -o -name '*.h' -o -name '*.cuh
 BAZEL_LIBRARY := bazel-bin/tf_ops/libkeras_dcn_ops.so
 PYTEST_ARGS ?=
 
-.PHONY: install test test-ops bench bazel test-bazel clean
+.PHONY: install test test-ops bench bazel test-bazel demo ablation clean
 
 install: $(LIBRARY)
 
@@ -55,14 +57,11 @@ bazel: $(BAZEL_LIBRARY)
 test-bazel: $(BAZEL_LIBRARY) install
 	KERAS_DCN_OPS_LIBRARY=$(abspath $(BAZEL_LIBRARY)) $(MAKE) --no-print-directory test-ops
 
-clean:
-	rm -rf build *.egg-info $(LIBRARY) bazel-*
-
-# DCNv2 Mask R-CNN on Model Garden (models/): a CPU demo and the Table 1 ablation.
-.PHONY: demo ablation
-
 demo: install
 	$(PY) -m models.demo $(DEMO_ARGS)
 
 ablation: install
 	$(PY) -m models.ablation $(ABLATION_ARGS)
+
+clean:
+	rm -rf build *.egg-info $(LIBRARY) bazel-*

@@ -268,18 +268,28 @@ def test_inference_and_validation_do_not_run_the_branch(tiny):
                        for key in outputs)
 
 
+def _mimic_loss(model, images, labels):
+    """L_mimic (mean over Omega) of one training forward pass with fixed random
+    draws (proposal sampling and Omega)."""
+    tf_keras.utils.set_random_seed(11)
+    outputs = model(images, **model._target_inputs(labels), training=True)
+    return float(mimic.mimic_losses(outputs, "mean")[mimic.MIMIC_LOSS])
+
+
 def test_mimic_loss_falls_and_is_logged(tiny_overrides):
     tf_keras.utils.set_random_seed(7)
     params, task = _task(tiny_overrides, rois_per_image=8)
     model = task.build_model()
     model.compile(optimizer=tf_keras.optimizers.SGD(0.02, momentum=0.9))
     images, labels = next(iter(task.build_inputs(params.task.train_data)))
+    before = _mimic_loss(model, images, labels)
     one_batch = tf.data.Dataset.from_tensors((images, labels)).repeat()
-    history = model.fit(one_batch, steps_per_epoch=1, epochs=12, verbose=0).history
+    history = model.fit(one_batch, steps_per_epoch=1, epochs=16, verbose=0).history
+    after = _mimic_loss(model, images, labels)
+    # Seeds 7-10 gave after / before = 0.39-0.65 after 12 steps.
+    assert after < 0.8 * before, (before, after)
     assert {"mimic_loss", "rcnn_cls_loss"} <= set(history)
-    curve = history["mimic_loss"]
-    assert np.all(np.isfinite(curve))
-    assert np.mean(curve[-3:]) < 0.8 * np.mean(curve[:3]), curve
+    assert np.all(np.isfinite(history["mimic_loss"]))
     names = [m.name for m in task.build_metrics(training=True)]
     assert {"mimic_loss", "rcnn_cls_loss"} <= set(names)
 
