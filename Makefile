@@ -6,6 +6,8 @@
 #   make test-bazel  the op tests against the Bazel-built library
 #   make demo      DCNv2 Mask R-CNN on synthetic data: train, evaluate, export, draw
 #   make ablation  regular / DCNv1 / DCNv2 (with and without mimicking) side by side
+#   make analysis  spatial support (Figures 1 and 2 of the paper) of regular / DCNv1 /
+#                  DCNv2: runs/demo plus regular and DCNv1 trained like it if missing
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
@@ -16,7 +18,7 @@ OP_SOURCES := $(shell find tf_ops/cc -name '*.cc' -o -name '*.h' -o -name '*.cuh
 BAZEL_LIBRARY := bazel-bin/tf_ops/libkeras_dcn_ops.so
 PYTEST_ARGS ?=
 
-.PHONY: install test test-ops bench bazel test-bazel demo ablation clean
+.PHONY: install test test-ops bench bazel test-bazel demo ablation analysis clean
 
 install: $(LIBRARY)
 
@@ -62,6 +64,9 @@ demo: install
 
 ablation: install
 	$(PY) -m models.ablation $(ABLATION_ARGS)
+
+analysis: install
+	$(PY) -m models.analyze $(ANALYSIS_ARGS)
 
 clean:
 	rm -rf build *.egg-info $(LIBRARY) bazel-*

@@ -1,15 +1,22 @@
 """deform_conv2d against tf.nn.conv2d on the 3x3 convolutions of ResNet-50.
 
 For stages conv3 (stride 8, 128 channels), conv4 (stride 16, 256) and conv5
-(stride 32, 512) at batch 2 of an 800x1216 and a 512x512 image: median time of the
-forward pass and of forward + backward (gradients for every input) of both ops in the
-same process, their ratio, and the peak RSS growth of one deform_conv2d forward call
-and one gradient call, in total and beyond the call's outputs (its temporary memory).
+(stride 32, 512) at batch 2 of an 800x1216 and a 512x512 image, in one process:
+
+  * the median time of the forward pass and of forward + backward (gradients for
+    every input) of both ops, the calls interleaved so that load on the machine
+    affects both alike, and their ratios against the targets (forward <= 1.5x,
+    forward + backward <= 2.5x);
+  * the temporary memory of one deform_conv2d forward call and of one call of its
+    gradient op, as the peak RSS growth during the call (target <= 64 MiB);
+  * float16 and bfloat16 against float32 for deform_conv2d itself (target: no
+    slower, ratio <= 1).
 
     python -m benchmarks.bench_deform_conv [--quick]
 """
 
 import argparse
+import os
 import platform
 
 import numpy as np
@@ -22,6 +29,11 @@ from keras_dcn.ops import deform_conv2d
 STAGES = (("conv3", 8, 128), ("conv4", 16, 256), ("conv5", 32, 512))
 IMAGES = ((800, 1216), (512, 512))
 BATCH = 2
+FORWARD_TARGET = 1.5
+FORWARD_BACKWARD_TARGET = 2.5
+TEMP_MIB_TARGET = 64
+HALF_TYPES = (tf.float16, tf.bfloat16)
+MIB = 2**20
 
 
 def _case(height, width, channels, dtype=tf.float32, seed=0):
@@ -33,7 +45,51 @@ def _case(height, width, channels, dtype=tf.float32, seed=0):
     return x, kernel, offsets, mask
 
 
+def _deform_functions(x, kernel, offsets, mask):
+    """tf.functions of the deform_conv2d forward pass and of its gradients."""
+
+    @tf.function
+    def forward():
+        return deform_conv2d(x, offsets, kernel, mask, padding="same")
+
+    @tf.function
+    def backward():
+        with tf.GradientTape() as tape:
+            tape.watch([x, offsets, mask, kernel])
+            y = deform_conv2d(x, offsets, kernel, mask, padding="same")
+        return tape.gradient(y, [x, offsets, mask, kernel])
+
+    return forward, backward
+
+
+def _temporary_memory(x, kernel, offsets, mask):
+    """Peak RSS growth (MiB) of one forward call and of one call of the gradient op.
+
+    Each call is measured after a warm-up call whose outputs were freed. TensorFlow
+    serves tensors from its own pool, which then already holds blocks for the outputs,
+    while the op's scratch buffers come from malloc: the growth is the op's temporary
+    memory (at most that plus its outputs, should the pool not reuse the blocks)."""
+    forward, _ = _deform_functions(x, kernel, offsets, mask)
+    upstream = tf.ones_like(x)
+
+    @tf.function
+    def gradient_op():
+        return _lib.dcn_deform_conv2d_grad(x, offsets, mask, kernel, upstream, padding="SAME")
+
+    forward().numpy()
+    [g.numpy() for g in gradient_op()]
+    with timing.PeakRss() as forward_rss:
+        forward().numpy()
+    with timing.PeakRss() as backward_rss:
+        [g.numpy() for g in gradient_op()]
+    if forward_rss.growth is None:
+        return {}
+    return {"dcn_fwd_temp_mib": forward_rss.growth / MIB,
+            "dcn_bwd_temp_mib": backward_rss.growth / MIB}
+
+
 def measure(height, width, channels, repeats):
+    """Times and memory of one stage's shape in float32 (see the module docstring)."""
     x, kernel, offsets, mask = _case(height, width, channels)
 
     @tf.function
@@ -47,64 +103,55 @@ def measure(height, width, channels, repeats):
             y = tf.nn.conv2d(x, kernel, 1, "SAME")
         return tape.gradient(y, [x, kernel])
 
-    @tf.function
-    def deform_forward():
-        return deform_conv2d(x, offsets, kernel, mask, padding="same")
-
-    @tf.function
-    def deform_backward():
-        with tf.GradientTape() as tape:
-            tape.watch([x, offsets, mask, kernel])
-            y = deform_conv2d(x, offsets, kernel, mask, padding="same")
-        return tape.gradient(y, [x, offsets, mask, kernel])
-
-    @tf.function
-    def gradient_only():
-        return _lib.dcn_deform_conv2d_grad(x, offsets, mask, kernel, upstream, padding="SAME")
-
-    upstream = tf.ones_like(x)
-    deform_forward().numpy()
-    deform_backward()
-    with timing.PeakRss() as forward_rss:
-        deform_forward().numpy()
-    with timing.PeakRss() as backward_rss:  # the gradient op alone
-        [g.numpy() for g in gradient_only()]
-
-    mib = 2**20
-    forward_out = x.shape.num_elements() * 4  # the output has the input's shape
-    backward_out = 4 * sum(t.shape.num_elements() for t in (x, offsets, mask, kernel))
-    result = {
-        "conv_fwd_ms": 1e3 * timing.median_seconds(conv_forward, repeats),
-        "dcn_fwd_ms": 1e3 * timing.median_seconds(deform_forward, repeats),
-        "conv_fwdbwd_ms": 1e3 * timing.median_seconds(
-            lambda: (conv_forward(), *conv_backward()), repeats),
-        "dcn_fwdbwd_ms": 1e3 * timing.median_seconds(
-            lambda: (deform_forward(), *deform_backward()), repeats),
-        "dcn_fwd_rss_mib": forward_rss.growth / mib,
-        "dcn_fwdbwd_rss_mib": backward_rss.growth / mib,
-        # RSS growth beyond the op's own outputs: its temporary memory.
-        "dcn_fwd_temp_mib": max(0, forward_rss.growth - forward_out) / mib,
-        "dcn_fwdbwd_temp_mib": max(0, backward_rss.growth - backward_out) / mib,
-    }
-    result["fwd_ratio"] = result["dcn_fwd_ms"] / result["conv_fwd_ms"]
-    result["fwdbwd_ratio"] = result["dcn_fwdbwd_ms"] / result["conv_fwdbwd_ms"]
-    return result
+    deform_forward, deform_backward = _deform_functions(x, kernel, offsets, mask)
+    seconds = timing.interleaved_medians({
+        "conv_fwd": conv_forward,
+        "dcn_fwd": deform_forward,
+        "conv_fwdbwd": lambda: [conv_forward(), *conv_backward()],
+        "dcn_fwdbwd": lambda: [deform_forward(), *deform_backward()],
+    }, repeats)
+    row = {f"{name}_ms": 1e3 * value for name, value in seconds.items()}
+    row["fwd_ratio"] = row["dcn_fwd_ms"] / row["conv_fwd_ms"]
+    row["fwdbwd_ratio"] = row["dcn_fwdbwd_ms"] / row["conv_fwdbwd_ms"]
+    row.update(_temporary_memory(x, kernel, offsets, mask))
+    temp = max(row.get("dcn_fwd_temp_mib", 0), row.get("dcn_bwd_temp_mib", 0))
+    row["targets"] = ", ".join([
+        f"fwd {timing.verdict(row['fwd_ratio'], FORWARD_TARGET)}",
+        f"f+b {timing.verdict(row['fwdbwd_ratio'], FORWARD_BACKWARD_TARGET)}",
+        f"mem {timing.verdict(temp, TEMP_MIB_TARGET)}" if "dcn_fwd_temp_mib" in row else "mem n/a",
+    ])
+    return row
 
 
-COLUMNS = (
-    ("image", "image", "{}"), ("stage", "stage", "{}"), ("shape", "NHWC", "{}"),
-    ("conv_fwd_ms", "conv fwd ms", "{:.1f}"), ("dcn_fwd_ms", "dcn fwd ms", "{:.1f}"),
-    ("fwd_ratio", "fwd x", "{:.2f}"),
-    ("conv_fwdbwd_ms", "conv f+b ms", "{:.1f}"), ("dcn_fwdbwd_ms", "dcn f+b ms", "{:.1f}"),
-    ("fwdbwd_ratio", "f+b x", "{:.2f}"),
-    ("dcn_fwd_rss_mib", "fwd RSS+ MiB", "{:.0f}"), ("dcn_fwd_temp_mib", "fwd temp MiB", "{:.0f}"),
-    ("dcn_fwdbwd_rss_mib", "bwd RSS+ MiB", "{:.0f}"), ("dcn_fwdbwd_temp_mib", "bwd temp MiB", "{:.0f}"),
-)
+def measure_dtypes(height, width, channels, repeats):
+    """deform_conv2d forward and forward + backward in every half type against float32,
+    interleaved; returns one row per half type."""
+    functions = {}
+    for dtype in (tf.float32, *HALF_TYPES):
+        forward, backward = _deform_functions(*_case(height, width, channels, dtype))
+        functions[f"{dtype.name}_fwd"] = forward
+        functions[f"{dtype.name}_fwdbwd"] = (
+            lambda forward=forward, backward=backward: [forward(), *backward()])
+    ms = {name: 1e3 * value
+          for name, value in timing.interleaved_medians(functions, repeats).items()}
+    rows = []
+    for dtype in HALF_TYPES:
+        row = {"dtype": dtype.name, "shape": f"{BATCH}x{height}x{width}x{channels}",
+               "f32_fwd_ms": ms["float32_fwd"], "fwd_ms": ms[f"{dtype.name}_fwd"],
+               "f32_fwdbwd_ms": ms["float32_fwdbwd"],
+               "fwdbwd_ms": ms[f"{dtype.name}_fwdbwd"]}
+        row["fwd_ratio"] = row["fwd_ms"] / row["f32_fwd_ms"]
+        row["fwdbwd_ratio"] = row["fwdbwd_ms"] / row["f32_fwdbwd_ms"]
+        row["targets"] = (f"fwd {timing.verdict(row['fwd_ratio'], 1.0)}, "
+                          f"f+b {timing.verdict(row['fwdbwd_ratio'], 1.0)}")
+        rows.append(row)
+    return rows
 
 
 def run(quick=False):
-    """Measures every (image, stage) pair; returns the rows of the table."""
-    repeats = 3 if quick else 5
+    """Measures every (image, stage) pair, then the half types on conv4 of the first
+    image; returns {"rows": [...], "dtypes": [...]}."""
+    repeats = 3 if quick else 7
     images = IMAGES[1:] if quick else IMAGES
     rows = []
     for height, width in images:
@@ -114,15 +161,51 @@ def run(quick=False):
                    "shape": f"{BATCH}x{h}x{w}x{channels}"}
             row.update(measure(h, w, channels, repeats))
             rows.append(row)
-    return rows
+    height, width = images[0]
+    _, stride, channels = STAGES[1]
+    dtypes = measure_dtypes(-(-height // stride), -(-width // stride), channels, repeats)
+    return {"rows": rows, "dtypes": dtypes}
 
 
-def report(rows):
+COLUMNS = (
+    ("image", "image", "{}"), ("stage", "stage", "{}"), ("shape", "NHWC", "{}"),
+    ("conv_fwd_ms", "conv fwd ms", "{:.1f}"), ("dcn_fwd_ms", "dcn fwd ms", "{:.1f}"),
+    ("fwd_ratio", f"fwd x (<={FORWARD_TARGET})", "{:.2f}"),
+    ("conv_fwdbwd_ms", "conv f+b ms", "{:.1f}"), ("dcn_fwdbwd_ms", "dcn f+b ms", "{:.1f}"),
+    ("fwdbwd_ratio", f"f+b x (<={FORWARD_BACKWARD_TARGET})", "{:.2f}"),
+    ("dcn_fwd_temp_mib", f"fwd temp MiB (<={TEMP_MIB_TARGET})", "{:.1f}"),
+    ("dcn_bwd_temp_mib", f"grad temp MiB (<={TEMP_MIB_TARGET})", "{:.1f}"),
+    ("targets", "targets", "{}"),
+)
+
+DTYPE_COLUMNS = (
+    ("dtype", "dtype", "{}"), ("shape", "NHWC", "{}"),
+    ("f32_fwd_ms", "f32 fwd ms", "{:.1f}"), ("fwd_ms", "fwd ms", "{:.1f}"),
+    ("fwd_ratio", "fwd x (<=1)", "{:.2f}"),
+    ("f32_fwdbwd_ms", "f32 f+b ms", "{:.1f}"), ("fwdbwd_ms", "f+b ms", "{:.1f}"),
+    ("fwdbwd_ratio", "f+b x (<=1)", "{:.2f}"),
+    ("targets", "targets", "{}"),
+)
+
+
+def machine():
+    """A one-line description of where the numbers were measured."""
+    threads = tf.config.threading.get_intra_op_parallelism_threads() or "all"
+    return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+            f"{threads} threads, TensorFlow {tf.__version__}")
+
+
+def report(result):
+    columns = [c for c in COLUMNS if all(c[0] in row for row in result["rows"])]
     timing.print_table(
         f"deform_conv2d vs tf.nn.conv2d, 3x3, float32, channels_last, batch {BATCH} "
-        f"({platform.processor() or platform.machine()}, {tf.config.threading.get_intra_op_parallelism_threads() or 'all'} threads)",
-        COLUMNS, rows)
-    return timing.write_json("deform_conv", {"rows": rows})
+        f"({machine()}); x: deform_conv2d time / tf.nn.conv2d time",
+        columns, result["rows"])
+    timing.print_table(
+        "deform_conv2d in float16 / bfloat16 vs float32; x: time / float32 time",
+        DTYPE_COLUMNS, result["dtypes"])
+    meta = {"machine": machine(), "load_average": os.getloadavg()}
+    return timing.write_json("deform_conv", {**result, "meta": meta})
 
 
 def main():

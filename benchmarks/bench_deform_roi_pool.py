@@ -12,7 +12,11 @@ pass and of forward + backward in the same process, for
     same boxes (one pyramid level, so every box goes to that level), gradient for the
     features;
 
-and the ratios of the first two to the third. Model Garden takes boxes as
+and the ratios of the first two to the third (target for deform_roi_pool with offsets
+and mask, forward + backward: <= 1.5x), the calls interleaved so that load on the
+machine affects all alike. Then deform_roi_pool (offsets and mask, forward + backward)
+in float16 and bfloat16 against float32 (target: no slower, ratio <= 1). Model Garden
+takes boxes as
 [batch, K, 4] (y1, x1, y2, x2) in image pixels and features as a dict {level: map}
 with stride 2**level; it samples the centre of every bin without the half-pixel shift
 (like aligned=False, but without raising small boxes to one pixel).
@@ -22,12 +26,11 @@ with stride 2**level; it samples the centre of every bin without the half-pixel 
 
 import argparse
 import os
-import platform
 
 import numpy as np
 import tensorflow as tf
 
-from benchmarks import timing
+from benchmarks import bench_deform_conv, timing
 from keras_dcn.ops import deform_roi_pool
 
 IMAGE = (800, 1216)
@@ -36,6 +39,8 @@ ROIS_PER_IMAGE = 256
 CHANNELS = 256
 STRIDES = (8, 16, 32)
 OUTPUT_SIZES = (7, 14)
+FORWARD_BACKWARD_TARGET = 1.5
+HALF_TYPES = (tf.float16, tf.bfloat16)
 
 
 def _boxes(seed=0):
@@ -60,31 +65,46 @@ def _model_garden():
     return spatial_transform_ops.multilevel_crop_and_resize
 
 
-def measure(stride, output_size, repeats, crop_and_resize):
+def _inputs(stride, output_size, dtype=tf.float32):
+    """Features, rois, offsets and mask of one (stride, output size) case, and the boxes
+    in Model Garden's layout ([batch, K, 4] as y1, x1, y2, x2)."""
     rng = np.random.default_rng(stride)
     height, width = -(-IMAGE[0] // stride), -(-IMAGE[1] // stride)
-    features = tf.constant(rng.standard_normal((BATCH, height, width, CHANNELS)), tf.float32)
+    features = tf.constant(rng.standard_normal((BATCH, height, width, CHANNELS)), dtype)
     boxes = _boxes()
     batch_index = np.repeat(np.arange(BATCH, dtype=np.float32), ROIS_PER_IMAGE)[:, None]
-    rois = tf.constant(np.concatenate([batch_index, boxes.reshape(-1, 4)], axis=1))
+    rois = tf.constant(np.concatenate([batch_index, boxes.reshape(-1, 4)], axis=1), dtype)
     num_rois = BATCH * ROIS_PER_IMAGE
     offsets = tf.constant(0.1 * rng.standard_normal((num_rois, output_size, output_size, 2)),
-                          tf.float32)
-    mask = tf.constant(rng.uniform(size=(num_rois, output_size, output_size, 1)), tf.float32)
-    kwargs = dict(output_size=output_size, spatial_scale=1.0 / stride)
-    level = str(int(np.log2(stride)))
-    mg_boxes = tf.constant(boxes[..., [1, 0, 3, 2]])  # y1, x1, y2, x2
+                          dtype)
+    mask = tf.constant(rng.uniform(size=(num_rois, output_size, output_size, 1)), dtype)
+    return features, rois, offsets, mask, tf.constant(boxes[..., [1, 0, 3, 2]])
+
+
+def _deform_functions(features, rois, offsets, mask, **kwargs):
+    """tf.functions of deform_roi_pool (offsets and mask) forward and of its gradients
+    with respect to features, offsets and mask."""
 
     @tf.function
-    def dcn_forward():
+    def forward():
         return deform_roi_pool(features, rois, offsets, mask, **kwargs)
 
     @tf.function
-    def dcn_backward():
+    def backward():
         with tf.GradientTape() as tape:
             tape.watch([features, offsets, mask])
             out = deform_roi_pool(features, rois, offsets, mask, **kwargs)
         return tape.gradient(out, [features, offsets, mask])
+
+    return forward, backward
+
+
+def measure(stride, output_size, repeats, crop_and_resize):
+    """Times of one (stride, output size) case in float32 (see the module docstring)."""
+    features, rois, offsets, mask, mg_boxes = _inputs(stride, output_size)
+    kwargs = dict(output_size=output_size, spatial_scale=1.0 / stride)
+    level = str(int(np.log2(stride)))
+    dcn_forward, dcn_backward = _deform_functions(features, rois, offsets, mask, **kwargs)
 
     @tf.function
     def align_forward():
@@ -108,26 +128,50 @@ def measure(stride, output_size, repeats, crop_and_resize):
             out = crop_and_resize({level: features}, mg_boxes, output_size=output_size)
         return tape.gradient(out, features)
 
-    def median_ms(fn):
-        return 1e3 * timing.median_seconds(fn, repeats, warmup=2)
-
-    row = {
-        "dcn_fwd_ms": median_ms(dcn_forward),
-        "dcn_fwdbwd_ms": median_ms(lambda: (dcn_forward(), *dcn_backward())),
-        "align_fwd_ms": median_ms(align_forward),
-        "align_fwdbwd_ms": median_ms(lambda: (align_forward(), align_backward())),
+    functions = {
+        "dcn_fwd": dcn_forward,
+        "dcn_fwdbwd": lambda: [dcn_forward(), *dcn_backward()],
+        "align_fwd": align_forward,
+        "align_fwdbwd": lambda: [align_forward(), align_backward()],
     }
     if crop_and_resize is not None:
-        row["mg_fwd_ms"] = median_ms(mg_forward)
-        row["mg_fwdbwd_ms"] = median_ms(lambda: (mg_forward(), mg_backward()))
+        functions["mg_fwd"] = mg_forward
+        functions["mg_fwdbwd"] = lambda: [mg_forward(), mg_backward()]
+    seconds = timing.interleaved_medians(functions, repeats, warmup=2)
+    row = {f"{name}_ms": 1e3 * value for name, value in seconds.items()}
+    if crop_and_resize is not None:
         for name in ("dcn", "align"):
             for kind in ("fwd", "fwdbwd"):
                 row[f"{name}_{kind}_ratio"] = row[f"{name}_{kind}_ms"] / row[f"mg_{kind}_ms"]
+        row["target"] = timing.verdict(row["dcn_fwdbwd_ratio"], FORWARD_BACKWARD_TARGET)
     return row
 
 
+def measure_dtypes(stride, output_size, repeats):
+    """deform_roi_pool (offsets and mask) forward + backward in every half type against
+    float32, interleaved; returns one row per half type."""
+    functions = {}
+    for dtype in (tf.float32, *HALF_TYPES):
+        forward, backward = _deform_functions(
+            *_inputs(stride, output_size, dtype)[:4], output_size=output_size,
+            spatial_scale=1.0 / stride)
+        functions[dtype.name] = (
+            lambda forward=forward, backward=backward: [forward(), *backward()])
+    ms = {name: 1e3 * value
+          for name, value in timing.interleaved_medians(functions, repeats).items()}
+    rows = []
+    for dtype in HALF_TYPES:
+        ratio = ms[dtype.name] / ms["float32"]
+        rows.append({"dtype": dtype.name, "stride": stride,
+                     "bins": f"{output_size}x{output_size}",
+                     "f32_fwdbwd_ms": ms["float32"], "fwdbwd_ms": ms[dtype.name],
+                     "fwdbwd_ratio": ratio, "target": timing.verdict(ratio, 1.0)})
+    return rows
+
+
 def run(quick=False):
-    """Measures every (stride, output size) pair; returns the rows of the table."""
+    """Measures every (stride, output size) pair, then the half types at stride 8 and
+    14x14 bins; returns {"rows": [...], "dtypes": [...]}."""
     repeats = 3 if quick else 10
     crop_and_resize = _model_garden()
     rows = []
@@ -139,7 +183,7 @@ def run(quick=False):
                    "rois": BATCH * ROIS_PER_IMAGE}
             row.update(measure(stride, output_size, repeats, crop_and_resize))
             rows.append(row)
-    return rows
+    return {"rows": rows, "dtypes": measure_dtypes(STRIDES[0], OUTPUT_SIZES[-1], repeats)}
 
 
 COLUMNS = (
@@ -150,21 +194,30 @@ COLUMNS = (
     ("mg_fwdbwd_ms", "MG f+b ms", "{:.1f}"),
     ("dcn_fwdbwd_ms", "dcn f+b ms", "{:.1f}"), ("dcn_fwdbwd_ratio", "x", "{:.2f}"),
     ("align_fwdbwd_ms", "sr1 f+b ms", "{:.1f}"), ("align_fwdbwd_ratio", "x", "{:.2f}"),
+    ("target", f"dcn f+b x <= {FORWARD_BACKWARD_TARGET}", "{}"),
+)
+
+DTYPE_COLUMNS = (
+    ("dtype", "dtype", "{}"), ("stride", "stride", "{}"), ("bins", "bins", "{}"),
+    ("f32_fwdbwd_ms", "f32 f+b ms", "{:.1f}"), ("fwdbwd_ms", "f+b ms", "{:.1f}"),
+    ("fwdbwd_ratio", "x (<=1)", "{:.2f}"), ("target", "target", "{}"),
 )
 
 
-def report(rows):
+def report(result):
+    rows = result["rows"]
     columns = [c for c in COLUMNS if all(c[0] in row for row in rows)]
-    threads = tf.config.threading.get_intra_op_parallelism_threads() or "all"
     timing.print_table(
         f"deform_roi_pool vs Model Garden multilevel_crop_and_resize (MG), "
         f"{BATCH * ROIS_PER_IMAGE} RoIs, float32, batch {BATCH} of {IMAGE[0]}x{IMAGE[1]}; "
         f"dcn: offsets + mask, 2x2 samples per bin; sr1: no offsets, 1 sample per bin; "
-        f"x: time / MG time ({platform.processor() or platform.machine()}, {threads} threads)",
+        f"x: time / MG time ({bench_deform_conv.machine()})",
         columns, rows)
-    meta = {"tensorflow": tf.__version__, "cpus": os.cpu_count(),
-            "load_average": os.getloadavg()}
-    return timing.write_json("deform_roi_pool", {"rows": rows, "meta": meta})
+    timing.print_table(
+        "deform_roi_pool (offsets + mask) in float16 / bfloat16 vs float32; "
+        "x: time / float32 time", DTYPE_COLUMNS, result["dtypes"])
+    meta = {"machine": bench_deform_conv.machine(), "load_average": os.getloadavg()}
+    return timing.write_json("deform_roi_pool", {**result, "meta": meta})
 
 
 def main():

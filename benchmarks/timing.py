@@ -2,77 +2,77 @@
 
 import ctypes
 import json
-import os
 import pathlib
 import statistics
-import threading
 import time
 
 RESULTS_DIR = pathlib.Path(__file__).resolve().parent / "results"
-_PAGE = os.sysconf("SC_PAGE_SIZE")
-
-
-def _rss_bytes():
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * _PAGE
-
-
 _M_MMAP_THRESHOLD = -3
 _LIBC = ctypes.CDLL("libc.so.6")
 
 
-def _set_mmap_threshold(nbytes):
-    _LIBC.mallopt(_M_MMAP_THRESHOLD, nbytes)
+def _peak_rss_bytes():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise OSError("no VmHWM in /proc/self/status")
 
 
 class PeakRss:
-    """Context manager sampling the resident set size every millisecond; `growth`
-    is the peak above the RSS at entry, in bytes.
+    """Context manager measuring the peak resident set size reached inside it; `growth`
+    is that peak minus the RSS at entry, in bytes (None where Linux cannot reset the
+    peak: writing 5 to /proc/self/clear_refs needs Linux 4.0).
 
-    Inside, glibc serves every allocation over 64 KiB with its own mapping and
-    returns it on free, so a call's temporary buffers show up as RSS growth instead
-    of being served from memory an earlier call left in the heap. On exit large
-    allocations go back to the heap (32 MiB threshold), so timings measured
-    afterwards do not pay for page faults.
+    Inside, glibc serves every allocation over 64 KiB with its own mapping and returns
+    it on free, and free heap memory is given back on entry, so a call's temporary
+    buffers show up as RSS growth instead of being served from memory an earlier call
+    left in the heap. On exit large allocations go back to the heap (32 MiB threshold),
+    so timings measured afterwards do not pay for page faults.
     """
 
     def __enter__(self):
-        _set_mmap_threshold(64 * 1024)
-        self._start = self._peak = _rss_bytes()
-        self._running = True
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
+        _LIBC.mallopt(_M_MMAP_THRESHOLD, 64 * 1024)
+        _LIBC.malloc_trim(0)
+        self.growth = None
+        try:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")  # resets the peak (VmHWM) to the current RSS
+            self._start = _peak_rss_bytes()
+        except OSError:
+            self._start = None
         return self
 
-    def _sample(self):
-        while self._running:
-            self._peak = max(self._peak, _rss_bytes())
-            time.sleep(0.001)
-
     def __exit__(self, *exc):
-        self._running = False
-        self._thread.join()
-        self._peak = max(self._peak, _rss_bytes())
-        self.growth = self._peak - self._start
-        _set_mmap_threshold(32 * 1024 * 1024)
+        if self._start is not None:
+            self.growth = _peak_rss_bytes() - self._start
+        _LIBC.mallopt(_M_MMAP_THRESHOLD, 32 * 1024 * 1024)
+
+
+def _force(out):
+    for t in out if isinstance(out, (list, tuple)) else [out]:
+        t.numpy()
+
+
+def interleaved_medians(fns, repeats, warmup=1):
+    """Median wall time in seconds of each of `fns` (name -> callable), calling them in
+    turn `repeats` times after `warmup` rounds, so that load on the machine affects
+    all of them alike and their ratios stay meaningful. Each callable must return
+    something whose `.numpy()` forces the computation (or a list of such)."""
+    times = {name: [] for name in fns}
+    for round_index in range(warmup + repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            _force(fn())
+            if round_index >= warmup:
+                times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def median_seconds(fn, repeats, warmup=1):
-    """Median wall time of `fn()` over `repeats` calls after `warmup` calls. `fn`
-    must return something whose `.numpy()` forces the computation (or a list)."""
-    def run():
-        out = fn()
-        for t in out if isinstance(out, (list, tuple)) else [out]:
-            t.numpy()
-
-    for _ in range(warmup):
-        run()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    """Median wall time of `fn()` over `repeats` calls after `warmup` calls (see
+    `interleaved_medians` for what `fn` returns)."""
+    return interleaved_medians({"fn": fn}, repeats, warmup)["fn"]
 
 
 def print_table(title, columns, rows):
@@ -91,3 +91,8 @@ def write_json(name, payload):
     path = RESULTS_DIR / f"{name}.json"
     path.write_text(json.dumps(payload, indent=2))
     return path
+
+
+def verdict(value, target):
+    """'ok' when a measured ratio meets its target (at most `target`), else 'MISSED'."""
+    return "ok" if value <= target else "MISSED"

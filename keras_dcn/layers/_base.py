@@ -6,6 +6,11 @@
 names the framework in `_framework` (a `Framework`), which supplies initializers,
 regularizers, constraints, activations, `InputSpec` and the default data format.
 Everything else is plain TensorFlow, so both bindings run the same graph.
+
+Both bases also carry the sampling geometry the spatial-support analysis
+(`keras_dcn.analysis`) needs: `SamplingHookMixin.set_sampling_hook` (observe or
+replace the offsets and mask between the branch and the op),
+`DeformConv2DBase.sampling_points` and `DeformRoIPoolBase.bin_centres`.
 """
 
 import numbers
@@ -122,7 +127,38 @@ def _shape_list(shape):
     return list(tf.TensorShape(shape).as_list())
 
 
-class DeformConv2DBase:
+class SamplingHookMixin:
+    """An optional observer of the offsets and mask a deformable layer samples with.
+
+    `set_sampling_hook(hook)` installs `hook(layer, inputs, offsets, mask, rois)`,
+    called in every forward pass between the offset / mask branch and the op, with
+    channels_last tensors: for `DeformConv2D` `inputs` `[N, H, W, C]`, `offsets`
+    `[N, Ho, Wo, 2 * dg * kh * kw]`, `mask` `[N, Ho, Wo, dg * kh * kw]` or None and
+    `rois` None; for `DeformRoIPool` `inputs` the features `[N, H, W, C]`, `offsets`
+    `[R, oh, ow, 2]`, `mask` `[R, oh, ow, 1]` or None and `rois` `[R, 5]`. It returns
+    the `(offsets, mask)` the op then uses: the same tensors to observe them (for
+    example to watch them on a `tf.GradientTape`), others to perturb them.
+    `set_sampling_hook(None)` removes it. The hook runs when the layer's Python code
+    runs: eagerly, or when a `tf.function` traces it.
+    """
+
+    _sampling_hook = None
+
+    def set_sampling_hook(self, hook):
+        """Installs `hook` (a callable, see the class doc) or removes it (None)."""
+        if hook is not None and not callable(hook):
+            raise ValueError(f"hook must be a callable or None, got {hook!r}")
+        # Not an attribute the frameworks track: a plain Python value.
+        object.__setattr__(self, "_sampling_hook", hook)
+
+    def _hooked(self, inputs, offsets, mask, rois=None):
+        hook = self._sampling_hook
+        if hook is None:
+            return offsets, mask
+        return hook(self, inputs, offsets, mask, rois)
+
+
+class DeformConv2DBase(SamplingHookMixin):
     """Framework-neutral body of `DeformConv2D`; see `keras_dcn.layers.DeformConv2D`."""
 
     _framework = None  # set by the concrete class
@@ -239,6 +275,49 @@ class DeformConv2DBase:
         mask = tf.sigmoid(branch[..., 2 * self._taps:]) if self.modulated else None
         return offsets, mask
 
+    def pads_before(self, height, width):
+        """`(top, left)` padding the op applies to an input of `height` x `width`."""
+        pads = explicit_pads(self.padding)
+        if pads is not None:
+            return pads[0], pads[2]
+        if self.padding == "valid":
+            return 0, 0
+        before = []
+        for size, kernel, stride, dilation in zip(
+                (height, width), self.kernel_size, self.strides, self.dilation_rate):
+            out = -(-size // stride)
+            total = max((out - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
+            before.append(total // 2)  # TensorFlow's SAME: the odd pixel goes after
+        return tuple(before)
+
+    def sampling_points(self, offsets, input_size):
+        """Where each tap reads, in the input's pixel coordinates.
+
+        Args:
+          offsets: `[N, Ho, Wo, 2 * dg * kh * kw]`, the op's channel order.
+          input_size: `(H, W)` of the layer's input.
+
+        Returns:
+          `[N, Ho, Wo, dg * kh * kw, 2]` points `(y, x)`:
+          `y = ho * stride_h - pad_top + i * dilation_h + dy` and likewise `x`.
+        """
+        offsets = tf.convert_to_tensor(offsets)
+        top, left = self.pads_before(*input_size)
+        kh, kw = self.kernel_size
+        shape = tf.shape(offsets)
+        ho = tf.range(shape[1], dtype=offsets.dtype) * self.strides[0] - top
+        wo = tf.range(shape[2], dtype=offsets.dtype) * self.strides[1] - left
+        ti = tf.range(kh, dtype=offsets.dtype) * self.dilation_rate[0]
+        tj = tf.range(kw, dtype=offsets.dtype) * self.dilation_rate[1]
+        grid = [shape[1], shape[2], kh, kw]
+        base_y = tf.broadcast_to(ho[:, None, None, None] + ti[None, None, :, None], grid)
+        base_x = tf.broadcast_to(wo[None, :, None, None] + tj[None, None, None, :], grid)
+        base = tf.reshape(tf.stack([base_y, base_x], -1),
+                          [1, shape[1], shape[2], 1, kh * kw, 2])
+        deltas = tf.reshape(
+            offsets, [shape[0], shape[1], shape[2], self.deformable_groups, kh * kw, 2])
+        return tf.reshape(base + deltas, [shape[0], shape[1], shape[2], self._taps, 2])
+
     def call(self, inputs):
         return self._forward(inputs)
 
@@ -252,7 +331,7 @@ class DeformConv2DBase:
         first = self.data_format == "channels_first"
         if first:
             inputs = _args.to_channels_last(inputs)
-        offsets, mask = self.offsets_and_mask(inputs)
+        offsets, mask = self._hooked(inputs, *self.offsets_and_mask(inputs))
         outputs = dcn_ops.deform_conv2d(
             inputs, offsets, self._read(self.kernel), mask=mask,
             bias=None if self.bias is None else self._read(self.bias),
@@ -311,7 +390,7 @@ class DeformConv2DBase:
         return config
 
 
-class DeformRoIPoolBase:
+class DeformRoIPoolBase(SamplingHookMixin):
     """Framework-neutral body of `DeformRoIPool`; see `keras_dcn.layers.DeformRoIPool`."""
 
     _framework = None  # set by the concrete class
@@ -426,6 +505,45 @@ class DeformRoIPoolBase:
             mask = tf.sigmoid(tf.reshape(branch[:, 2 * self._bins:], [-1, oh, ow, 1]))
         return offsets, mask
 
+    def roi_boxes(self, rois):
+        """`(y0, x0, height, width)`, each `[R]`: the RoIs on the feature map, in its
+        pixel coordinates (after `spatial_scale`, the `aligned` shift and, without
+        it, the one-pixel minimum size)."""
+        rois = tf.cast(tf.convert_to_tensor(rois), tf.float32)
+        shift = 0.5 if self.aligned else 0.0
+        x0 = rois[:, 1] * self.spatial_scale - shift
+        y0 = rois[:, 2] * self.spatial_scale - shift
+        width = (rois[:, 3] - rois[:, 1]) * self.spatial_scale
+        height = (rois[:, 4] - rois[:, 2]) * self.spatial_scale
+        if not self.aligned:
+            width, height = tf.maximum(width, 1.0), tf.maximum(height, 1.0)
+        return y0, x0, height, width
+
+    def bin_centres(self, rois, offsets=None):
+        """Centre of each (moved) bin, in the feature map's pixel coordinates.
+
+        Args:
+          rois: `[R, 5]` rows `(batch_index, x1, y1, x2, y2)` in image pixels.
+          offsets: `[R, oh, ow, 2]` normalised `(dy, dx)`, or None for none.
+
+        Returns:
+          `[R, oh, ow, 2]` points `(y, x)`: `y0 + (ph + 0.5) * height / oh +
+          gamma * height * dy` and likewise `x` (the mean of the bin's samples).
+        """
+        y0, x0, height, width = self.roi_boxes(rois)
+        oh, ow = self.output_size
+        ph = (tf.range(oh, dtype=tf.float32) + 0.5) / oh
+        pw = (tf.range(ow, dtype=tf.float32) + 0.5) / ow
+        y = y0[:, None, None] + height[:, None, None] * ph[None, :, None]
+        x = x0[:, None, None] + width[:, None, None] * pw[None, None, :]
+        y = tf.broadcast_to(y, [tf.size(y0), oh, ow])
+        x = tf.broadcast_to(x, [tf.size(y0), oh, ow])
+        if offsets is not None:
+            offsets = tf.cast(offsets, tf.float32)
+            y = y + self.gamma * height[:, None, None] * offsets[..., 0]
+            x = x + self.gamma * width[:, None, None] * offsets[..., 1]
+        return tf.stack([y, x], -1)
+
     def call(self, features, rois):
         return self._forward(features, rois)
 
@@ -437,7 +555,8 @@ class DeformRoIPoolBase:
         rois = tf.convert_to_tensor(rois)
         if self.data_format == "channels_first":
             features = _args.to_channels_last(features)
-        offsets, mask = self.offsets_and_mask(features, rois)
+        offsets, mask = self._hooked(features, *self.offsets_and_mask(features, rois),
+                                     rois=rois)
         outputs = self._pool(features, rois, offsets, mask)
         if self.data_format == "channels_first":
             outputs = _args.to_channels_first(outputs)

@@ -45,6 +45,7 @@ def build_maskrcnn(input_specs: tf_keras.layers.InputSpec,
                    model_config: dcn_config.DcnMaskRCNN,
                    l2_regularizer: Optional[tf_keras.regularizers.Regularizer] = None,
                    training_branches: bool = True,
+                   feature_head: bool = False,
                    **model_kwargs) -> model_lib.DcnMaskRCNNModel:
   """Builds the Mask R-CNN of `model_config` (its `variant` applied).
 
@@ -54,6 +55,9 @@ def build_maskrcnn(input_specs: tf_keras.layers.InputSpec,
     l2_regularizer: kernel regularizer of every layer (weight decay).
     training_branches: add the branches used in training only (R-CNN feature
       mimicking, when the config enables it); False for inference and export.
+    feature_head: make the detection head a `heads.FeatureDetectionHead` (same
+      variables) even without mimicking, so its fc features can be computed on their
+      own (`embed`; the spatial-support analysis uses them).
     **model_kwargs: extra constructor arguments of `DcnMaskRCNNModel` (`loss_fn`).
 
   Returns:
@@ -71,13 +75,14 @@ def build_maskrcnn(input_specs: tf_keras.layers.InputSpec,
   if resolved.include_mask:
     components["mask_roi_aligner"] = build_roi_aligner(
         resolved.mask_roi_aligner, l2_regularizer)
-  if mimic_branch:
+  if mimic_branch or feature_head:
     head = components["detection_head"]
     if isinstance(head, (list, tuple)):
-      raise ValueError("R-CNN feature mimicking does not support cascade heads "
-                       "(task.model.roi_sampler.cascade_iou_thresholds)")
+      raise ValueError("R-CNN feature mimicking and fc-feature access do not support "
+                       "cascade heads (task.model.roi_sampler.cascade_iou_thresholds)")
     components["detection_head"] = heads.FeatureDetectionHead(
         name=head.name, **head.get_config())
+  if mimic_branch:
     settings = resolved.mimic
     components["mimic_branch"] = mimic.RCNNMimicBranch(
         num_classes=resolved.num_classes,

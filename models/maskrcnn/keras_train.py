@@ -6,6 +6,8 @@ optimizer and learning-rate schedule come from `params.trainer.optimizer_config`
 (`distribute_datasets_from_function`, so each replica reads its share). One Keras
 epoch is `trainer.steps_per_loop` steps; training stops at `trainer.train_steps`.
 
+The experiment goes to `model_dir/params.yaml` (as Model Garden's trainer writes
+it), so the run folder alone rebuilds the model (`models.analyze` does).
 Checkpoints `model_dir/ckpt-<step>` hold `global_step`, `model` and `optimizer` (the
 layout of Model Garden's trainer: either trainer resumes the other's runs, and
 `models.evaluate` / `models.export` read both) and are
@@ -28,6 +30,7 @@ import tf_keras
 
 from official.core import config_definitions as cfg
 from official.core import task_factory
+from official.core import train_utils
 
 
 def _count_records(pattern: str) -> int:
@@ -110,6 +113,7 @@ def train(params: cfg.ExperimentConfig, model_dir: str,
   strategy = strategy or tf.distribute.get_strategy()
   trainer = params.trainer
   tf.io.gfile.makedirs(model_dir)
+  train_utils.serialize_config(params, model_dir)  # model_dir/params.yaml
   with strategy.scope():
     task = task_factory.get_task(params.task, logging_dir=model_dir)
     model = task.build_model()

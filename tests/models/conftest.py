@@ -88,3 +88,31 @@ def write_yaml():
         path.write_text(yaml.safe_dump(json.loads(json.dumps(overrides))))
         return str(path)
     return write
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, tiny_overrides):
+    """`tiny_run(variant)`: a run folder of an untrained tiny model of `variant`
+    (`params.yaml` and `ckpt-0`, as a training run leaves them), made once."""
+    import tensorflow as tf
+    from official.core import task_factory
+    from official.core import train_utils
+    from models import runtime
+    from models.maskrcnn.experiments import SYNTHETIC_EXPERIMENT
+
+    runs = {}
+
+    def make(variant):
+        if variant not in runs:
+            params = runtime.experiment_params(SYNTHETIC_EXPERIMENT,
+                                               tiny_overrides(variant))
+            model = task_factory.get_task(params.task).build_model()
+            run_dir = tmp_path_factory.mktemp(f"run_{variant}")
+            tf.train.Checkpoint(model=model).write(str(run_dir / "ckpt-0"))
+            with open(run_dir / "checkpoint", "w") as f:
+                f.write('model_checkpoint_path: "ckpt-0"\n')
+            train_utils.serialize_config(params, str(run_dir))
+            runs[variant] = str(run_dir)
+        return runs[variant]
+
+    return make

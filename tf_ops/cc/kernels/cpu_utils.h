@@ -1,12 +1,16 @@
 // Accumulation-type helpers for the CPU kernels: half types are computed in float,
 // float in float and double in double. Where T already is the accumulation type the
-// helpers hand out the caller's own buffers, so nothing is copied.
+// helpers hand out the caller's own buffers, so nothing is copied. The *OnAllThreads
+// helpers convert large buffers on the device's thread pool.
 #ifndef KERAS_DCN_TF_OPS_CC_KERNELS_CPU_UTILS_H_
 #define KERAS_DCN_TF_OPS_CC_KERNELS_CPU_UTILS_H_
 
 #include <cstdint>
 #include <type_traits>
 #include <vector>
+
+#define EIGEN_USE_THREADS
+#include "unsupported/Eigen/CXX11/Tensor"
 
 namespace keras_dcn {
 
@@ -61,10 +65,14 @@ typename AccumulatorOf<T>::type* AccumulatorTarget(
 template <typename T>
 void StoreAccumulated(const typename AccumulatorOf<T>::type* values, int64_t n,
                       T* out) {
+  using Acc = typename AccumulatorOf<T>::type;
   if constexpr (kIsAccumulator<T>) {
     if (values == out) return;
   }
-  for (int64_t i = 0; i < n; ++i) out[i] = static_cast<T>(values[i]);
+  // An Eigen cast converts whole vectors to the half types at a time.
+  Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>(out, n) =
+      Eigen::Map<const Eigen::Array<Acc, Eigen::Dynamic, 1>>(values, n)
+          .template cast<T>();
 }
 
 // `n` values of T in the accumulation type: `values` itself, or a conversion into
@@ -75,9 +83,48 @@ const typename AccumulatorOf<T>::type* LoadAccumulated(
   if constexpr (kIsAccumulator<T>) {
     return values;
   } else {
-    for (int64_t i = 0; i < n; ++i) scratch[i] = static_cast<float>(values[i]);
+    using Acc = typename AccumulatorOf<T>::type;
+    // An Eigen cast converts whole vectors of half values at a time.
+    Eigen::Map<Eigen::Array<Acc, Eigen::Dynamic, 1>>(scratch, n) =
+        Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>(values, n)
+            .template cast<Acc>();
     return scratch;
   }
+}
+
+// dst[i] = static_cast<To>(src[i]) for i < n, on all threads (an Eigen tensor cast,
+// vectorised for the half types, unlike a loop of scalar conversions).
+template <typename From, typename To>
+void ConvertOnAllThreads(const Eigen::ThreadPoolDevice& device, const From* src,
+                         int64_t n, To* dst) {
+  using Index = Eigen::Index;
+  Eigen::TensorMap<Eigen::Tensor<To, 1, Eigen::RowMajor, Index>> out(dst, n);
+  Eigen::TensorMap<Eigen::Tensor<const From, 1, Eigen::RowMajor, Index>> in(src, n);
+  out.device(device) = in.template cast<To>();
+}
+
+// `n` values of T in the accumulation type: `values` itself when T is that type,
+// otherwise their conversion into `scratch` (resized to n).
+template <typename T>
+const typename AccumulatorOf<T>::type* InAccumulator(
+    const Eigen::ThreadPoolDevice& device, const T* values, int64_t n,
+    std::vector<typename AccumulatorOf<T>::type>* scratch) {
+  if constexpr (kIsAccumulator<T>) {
+    return values;
+  } else {
+    scratch->resize(n);
+    ConvertOnAllThreads(device, values, n, scratch->data());
+    return scratch->data();
+  }
+}
+
+// Writes `n` accumulated values to `out`, on all threads (nothing to do when they
+// are already there).
+template <typename T>
+void StoreOnAllThreads(const Eigen::ThreadPoolDevice& device,
+                       const typename AccumulatorOf<T>::type* values, int64_t n,
+                       T* out) {
+  if constexpr (!kIsAccumulator<T>) ConvertOnAllThreads(device, values, n, out);
 }
 
 }  // namespace keras_dcn

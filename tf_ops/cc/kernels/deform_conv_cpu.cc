@@ -1,18 +1,30 @@
-// CPU math of DeformConv2D: bilinear im2col over tiles of output pixels, then GEMM.
+// CPU math of DeformConv2D: bilinear im2col over chunks of output pixels, then GEMM.
 //
-// The output pixels are cut into tiles. For a tile, the sampled and modulated input
-// values form a column matrix `cols` of shape [rows, groups * taps * channels_per_group]
-// (per row: conv group, then kernel tap, then channel), and every conv group is one
-// matrix product with its slice of the kernel, seen as [taps * channels_per_group,
-// filters] (the row-major flattening of Keras' [kh, kw, in/groups, filters] layout).
-// Temporary memory is a few tiles, whatever the batch size.
+// The output pixels of an image are cut into chunks. For a chunk, the sampled and
+// modulated input values form a column matrix `cols` of shape [rows, groups * taps *
+// channels_per_group] (per row: conv group, then kernel tap, then channel), and every
+// conv group is one matrix product with its slice of the kernel, seen as
+// [taps * channels_per_group, filters] (the row-major flattening of Keras'
+// [kh, kw, in/groups, filters] layout).
+//
+// A chunk's rows are cut into one block per thread. A thread samples its block and
+// multiplies it by the kernel at once, while the block is in its cache (forward;
+// backward: the column gradient and the offset / mask gradients). Only the kernel
+// gradient, a sum over all rows, is one Eigen tensor contraction on all threads, and
+// the input gradient is scattered by channel ranges, so no two threads write the same
+// element.
+//
+// Temporary memory does not grow with the batch: the column matrix of one chunk (at
+// most kChunkElements values; the backward pass also holds its gradient and a
+// kernel-sized product), the chunk's sampling points and the contraction's packing
+// buffers. float16 and bfloat16 are read as they are and computed in float (the
+// backward pass accumulates one image of input gradient and the kernel gradient in
+// float).
 #define EIGEN_USE_THREADS
 
 #include <algorithm>
-#include <cstring>
 #include <vector>
 
-#include "Eigen/Core"
 #include "tensorflow/core/framework/types.h"
 #include "tf_ops/cc/kernels/bilinear.h"
 #include "tf_ops/cc/kernels/cpu_utils.h"
@@ -23,20 +35,99 @@ namespace keras_dcn {
 namespace {
 
 using CPUDevice = Eigen::ThreadPoolDevice;
+using Index = Eigen::Index;
 
 template <typename Acc>
-using RowMajorMap = Eigen::Map<Eigen::Matrix<Acc, Eigen::Dynamic, Eigen::Dynamic,
-                                             Eigen::RowMajor>,
-                               0, Eigen::OuterStride<>>;
+using Matrix = Eigen::TensorMap<Eigen::Tensor<Acc, 2, Eigen::RowMajor, Index>>;
 template <typename Acc>
-using ConstRowMajorMap =
-    Eigen::Map<const Eigen::Matrix<Acc, Eigen::Dynamic, Eigen::Dynamic,
-                                   Eigen::RowMajor>,
-               0, Eigen::OuterStride<>>;
+using ConstMatrix =
+    Eigen::TensorMap<Eigen::Tensor<const Acc, 2, Eigen::RowMajor, Index>>;
+template <typename Acc>
+using RowMajorMap = Eigen::Map<
+    Eigen::Matrix<Acc, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>, 0,
+    Eigen::OuterStride<>>;
+template <typename Acc>
+using ConstRowMajorMap = Eigen::Map<
+    const Eigen::Matrix<Acc, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>, 0,
+    Eigen::OuterStride<>>;
+template <typename Acc>
+using Vector = Eigen::Map<const Eigen::Matrix<Acc, Eigen::Dynamic, 1>>;
+using ContractionDims = Eigen::array<Eigen::IndexPair<Index>, 1>;
 
-// Elements of `cols` a tile aims at (2 MiB of float): large enough for an efficient
-// matrix product, small enough to stay in cache.
-constexpr int64_t kTileElements = int64_t{1} << 19;
+// Values of `cols` a chunk holds at most (8 MiB of float): enough rows per thread
+// for the products to run at full speed, few enough to bound the memory.
+constexpr int64_t kChunkElements = int64_t{1} << 21;
+
+// Rows per chunk of an image's `pixels` output pixels for a column matrix `width`
+// wide: as many as kChunkElements allows, spread evenly over the chunks.
+int64_t ChunkRows(int64_t pixels, int64_t width) {
+  const int64_t most = std::max<int64_t>(1, kChunkElements / width);
+  const int64_t chunks = (pixels + most - 1) / most;
+  return (pixels + chunks - 1) / chunks;
+}
+
+// Runs fn(begin, end) on [0, n) cut into blocks of `block` (the last one may be
+// smaller), the blocks in parallel.
+template <typename Fn>
+void ForBlocks(const CPUDevice& device, int64_t n, int64_t block, const Fn& fn) {
+  const int64_t blocks = (n + block - 1) / block;
+  // A cost far above the pool's threshold: every block becomes its own task.
+  device.parallelFor(blocks, Eigen::TensorOpCost(0, 0, 1e9),
+                     [&](Eigen::Index first, Eigen::Index last) {
+                       for (Eigen::Index b = first; b < last; ++b) {
+                         fn(b * block, std::min(n, (b + 1) * block));
+                       }
+                     });
+}
+
+// `n` split evenly over the threads: the block size giving one block per thread.
+int64_t PerThread(const CPUDevice& device, int64_t n) {
+  const int64_t threads = std::max<int64_t>(1, device.numThreads());
+  return std::max<int64_t>(1, (n + threads - 1) / threads);
+}
+
+// Values of a thread's block of `cols` that stay in its L2 cache between sampling
+// and multiplying (1 MiB of float).
+constexpr int64_t kBlockElements = int64_t{1} << 18;
+// A block's product packs the whole kernel for itself: blocks have at least
+// kernel size / kRowsPerKernelValues rows (and kMinBlockRows), so that the packing
+// stays small next to the product.
+constexpr int64_t kRowsPerKernelValues = int64_t{1} << 12;
+constexpr int64_t kMinBlockRows = 128;
+
+// Rows per block of a chunk of `rows` rows of a column matrix `width` wide, for a
+// kernel of `kernel_size` values: what fits kBlockElements, but at least the minimum
+// above and at most one block per thread.
+int64_t BlockRows(const CPUDevice& device, int64_t rows, int64_t width,
+                  int64_t kernel_size) {
+  const int64_t least = std::max(kMinBlockRows, kernel_size / kRowsPerKernelValues);
+  return std::min(std::max(least, kBlockElements / width), PerThread(device, rows));
+}
+
+// Columns [begin, begin + count) of a row-major matrix expression.
+template <typename M>
+auto Columns(M matrix, Index begin, Index count) {
+  return matrix.slice(Eigen::array<Index, 2>{0, begin},
+                      Eigen::array<Index, 2>{matrix.dimension(0), count});
+}
+
+// For every conv group: out_g += the contraction of a_g and b_g over `dims`, where
+// x_g is x itself for one group, else its columns [g * x_width, (g + 1) * x_width).
+// Each contraction runs on all threads.
+template <typename A, typename B, typename Out>
+void AddGroupProducts(const CPUDevice& device, int64_t groups, const A& a,
+                      Index a_width, const B& b, Index b_width, Out out,
+                      Index out_width, const ContractionDims& dims) {
+  if (groups == 1) {
+    out.device(device) += a.contract(b, dims);
+    return;
+  }
+  for (int64_t group = 0; group < groups; ++group) {
+    auto out_g = Columns(out, group * out_width, out_width);
+    out_g.device(device) += Columns(a, group * a_width, a_width)
+                                .contract(Columns(b, group * b_width, b_width), dims);
+  }
+}
 
 // A run of input channels that lies in one conv group and one deformable group.
 struct ChannelRun {
@@ -62,14 +153,10 @@ std::vector<ChannelRun> ChannelRuns(const DeformConvGeometry& g) {
   return runs;
 }
 
-// Output pixels per tile for a column matrix `width` wide.
-int64_t TileRows(int64_t width) {
-  return std::max<int64_t>(16, std::min<int64_t>(1024, kTileElements / width));
-}
-
 // Geometry of the sampling points of the output pixels [row_begin, row_end) of the
 // flattened [batch * out_height * out_width] grid: one BilinearPoint per pixel,
-// deformable group and tap, in that order, written to `points`.
+// deformable group and tap, in that order, written to `points`. Point offsets are
+// relative to the pixel's own image.
 template <typename T, typename Acc>
 void LocatePoints(const DeformConvGeometry& g, const T* offsets,
                   int64_t row_begin, int64_t row_end,
@@ -103,45 +190,38 @@ void LocatePoints(const DeformConvGeometry& g, const T* offsets,
 }
 
 // dst[c] = scale * value of `point` at channel c, for c in [0, n); src points at the
-// first channel of the run in the image.
+// first channel of the run in the image. Eigen array expressions, so that reading
+// the half types converts whole vectors at a time.
 template <typename T, typename Acc>
 inline void SampleRun(const BilinearPoint<Acc>& point, Acc scale, const T* src,
                       int64_t n, Acc* dst) {
+  using Source = Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>;
+  Eigen::Map<Eigen::Array<Acc, Eigen::Dynamic, 1>> out(dst, n);
+  auto neighbour = [&](int k) {
+    return Source(src + point.offset[k], n).template cast<Acc>();
+  };
   if (point.count == 4) {
-    const Acc w0 = point.weight[0] * scale, w1 = point.weight[1] * scale;
-    const Acc w2 = point.weight[2] * scale, w3 = point.weight[3] * scale;
-    const T* s0 = src + point.offset[0];
-    const T* s1 = src + point.offset[1];
-    const T* s2 = src + point.offset[2];
-    const T* s3 = src + point.offset[3];
-    for (int64_t c = 0; c < n; ++c) {
-      dst[c] = w0 * static_cast<Acc>(s0[c]) + w1 * static_cast<Acc>(s1[c]) +
-               w2 * static_cast<Acc>(s2[c]) + w3 * static_cast<Acc>(s3[c]);
-    }
+    out = (point.weight[0] * scale) * neighbour(0) +
+          (point.weight[1] * scale) * neighbour(1) +
+          (point.weight[2] * scale) * neighbour(2) +
+          (point.weight[3] * scale) * neighbour(3);
     return;
   }
-  std::fill(dst, dst + n, Acc(0));
-  for (int k = 0; k < point.count; ++k) {
-    const Acc w = point.weight[k] * scale;
-    const T* s = src + point.offset[k];
-    for (int64_t c = 0; c < n; ++c) dst[c] += w * static_cast<Acc>(s[c]);
-  }
+  out.setZero();
+  for (int k = 0; k < point.count; ++k) out += (point.weight[k] * scale) * neighbour(k);
 }
 
-// Fills the column matrix of output pixels [row_begin, row_end) (see the file comment)
-// from their sampling points.
+// Fills the rows of the column matrix (see the file comment) of the output pixels
+// [row_begin, row_end), all in one image, from their sampling points.
 template <typename T, typename Acc>
 void FillColumns(const DeformConvGeometry& g, const std::vector<ChannelRun>& runs,
-                 const T* input, const T* mask, int64_t row_begin,
+                 const T* image, const T* mask, int64_t row_begin,
                  int64_t row_end, const BilinearPoint<Acc>* points, Acc* cols) {
   const int64_t taps = g.taps();
   const int64_t cg = g.channels_per_group();
   const int64_t width = taps * g.in_channels;
   const int64_t per_row = g.deformable_groups * taps;
-  const int64_t image_size = g.in_height * g.in_width * g.in_channels;
-  const int64_t pixels = g.out_pixels_per_image();
   for (int64_t row = row_begin; row < row_end; ++row) {
-    const T* image = input + (row / pixels) * image_size;
     const T* row_mask = mask + row * per_row;
     const BilinearPoint<Acc>* row_points = points + (row - row_begin) * per_row;
     Acc* row_cols = cols + (row - row_begin) * width;
@@ -156,6 +236,80 @@ void FillColumns(const DeformConvGeometry& g, const std::vector<ChannelRun>& run
   }
 }
 
+// Sizes and buffers shared by the forward and backward passes: the kernel in the
+// accumulation type, the channel runs, and the per-chunk column matrix and points.
+template <typename T>
+struct ChunkedColumns {
+  using Acc = typename AccumulatorOf<T>::type;
+
+  ChunkedColumns(const DeformConvGeometry& g, const T* kernel)
+      : g(g),
+        taps(g.taps()),
+        cg(g.channels_per_group()),
+        fg(g.filters_per_group()),
+        width(g.taps() * g.in_channels),
+        per_row(g.deformable_groups * g.taps()),
+        pixels(g.out_pixels_per_image()),
+        image_size(g.in_height * g.in_width * g.in_channels),
+        kernel_size(g.taps() * g.channels_per_group() * g.filters),
+        chunk_rows(ChunkRows(g.out_pixels_per_image(), g.taps() * g.in_channels)),
+        runs(ChannelRuns(g)),
+        kernel_acc(kernel, kernel_size),
+        cols(chunk_rows * width),
+        points(chunk_rows * per_row) {}
+
+  // Samples the chunk rows [begin, end) (their global rows start at `row_begin`),
+  // all in the image `image`.
+  void Fill(const T* image, const T* offsets, const T* mask, int64_t row_begin,
+            int64_t begin, int64_t end) {
+    BilinearPoint<Acc>* block_points = points.data() + begin * per_row;
+    LocatePoints<T, Acc>(g, offsets, row_begin + begin, row_begin + end, block_points);
+    FillColumns<T, Acc>(g, runs, image, mask, row_begin + begin, row_begin + end,
+                        block_points, cols.data() + begin * width);
+  }
+
+  // out[r] = op(a)[r] x op(b) for the chunk rows [begin, end), one conv group after
+  // the other, on the calling thread: the forward product (cols x kernel, into
+  // `filters`-wide rows) when `columns_by_kernel`, else the column gradient
+  // (out_grad x kernel^T, into `width`-wide rows).
+  void RowProducts(const Acc* rows_in, int64_t begin, int64_t end, Acc* rows_out,
+                   bool columns_by_kernel) const {
+    const int64_t count = end - begin;
+    const int64_t in_width = columns_by_kernel ? width : g.filters;
+    const int64_t out_width = columns_by_kernel ? g.filters : width;
+    for (int64_t group = 0; group < g.groups; ++group) {
+      const ConstRowMajorMap<Acc> w(kernel_acc.data() + group * fg, taps * cg, fg,
+                                    Eigen::OuterStride<>(g.filters));
+      if (columns_by_kernel) {
+        const ConstRowMajorMap<Acc> a(rows_in + begin * in_width + group * taps * cg,
+                                      count, taps * cg, Eigen::OuterStride<>(in_width));
+        RowMajorMap<Acc> out(rows_out + begin * out_width + group * fg, count, fg,
+                             Eigen::OuterStride<>(out_width));
+        out.noalias() = a * w;
+      } else {
+        const ConstRowMajorMap<Acc> dy(rows_in + begin * in_width + group * fg, count,
+                                       fg, Eigen::OuterStride<>(in_width));
+        RowMajorMap<Acc> out(rows_out + begin * out_width + group * taps * cg, count,
+                             taps * cg, Eigen::OuterStride<>(out_width));
+        out.noalias() = dy * w.transpose();
+      }
+    }
+  }
+
+  // The first `rows` rows of the column matrix, for a tensor contraction.
+  ConstMatrix<Acc> ColumnMatrix(int64_t rows) const {
+    return ConstMatrix<Acc>(cols.data(), rows, width);
+  }
+
+  const DeformConvGeometry& g;
+  const int64_t taps, cg, fg, width, per_row, pixels, image_size, kernel_size,
+      chunk_rows;
+  const std::vector<ChannelRun> runs;
+  const AccumulatorCopy<T> kernel_acc;
+  std::vector<Acc> cols;
+  std::vector<BilinearPoint<Acc>> points;
+};
+
 template <typename T>
 struct ForwardImpl {
   using Acc = typename AccumulatorOf<T>::type;
@@ -163,56 +317,31 @@ struct ForwardImpl {
   static void Run(const CPUDevice& device, const DeformConvGeometry& g,
                   const T* input, const T* offsets, const T* mask,
                   const T* kernel, const T* bias, T* output) {
-    const int64_t taps = g.taps();
-    const int64_t cg = g.channels_per_group();
-    const int64_t fg = g.filters_per_group();
-    const int64_t width = taps * g.in_channels;
-    const int64_t per_row = g.deformable_groups * taps;
-    const int64_t total_rows = g.batch * g.out_pixels_per_image();
-    const int64_t tile_rows = TileRows(width);
-    const int64_t num_tiles = (total_rows + tile_rows - 1) / tile_rows;
-
-    const AccumulatorCopy<T> kernel_acc(kernel, taps * cg * g.filters);
+    ChunkedColumns<T> c(g, kernel);
     const AccumulatorCopy<T> bias_acc(bias, g.filters);
-    const std::vector<ChannelRun> runs = ChannelRuns(g);
+    const Acc* bias_values = bias_acc.data();
+    std::vector<Acc> out_acc(kIsAccumulator<T> ? 0 : c.chunk_rows * g.filters);
 
-    const double cost = static_cast<double>(tile_rows) * width *
-                        (8.0 + 2.0 * fg);  // sampling + multiply-adds
-    device.parallelFor(
-        num_tiles, Eigen::TensorOpCost(0, 0, cost),
-        [&](Eigen::Index tile_begin, Eigen::Index tile_end) {
-          std::vector<Acc> cols(tile_rows * width);
-          std::vector<BilinearPoint<Acc>> points(tile_rows * per_row);
-          std::vector<Acc> out_acc(std::is_same<T, Acc>::value
-                                       ? 0
-                                       : tile_rows * g.filters);
-          for (Eigen::Index tile = tile_begin; tile < tile_end; ++tile) {
-            const int64_t row_begin = tile * tile_rows;
-            const int64_t row_end = std::min(total_rows, row_begin + tile_rows);
-            const int64_t rows = row_end - row_begin;
-            LocatePoints<T, Acc>(g, offsets, row_begin, row_end, points.data());
-            FillColumns<T, Acc>(g, runs, input, mask, row_begin, row_end,
-                                points.data(), cols.data());
-            Acc* out = AccumulatorTarget<T>(output + row_begin * g.filters,
-                                            out_acc.data());
-            for (int64_t group = 0; group < g.groups; ++group) {
-              ConstRowMajorMap<Acc> a(cols.data() + group * taps * cg, rows,
-                                      taps * cg, Eigen::OuterStride<>(width));
-              ConstRowMajorMap<Acc> b(kernel_acc.data() + group * fg, taps * cg,
-                                      fg, Eigen::OuterStride<>(g.filters));
-              RowMajorMap<Acc> c(out + group * fg, rows, fg,
-                                 Eigen::OuterStride<>(g.filters));
-              c.noalias() = a * b;
-            }
-            RowMajorMap<Acc> all(out, rows, g.filters,
-                                 Eigen::OuterStride<>(g.filters));
-            all.rowwise() +=
-                Eigen::Map<const Eigen::Matrix<Acc, 1, Eigen::Dynamic>>(
-                    bias_acc.data(), g.filters);
-            StoreAccumulated<T>(out, rows * g.filters,
-                                output + row_begin * g.filters);
+    for (int64_t n = 0; n < g.batch; ++n) {
+      const T* image = input + n * c.image_size;
+      for (int64_t first = 0; first < c.pixels; first += c.chunk_rows) {
+        const int64_t row_begin = n * c.pixels + first;
+        const int64_t rows = std::min(c.chunk_rows, c.pixels - first);
+        T* chunk_output = output + row_begin * g.filters;
+        Acc* out = AccumulatorTarget<T>(chunk_output, out_acc.data());
+        const int64_t block = BlockRows(device, rows, c.width, c.kernel_size);
+        ForBlocks(device, rows, block, [&](int64_t begin, int64_t end) {
+          c.Fill(image, offsets, mask, row_begin, begin, end);
+          c.RowProducts(c.cols.data(), begin, end, out, /*columns_by_kernel=*/true);
+          for (int64_t r = begin; r < end; ++r) {
+            Acc* out_row = out + r * g.filters;
+            for (int64_t f = 0; f < g.filters; ++f) out_row[f] += bias_values[f];
           }
+          StoreAccumulated<T>(out + begin * g.filters, (end - begin) * g.filters,
+                              chunk_output + begin * g.filters);
         });
+      }
+    }
   }
 };
 
@@ -224,93 +353,49 @@ struct BackwardImpl {
                   const T* input, const T* offsets, const T* mask,
                   const T* kernel, const T* output_grad, T* input_grad,
                   T* offsets_grad, T* mask_grad, T* kernel_grad, T* bias_grad) {
-    const int64_t taps = g.taps();
-    const int64_t cg = g.channels_per_group();
-    const int64_t fg = g.filters_per_group();
-    const int64_t width = taps * g.in_channels;
-    const int64_t per_row = g.deformable_groups * taps;
-    const int64_t pixels = g.out_pixels_per_image();
-    const int64_t image_size = g.in_height * g.in_width * g.in_channels;
-    const int64_t tile_rows = std::min(TileRows(width), pixels);
-    const std::vector<ChannelRun> runs = ChannelRuns(g);
-
-    const AccumulatorCopy<T> kernel_acc(kernel, taps * cg * g.filters);
-    std::vector<Acc> kernel_grad_acc(taps * cg * g.filters, Acc(0));
+    ChunkedColumns<T> c(g, kernel);
+    const int64_t kernel_size = c.kernel_size;
+    std::vector<Acc> kernel_grad_acc(kIsAccumulator<T> ? 0 : kernel_size);
+    Acc* kernel_grad_out = AccumulatorTarget<T>(kernel_grad, kernel_grad_acc.data());
+    std::fill(kernel_grad_out, kernel_grad_out + kernel_size, Acc(0));
     std::vector<Acc> bias_grad_acc(g.filters, Acc(0));
     // Input gradient of one image, accumulated in Acc when T is narrower.
-    std::vector<Acc> image_grad_acc(std::is_same<T, Acc>::value ? 0 : image_size);
-
-    std::vector<Acc> cols(tile_rows * width);
-    std::vector<Acc> cols_grad(tile_rows * width);
-    std::vector<BilinearPoint<Acc>> points(tile_rows * per_row);
-    std::vector<Acc> out_grad_acc(std::is_same<T, Acc>::value
-                                      ? 0
-                                      : tile_rows * g.filters);
+    std::vector<Acc> image_grad_acc(kIsAccumulator<T> ? 0 : c.image_size);
+    std::vector<Acc> cols_grad(c.chunk_rows * c.width);
+    std::vector<Acc> out_grad_acc;
+    const ContractionDims kernel_dims = {Eigen::IndexPair<Index>(0, 0)};
 
     for (int64_t n = 0; n < g.batch; ++n) {
-      Acc* image_grad =
-          AccumulatorTarget<T>(input_grad + n * image_size, image_grad_acc.data());
-      std::fill(image_grad, image_grad + image_size, Acc(0));
-      const T* image = input + n * image_size;
+      const T* image = input + n * c.image_size;
+      Acc* image_grad = AccumulatorTarget<T>(input_grad + n * c.image_size,
+                                             image_grad_acc.data());
+      std::fill(image_grad, image_grad + c.image_size, Acc(0));
 
-      for (int64_t first = 0; first < pixels; first += tile_rows) {
-        const int64_t row_begin = n * pixels + first;
-        const int64_t rows = std::min(tile_rows, pixels - first);
-        const Acc* out_grad = LoadAccumulated<T>(
-            output_grad + row_begin * g.filters, rows * g.filters,
-            out_grad_acc.data());
+      for (int64_t first = 0; first < c.pixels; first += c.chunk_rows) {
+        const int64_t row_begin = n * c.pixels + first;
+        const int64_t rows = std::min(c.chunk_rows, c.pixels - first);
+        const Acc* out_grad = InAccumulator<T>(
+            device, output_grad + row_begin * g.filters, rows * g.filters,
+            &out_grad_acc);
 
-        // 1. Per pixel: sampling points, columns, column gradients
-        //    (out_grad x kernel^T) and the offset and mask gradients.
-        device.parallelFor(
-            rows, Eigen::TensorOpCost(0, 0, width * (12.0 + 2.0 * fg)),
-            [&](Eigen::Index begin, Eigen::Index end) {
-              const int64_t count = end - begin;
-              LocatePoints<T, Acc>(g, offsets, row_begin + begin,
-                                   row_begin + end,
-                                   points.data() + begin * per_row);
-              FillColumns<T, Acc>(g, runs, input, mask, row_begin + begin,
-                                  row_begin + end,
-                                  points.data() + begin * per_row,
-                                  cols.data() + begin * width);
-              for (int64_t group = 0; group < g.groups; ++group) {
-                ConstRowMajorMap<Acc> dy(out_grad + begin * g.filters + group * fg,
-                                         count, fg,
-                                         Eigen::OuterStride<>(g.filters));
-                ConstRowMajorMap<Acc> w(kernel_acc.data() + group * fg, taps * cg,
-                                        fg, Eigen::OuterStride<>(g.filters));
-                RowMajorMap<Acc> dcols(
-                    cols_grad.data() + begin * width + group * taps * cg, count,
-                    taps * cg, Eigen::OuterStride<>(width));
-                dcols.noalias() = dy * w.transpose();
-              }
-              CoordinateGradients(g, runs, image, mask, row_begin, begin, end,
-                                  points.data(), cols_grad.data(), offsets_grad,
-                                  mask_grad);
-            });
+        // 1. Per row block: columns, their gradient out_grad x kernel^T, and the
+        //    offset and mask gradients.
+        const int64_t block = BlockRows(device, rows, c.width, c.kernel_size);
+        ForBlocks(device, rows, block, [&](int64_t begin, int64_t end) {
+          c.Fill(image, offsets, mask, row_begin, begin, end);
+          c.RowProducts(out_grad, begin, end, cols_grad.data(),
+                        /*columns_by_kernel=*/false);
+          CoordinateGradients(c, image, mask, row_begin, begin, end, cols_grad.data(),
+                              offsets_grad, mask_grad);
+        });
 
-        // 2. Kernel gradient += cols^T x out_grad, split over kernel rows.
-        device.parallelFor(
-            taps * g.in_channels, Eigen::TensorOpCost(0, 0, 2.0 * rows * fg),
-            [&](Eigen::Index begin, Eigen::Index end) {
-              // [begin, end) indexes the rows of all groups' kernels stacked.
-              const int64_t group_rows = taps * cg;
-              while (begin < end) {
-                const int64_t group = begin / group_rows;
-                const int64_t local = begin - group * group_rows;
-                const int64_t stop = std::min<int64_t>(end, (group + 1) * group_rows);
-                const int64_t count = stop - begin;
-                ConstRowMajorMap<Acc> a(cols.data() + begin, rows, count,
-                                        Eigen::OuterStride<>(width));
-                ConstRowMajorMap<Acc> dy(out_grad + group * fg, rows, fg,
-                                         Eigen::OuterStride<>(g.filters));
-                RowMajorMap<Acc> dw(kernel_grad_acc.data() + local * g.filters +
-                                        group * fg,
-                                    count, fg, Eigen::OuterStride<>(g.filters));
-                dw.noalias() += a.transpose() * dy;
-                begin = stop;
-              }
-            });
+        // 2. Kernel gradient += cols^T x out_grad, on all threads; bias gradient
+        //    += the sum of out_grad.
+        const ConstMatrix<Acc> out_grad_matrix(out_grad, rows, g.filters);
+        AddGroupProducts(device, g.groups, c.ColumnMatrix(rows), c.taps * c.cg,
+                         out_grad_matrix, c.fg,
+                         Matrix<Acc>(kernel_grad_out, c.taps * c.cg, g.filters), c.fg,
+                         kernel_dims);
         for (int64_t r = 0; r < rows; ++r) {
           for (int64_t f = 0; f < g.filters; ++f) {
             bias_grad_acc[f] += out_grad[r * g.filters + f];
@@ -318,52 +403,47 @@ struct BackwardImpl {
         }
 
         // 3. Input gradient: scatter the column gradients back to the four
-        //    neighbours of every point, split over channels so no two threads
-        //    write the same element.
-        device.parallelFor(
-            g.in_channels, Eigen::TensorOpCost(0, 0, 10.0 * rows * taps),
-            [&](Eigen::Index begin, Eigen::Index end) {
-              ScatterInputGradient(g, runs, mask, row_begin, rows, begin, end,
-                                   points.data(), cols_grad.data(), image_grad);
-            });
+        //    neighbours of every point, split into one wide channel range per
+        //    thread, so no two threads write the same element.
+        ForBlocks(device, g.in_channels, PerThread(device, g.in_channels),
+                  [&](int64_t begin, int64_t end) {
+          ScatterInputGradient(c, mask, row_begin, rows, begin, end, cols_grad.data(),
+                               image_grad);
+        });
       }
-      StoreAccumulated<T>(image_grad, image_size, input_grad + n * image_size);
+      StoreOnAllThreads<T>(device, image_grad, c.image_size,
+                           input_grad + n * c.image_size);
     }
-    StoreAccumulated<T>(kernel_grad_acc.data(), taps * cg * g.filters,
-                        kernel_grad);
+    StoreOnAllThreads<T>(device, kernel_grad_out, kernel_size, kernel_grad);
     StoreAccumulated<T>(bias_grad_acc.data(), g.filters, bias_grad);
   }
 
-  // Offset and mask gradients of the tile rows [begin, end) (relative to row_begin).
-  static void CoordinateGradients(const DeformConvGeometry& g,
-                                  const std::vector<ChannelRun>& runs,
-                                  const T* image, const T* mask,
-                                  int64_t row_begin, int64_t begin, int64_t end,
-                                  const BilinearPoint<Acc>* points,
-                                  const Acc* cols_grad, T* offsets_grad,
-                                  T* mask_grad) {
-    const int64_t taps = g.taps();
-    const int64_t cg = g.channels_per_group();
-    const int64_t width = taps * g.in_channels;
-    const int64_t per_row = g.deformable_groups * taps;
+  // Offset and mask gradients of the chunk rows [begin, end) (relative to row_begin).
+  static void CoordinateGradients(const ChunkedColumns<T>& c, const T* image,
+                                  const T* mask, int64_t row_begin, int64_t begin,
+                                  int64_t end, const Acc* cols_grad,
+                                  T* offsets_grad, T* mask_grad) {
+    const int64_t per_row = c.per_row;
     std::vector<Acc> value(per_row), grad_y(per_row), grad_x(per_row);
     for (int64_t r = begin; r < end; ++r) {
       const int64_t row = row_begin + r;
       std::fill(value.begin(), value.end(), Acc(0));
       std::fill(grad_y.begin(), grad_y.end(), Acc(0));
       std::fill(grad_x.begin(), grad_x.end(), Acc(0));
-      for (const ChannelRun& run : runs) {
+      for (const ChannelRun& run : c.runs) {
         const int64_t n = run.end - run.begin;
-        for (int64_t k = 0; k < taps; ++k) {
-          const int64_t tap = run.deformable_group * taps + k;
-          const BilinearPoint<Acc>& point = points[r * per_row + tap];
-          const Acc* dcol = cols_grad + r * width + (run.group * taps + k) * cg +
-                            (run.begin - run.group * cg);
+        for (int64_t k = 0; k < c.taps; ++k) {
+          const int64_t tap = run.deformable_group * c.taps + k;
+          const BilinearPoint<Acc>& point = c.points[r * per_row + tap];
+          const Acc* dcol = cols_grad + r * c.width + (run.group * c.taps + k) * c.cg +
+                            (run.begin - run.group * c.cg);
           Acc v = 0, gy = 0, gx = 0;
+          const Vector<Acc> dcol_vector(dcol, n);
           for (int q = 0; q < point.count; ++q) {
-            const T* s = image + point.offset[q] + run.begin;
-            Acc dot = 0;
-            for (int64_t c = 0; c < n; ++c) dot += dcol[c] * static_cast<Acc>(s[c]);
+            // Eigen's dot product is vectorised; a plain loop is not, since the
+            // compiler may not reorder the sum.
+            const Acc dot = dcol_vector.dot(
+                Vector<T>(image + point.offset[q] + run.begin, n).template cast<Acc>());
             v += point.weight[q] * dot;
             gy += point.weight_y[q] * dot;
             gx += point.weight_x[q] * dot;
@@ -384,34 +464,29 @@ struct BackwardImpl {
     }
   }
 
-  // Adds the input gradient of the tile's `rows` rows, channels [c_begin, c_end).
-  static void ScatterInputGradient(const DeformConvGeometry& g,
-                                   const std::vector<ChannelRun>& runs,
-                                   const T* mask, int64_t row_begin, int64_t rows,
-                                   int64_t c_begin, int64_t c_end,
-                                   const BilinearPoint<Acc>* points,
-                                   const Acc* cols_grad, Acc* image_grad) {
-    const int64_t taps = g.taps();
-    const int64_t cg = g.channels_per_group();
-    const int64_t width = taps * g.in_channels;
-    const int64_t per_row = g.deformable_groups * taps;
+  // Adds the input gradient of the chunk's `rows` rows, channels [c_begin, c_end).
+  static void ScatterInputGradient(const ChunkedColumns<T>& c, const T* mask,
+                                   int64_t row_begin, int64_t rows, int64_t c_begin,
+                                   int64_t c_end, const Acc* cols_grad,
+                                   Acc* image_grad) {
+    const int64_t per_row = c.per_row;
     for (int64_t r = 0; r < rows; ++r) {
       const T* row_mask = mask + (row_begin + r) * per_row;
-      for (const ChannelRun& run : runs) {
+      for (const ChannelRun& run : c.runs) {
         const int64_t lo = std::max(run.begin, c_begin);
         const int64_t hi = std::min(run.end, c_end);
         if (lo >= hi) continue;
-        for (int64_t k = 0; k < taps; ++k) {
-          const int64_t tap = run.deformable_group * taps + k;
-          const BilinearPoint<Acc>& point = points[r * per_row + tap];
+        for (int64_t k = 0; k < c.taps; ++k) {
+          const int64_t tap = run.deformable_group * c.taps + k;
+          const BilinearPoint<Acc>& point = c.points[r * per_row + tap];
           if (point.count == 0) continue;
           const Acc m = static_cast<Acc>(row_mask[tap]);
-          const Acc* dcol = cols_grad + r * width + (run.group * taps + k) * cg +
-                            (lo - run.group * cg);
+          const Acc* dcol = cols_grad + r * c.width + (run.group * c.taps + k) * c.cg +
+                            (lo - run.group * c.cg);
           for (int q = 0; q < point.count; ++q) {
             const Acc w = point.weight[q] * m;
             Acc* d = image_grad + point.offset[q] + lo;
-            for (int64_t c = 0; c < hi - lo; ++c) d[c] += w * dcol[c];
+            for (int64_t ch = 0; ch < hi - lo; ++ch) d[ch] += w * dcol[ch];
           }
         }
       }

@@ -20,8 +20,11 @@
 // that image and adds only into its own channels. No two tasks write the same
 // element, so there are no atomics, no locks and no per-thread copies of the
 // gradient; the price is that every task recomputes the (cheap) sample geometry of
-// the bins it walks. Half types accumulate in float32, in a float buffer the size of
-// the features.
+// the bins it walks.
+//
+// Half types are computed in float32: their features are read through Eigen casts,
+// which convert whole vectors at a time, and the features gradient accumulates in a
+// float buffer the size of the features.
 #define EIGEN_USE_THREADS
 
 #include <algorithm>
@@ -148,32 +151,56 @@ inline const T* Pixel(const T* image, const DeformRoiPoolGeometry& g, int64_t ro
   return image + (row * g.width + col) * g.channels;
 }
 
+// The n values at `values` as an Eigen array of Acc: reading a half type through it
+// converts whole vectors at a time, where a loop of scalar conversions would not.
+template <typename Acc, typename T>
+inline auto AsAcc(const T* values, int64_t n) {
+  return Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>(values, n)
+      .template cast<Acc>();
+}
+
+template <typename Acc>
+inline Eigen::Map<Eigen::Array<Acc, Eigen::Dynamic, 1>> Out(Acc* values, int64_t n) {
+  return Eigen::Map<Eigen::Array<Acc, Eigen::Dynamic, 1>>(values, n);
+}
+
 // dst[c] += w * src[c] for c in [0, n).
 template <typename T, typename Acc>
-inline void AddScaled(Acc w, const T* __restrict src, int64_t n, Acc* __restrict dst) {
-  for (int64_t c = 0; c < n; ++c) dst[c] += w * static_cast<Acc>(src[c]);
+inline void AddScaled(Acc w, const T* src, int64_t n, Acc* dst) {
+  Out(dst, n) += w * AsAcc<Acc>(src, n);
 }
 
 // dst[c] += w0 * s0[c] + w1 * s1[c] + w2 * s2[c] + w3 * s3[c] for c in [0, n).
 template <typename T, typename Acc>
-inline void AddScaled4(const Acc* w, const T* __restrict s0, const T* __restrict s1,
-                       const T* __restrict s2, const T* __restrict s3, int64_t n,
-                       Acc* __restrict dst) {
-  for (int64_t c = 0; c < n; ++c) {
-    dst[c] += w[0] * static_cast<Acc>(s0[c]) + w[1] * static_cast<Acc>(s1[c]) +
-              w[2] * static_cast<Acc>(s2[c]) + w[3] * static_cast<Acc>(s3[c]);
-  }
+inline void AddScaled4(const Acc* w, const T* s0, const T* s1, const T* s2,
+                       const T* s3, int64_t n, Acc* dst) {
+  Out(dst, n) += w[0] * AsAcc<Acc>(s0, n) + w[1] * AsAcc<Acc>(s1, n) +
+                 w[2] * AsAcc<Acc>(s2, n) + w[3] * AsAcc<Acc>(s3, n);
 }
 
 // d0[c] += w0 * src[c], d1[c] += w1 * src[c], d2[c] += w2 * src[c] for c in [0, n).
 template <typename T, typename Acc>
 inline void AddScaledTo3(Acc w0, Acc w1, Acc w2, const T* __restrict src, int64_t n,
                          Acc* __restrict d0, Acc* __restrict d1, Acc* __restrict d2) {
-  for (int64_t c = 0; c < n; ++c) {
-    const Acc v = static_cast<Acc>(src[c]);
-    d0[c] += w0 * v;
-    d1[c] += w1 * v;
-    d2[c] += w2 * v;
+  if constexpr (kIsAccumulator<T>) {
+    for (int64_t c = 0; c < n; ++c) {
+      d0[c] += w0 * src[c];
+      d1[c] += w1 * src[c];
+      d2[c] += w2 * src[c];
+    }
+  } else {
+    // Convert a block at a time, then the same element-wise loop.
+    constexpr int64_t kBlock = 64;
+    Acc block[kBlock];
+    for (int64_t c0 = 0; c0 < n; c0 += kBlock) {
+      const int64_t m = std::min(kBlock, n - c0);
+      Out(block, m) = AsAcc<Acc>(src + c0, m);
+      for (int64_t c = 0; c < m; ++c) {
+        d0[c0 + c] += w0 * block[c];
+        d1[c0 + c] += w1 * block[c];
+        d2[c0 + c] += w2 * block[c];
+      }
+    }
   }
 }
 
@@ -326,6 +353,7 @@ struct BackwardImpl {
         g.batch * blocks, Eigen::TensorOpCost(0, 0, cost),
         [&](Eigen::Index task_begin, Eigen::Index task_end) {
           BinSamples<Acc> s;
+          std::vector<Acc> grad_buffer(kIsAccumulator<T> ? 0 : block);
           for (Eigen::Index task = task_begin; task < task_end; ++task) {
             // Block-major, so that a thread's run of tasks spans every image and
             // RoIs spread unevenly over the images still share the work out.
@@ -344,7 +372,8 @@ struct BackwardImpl {
                 const Acc m = static_cast<Acc>(mask[bin]);
                 if (m == Acc(0)) continue;  // the bin reads nothing
                 LocateBin<T, Acc>(g, rois, offsets, bin, &s);
-                const T* grad = output_grad + bin * channels + c0;
+                const Acc* grad = LoadAccumulated<T>(output_grad + bin * channels + c0,
+                                                     width, grad_buffer.data());
                 const Acc scale = m * s.inv_count;
                 for (const AxisTap<Acc>& row : s.rows) {
                   Acc* dst = image_grad + row.index * g.width * channels;
