@@ -69,12 +69,6 @@ def interleaved_medians(fns, repeats, warmup=1):
     return {name: statistics.median(values) for name, values in times.items()}
 
 
-def median_seconds(fn, repeats, warmup=1):
-    """Median wall time of `fn()` over `repeats` calls after `warmup` calls (see
-    `interleaved_medians` for what `fn` returns)."""
-    return interleaved_medians({"fn": fn}, repeats, warmup)["fn"]
-
-
 def print_table(title, columns, rows):
     """Prints `rows` (dicts) as a fixed-width table of `columns` (key, header, fmt)."""
     cells = [[fmt.format(row[key]) for key, _, fmt in columns] for row in rows]

@@ -7,12 +7,12 @@
 // [taps * channels_per_group, filters] (the row-major flattening of Keras'
 // [kh, kw, in/groups, filters] layout).
 //
-// A chunk's rows are cut into one block per thread. A thread samples its block and
-// multiplies it by the kernel at once, while the block is in its cache (forward;
-// backward: the column gradient and the offset / mask gradients). Only the kernel
-// gradient, a sum over all rows, is one Eigen tensor contraction on all threads, and
-// the input gradient is scattered by channel ranges, so no two threads write the same
-// element.
+// A chunk's rows are cut into blocks that fit a thread's L2 cache (BlockRows), run in
+// parallel. A thread samples a block and multiplies it by the kernel at once, while
+// the block is in its cache (forward; backward: the column gradient and the offset /
+// mask gradients). Only the kernel gradient, a sum over all rows, is one Eigen tensor
+// contraction on all threads, and the input gradient is scattered by channel ranges,
+// so no two threads write the same element.
 //
 // Temporary memory does not grow with the batch: the column matrix of one chunk (at
 // most kChunkElements values; the backward pass also holds its gradient and a
