@@ -6,6 +6,8 @@ import pathlib
 import statistics
 import time
 
+import numpy as np
+
 RESULTS_DIR = pathlib.Path(__file__).resolve().parent / "results"
 _M_MMAP_THRESHOLD = -3
 _LIBC = ctypes.CDLL("libc.so.6")
@@ -54,11 +56,11 @@ def _force(out):
         t.numpy()
 
 
-def interleaved_medians(fns, repeats, warmup=1):
-    """Median wall time in seconds of each of `fns` (name -> callable), calling them in
-    turn `repeats` times after `warmup` rounds, so that load on the machine affects
-    all of them alike and their ratios stay meaningful. Each callable must return
-    something whose `.numpy()` forces the computation (or a list of such)."""
+def interleaved_times(fns, repeats, warmup=1):
+    """Wall times in seconds of each of `fns` (name -> callable), one per round, calling
+    them in turn `repeats` times after `warmup` rounds, so that load on the machine
+    affects all of them alike and their ratios stay meaningful. Each callable must
+    return something whose `.numpy()` forces the computation (or a list of such)."""
     times = {name: [] for name in fns}
     for round_index in range(warmup + repeats):
         for name, fn in fns.items():
@@ -66,7 +68,25 @@ def interleaved_medians(fns, repeats, warmup=1):
             _force(fn())
             if round_index >= warmup:
                 times[name].append(time.perf_counter() - start)
+    return times
+
+
+def interleaved_medians(fns, repeats, warmup=1):
+    """Median of interleaved_times(fns, repeats, warmup) for each name."""
+    times = interleaved_times(fns, repeats, warmup)
     return {name: statistics.median(values) for name, values in times.items()}
+
+
+def paired_ratio(numerators, denominators, confidence=0.9, resamples=4000, seed=0):
+    """(median, low, high): the median of the per-round ratios of two interleaved
+    series of times, and a bootstrap `confidence` interval of that median (resampling
+    rounds with a fixed seed, so the interval is reproducible)."""
+    ratios = np.asarray(numerators) / np.asarray(denominators)
+    rng = np.random.default_rng(seed)
+    medians = np.median(rng.choice(ratios, size=(resamples, ratios.size)), axis=1)
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(medians, [tail, 1 - tail])
+    return float(np.median(ratios)), float(low), float(high)
 
 
 def print_table(title, columns, rows):
@@ -90,3 +110,8 @@ def write_json(name, payload):
 def verdict(value, target):
     """'ok' when a measured ratio meets its target (at most `target`), else 'MISSED'."""
     return "ok" if value <= target else "MISSED"
+
+
+def verdict_not_slower(low):
+    """'ok' unless a ratio is measurably above 1 (its interval's low end is above 1)."""
+    return verdict(low, 1.0)

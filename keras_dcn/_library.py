@@ -3,8 +3,14 @@
 The library is looked for in the environment variable ``KERAS_DCN_OPS_LIBRARY`` (for
 example a Bazel build, ``bazel-bin/tf_ops/libkeras_dcn_ops.so``) and otherwise next to
 this file, where ``pip install .`` and ``pip install -e .`` put it.
+
+The CPU kernels pick their matrix-product code when the library is first used:
+AVX-512 micro-kernels where the CPU has AVX-512 (and bfloat16 ones with AVX512_BF16),
+Eigen's products elsewhere. ``KERAS_DCN_MAX_CPU_ISA`` (one of ``CPU_ISAS``) caps the
+choice; ``cpu_isa()`` says what is in use.
 """
 
+import ctypes
 import os
 import pathlib
 
@@ -12,6 +18,9 @@ import tensorflow as tf
 
 LIBRARY_ENV = "KERAS_DCN_OPS_LIBRARY"
 LIBRARY_NAME = "libkeras_dcn_ops.so"
+CPU_ISA_ENV = "KERAS_DCN_MAX_CPU_ISA"
+# In the order of tf_ops/cc/kernels/cpu_gemm.h's CpuGemmIsa.
+CPU_ISAS = ("generic", "avx512", "avx512_bf16")
 
 _PACKAGE_DIR = pathlib.Path(__file__).resolve().parent
 # Present only in a source checkout (editable installs and development).
@@ -49,7 +58,24 @@ def _newest_source():
     return newest.stat().st_mtime, newest
 
 
+def _check_cpu_isa_cap():
+    cap = os.environ.get(CPU_ISA_ENV)
+    if cap and cap not in CPU_ISAS:
+        raise ValueError(
+            f"{CPU_ISA_ENV}={cap!r} is not an instruction set keras_dcn knows; expected "
+            f"one of {', '.join(CPU_ISAS)} (or unset, for the best this CPU has)."
+        )
+
+
+def cpu_isa():
+    """The instruction set of the CPU kernels' matrix products in this process:
+    ``"generic"`` (Eigen), ``"avx512"`` (float micro-kernels) or ``"avx512_bf16"``
+    (float and bfloat16 micro-kernels), capped by ``KERAS_DCN_MAX_CPU_ISA``."""
+    return CPU_ISAS[ctypes.CDLL(str(library_path())).keras_dcn_cpu_gemm_isa()]
+
+
 def _load():
+    _check_cpu_isa_cap()
     path = library_path()
     if not path.is_file():
         raise LibraryError(f"keras_dcn's op library was not found at {path}. {_BUILD_HINT}")

@@ -1,6 +1,7 @@
 """The op library loader: a missing, stale or foreign library fails `import keras_dcn`
 with a message that says how to build it."""
 
+import functools
 import os
 import shutil
 import subprocess
@@ -51,3 +52,39 @@ def test_environment_variable_selects_the_library(monkeypatch, tmp_path):
     assert _library.library_path() == (tmp_path / "lib.so").resolve()
     monkeypatch.delenv(_library.LIBRARY_ENV)
     assert _library.library_path().parent.name == "keras_dcn"
+
+
+@functools.cache
+def _cpu_isa_in_process(cap):
+    """cpu_isa() in a process with KERAS_DCN_MAX_CPU_ISA set to `cap` (None: unset)."""
+    env = {k: v for k, v in os.environ.items() if k != _library.CPU_ISA_ENV}
+    if cap is not None:
+        env[_library.CPU_ISA_ENV] = cap
+    return subprocess.run(
+        [sys.executable, "-c", "from keras_dcn import _library; print(_library.cpu_isa())"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_cpu_isa_is_one_of_the_known():
+    assert _library.cpu_isa() in _library.CPU_ISAS
+
+
+@pytest.mark.parametrize("cap", _library.CPU_ISAS)
+def test_cpu_isa_cap_is_respected(cap):
+    """The cap lowers the choice to at most itself, and never raises it above what the
+    uncapped process uses."""
+    capped, uncapped = _cpu_isa_in_process(cap), _cpu_isa_in_process(None)
+    for result in (capped, uncapped):
+        assert result.returncode == 0, result.stderr[-2000:]
+    chosen, best = (_library.CPU_ISAS.index(r.stdout.split()[-1]) for r in (capped, uncapped))
+    assert chosen == min(_library.CPU_ISAS.index(cap), best)
+
+
+def test_unknown_cpu_isa_cap_is_refused():
+    result = subprocess.run(
+        [sys.executable, "-c", "import keras_dcn"], cwd=REPO, capture_output=True,
+        text=True, timeout=300, env=dict(os.environ, **{_library.CPU_ISA_ENV: "avx9"}))
+    assert result.returncode != 0
+    assert "ValueError" in result.stderr
+    assert "KERAS_DCN_MAX_CPU_ISA='avx9'" in result.stderr
+    assert "generic, avx512, avx512_bf16" in result.stderr

@@ -5,6 +5,7 @@ values and every bad argument."""
 
 import dataclasses
 import math
+import os
 import pathlib
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import tensorflow as tf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from keras_dcn import _library
 from keras_dcn._library import ops as lib
 from keras_dcn.ops import deform_conv2d
 from tests import reference
@@ -253,6 +255,7 @@ GRID = [
                  id="groups3_dg2_misaligned"),
     pytest.param(dict(channels=12, filters=8, groups=4, deformable_groups=3),
                  id="groups4_dg3_misaligned"),
+    pytest.param(dict(channels=5, filters=7), id="odd_channels_filters"),
     pytest.param(dict(kernel_size=1), id="kernel_1x1"),
     pytest.param(dict(kernel_size=(2, 3), padding=((1, 0), (1, 1))), id="kernel_2x3"),
     pytest.param(dict(size=(7, 7), kernel_size=5, padding=2), id="kernel_5x5"),
@@ -274,13 +277,39 @@ def test_matches_reference(config, dtype, data_format, rng):
     assert_matches_reference(case, dtype, data_format, rng)
 
 
-@pytest.mark.parametrize("dtype", [tf.float32, tf.float64], ids=["float32", "float64"])
-def test_matches_reference_over_many_tiles(dtype, rng):
-    """Enough output pixels and channels that the work is split into several tiles and
-    thread shards."""
-    case = make_case(rng, batch=2, size=(34, 33), channels=48, filters=8, padding=1,
-                     groups=2, deformable_groups=3, offset_scale=3.0)
+MANY_TILES = [
+    pytest.param(dict(channels=48, filters=8, groups=2, deformable_groups=3),
+                 id="groups_deformable_groups"),
+    # 40 filters: a second, partly filled panel of the packed kernel; 5 channels: an
+    # odd product depth (9 * 5), so bfloat16 pairs end with a lone value.
+    pytest.param(dict(channels=5, filters=40), id="wide_odd_depth"),
+]
+
+
+@pytest.mark.parametrize("dtype", ALL_DTYPES)
+@pytest.mark.parametrize("config", MANY_TILES)
+def test_matches_reference_over_many_tiles(config, dtype, rng):
+    """Enough output pixels and channels that the work is split into several row
+    blocks and micro-kernel tiles (with partial ones at every edge)."""
+    case = make_case(rng, batch=2, size=(34, 33), padding=1, offset_scale=3.0, **config)
     assert_matches_reference(case, dtype, rng=rng)
+
+
+@pytest.mark.parametrize("isa", ["generic", "avx512"])
+def test_capped_cpu_isa_matches_reference(isa):
+    """The products without the micro-kernels (Eigen's), and without the bfloat16 ones,
+    run the same checks in a process whose KERAS_DCN_MAX_CPU_ISA caps the choice."""
+    env = dict(os.environ, **{_library.CPU_ISA_ENV: isa})
+    check = subprocess.run(
+        [sys.executable, "-c", "from keras_dcn import _library; print(_library.cpu_isa())"],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert check.returncode == 0, check.stderr[-2000:]
+    assert _library.CPU_ISAS.index(check.stdout.split()[-1]) <= _library.CPU_ISAS.index(isa)
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__,
+         "-k", "over_many_tiles or odd_channels"],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=1200)
+    assert result.returncode == 0, result.stdout[-4000:]
 
 
 # ----------------------------------------------------------------------------------

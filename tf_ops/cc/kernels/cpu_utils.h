@@ -27,28 +27,6 @@ template <typename T>
 constexpr bool kIsAccumulator =
     std::is_same<T, typename AccumulatorOf<T>::type>::value;
 
-// A read-only view of `n` values of T in the accumulation type.
-template <typename T>
-class AccumulatorCopy {
- public:
-  using Acc = typename AccumulatorOf<T>::type;
-
-  AccumulatorCopy(const T* values, int64_t n) {
-    if constexpr (kIsAccumulator<T>) {
-      data_ = values;
-    } else {
-      copy_.resize(n);
-      for (int64_t i = 0; i < n; ++i) copy_[i] = static_cast<Acc>(values[i]);
-      data_ = copy_.data();
-    }
-  }
-  const Acc* data() const { return data_; }
-
- private:
-  std::vector<Acc> copy_;
-  const Acc* data_ = nullptr;
-};
-
 // The buffer to accumulate into for the final destination `out`: `out` itself when T
 // is the accumulation type, otherwise `scratch`.
 template <typename T>
@@ -91,6 +69,24 @@ const typename AccumulatorOf<T>::type* LoadAccumulated(
     return scratch;
   }
 }
+
+// A read-only view of `n` values of T in the accumulation type: the values
+// themselves, or a converted copy.
+template <typename T>
+class AccumulatorCopy {
+ public:
+  using Acc = typename AccumulatorOf<T>::type;
+
+  AccumulatorCopy(const T* values, int64_t n) {
+    if constexpr (!kIsAccumulator<T>) copy_.resize(n);
+    data_ = LoadAccumulated<T>(values, n, copy_.data());
+  }
+  const Acc* data() const { return data_; }
+
+ private:
+  std::vector<Acc> copy_;
+  const Acc* data_ = nullptr;
+};
 
 // dst[i] = static_cast<To>(src[i]) for i < n, on all threads (an Eigen tensor cast,
 // vectorised for the half types, unlike a loop of scalar conversions).

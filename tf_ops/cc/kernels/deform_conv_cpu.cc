@@ -10,23 +10,28 @@
 // A chunk's rows are cut into blocks that fit a thread's L2 cache (BlockRows), run in
 // parallel. A thread samples a block and multiplies it by the kernel at once, while
 // the block is in its cache (forward; backward: the column gradient and the offset /
-// mask gradients). Only the kernel gradient, a sum over all rows, is one Eigen tensor
-// contraction on all threads, and the input gradient is scattered by channel ranges,
-// so no two threads write the same element.
+// mask gradients). The products run on cpu_gemm.h's micro-kernels, which read the
+// block where it was written and the kernel packed once per call, or on Eigen's
+// products where the CPU lacks AVX-512 (and for double). The kernel gradient, a sum
+// over all rows, splits its own rows between the threads (an Eigen tensor contraction
+// on all threads without the micro-kernels), and the input gradient is scattered by
+// channel ranges, so no two threads write the same element.
 //
 // Temporary memory does not grow with the batch: the column matrix of one chunk (at
-// most kChunkElements values; the backward pass also holds its gradient and a
-// kernel-sized product), the chunk's sampling points and the contraction's packing
-// buffers. float16 and bfloat16 are read as they are and computed in float (the
-// backward pass accumulates one image of input gradient and the kernel gradient in
-// float).
+// most kChunkElements values; the backward pass also holds its gradient), the chunk's
+// sampling points and the packed kernel. float16 and bfloat16 are read as they are
+// and computed in float (the backward pass accumulates one image of input gradient
+// and the kernel gradient in float); bfloat16 on the bfloat16 micro-kernels keeps its
+// forward column matrix in bfloat16 and multiplies bfloat16 pairs into float sums.
 #define EIGEN_USE_THREADS
 
 #include <algorithm>
+#include <type_traits>
 #include <vector>
 
 #include "tensorflow/core/framework/types.h"
 #include "tf_ops/cc/kernels/bilinear.h"
+#include "tf_ops/cc/kernels/cpu_gemm.h"
 #include "tf_ops/cc/kernels/cpu_utils.h"
 #include "tf_ops/cc/kernels/deform_conv.h"
 #include "unsupported/Eigen/CXX11/Tensor"
@@ -89,19 +94,24 @@ int64_t PerThread(const CPUDevice& device, int64_t n) {
 // Values of a thread's block of `cols` that stay in its L2 cache between sampling
 // and multiplying (1 MiB of float).
 constexpr int64_t kBlockElements = int64_t{1} << 18;
-// A block's product packs the whole kernel for itself: blocks have at least
-// kernel size / kRowsPerKernelValues rows (and kMinBlockRows), so that the packing
-// stays small next to the product.
+// A block's product streams the whole kernel through the cache: blocks have at
+// least kernel size / kRowsPerKernelValues rows (and kMinBlockRows), so that every
+// kernel value read is used for enough rows.
 constexpr int64_t kRowsPerKernelValues = int64_t{1} << 12;
 constexpr int64_t kMinBlockRows = 128;
 
 // Rows per block of a chunk of `rows` rows of a column matrix `width` wide, for a
-// kernel of `kernel_size` values: what fits kBlockElements, but at least the minimum
-// above and at most one block per thread.
+// kernel of `kernel_size` values: at most what fits kBlockElements, or the minimum
+// above if that is more, in a block count that is a multiple of the thread count,
+// so that every thread gets the same share.
 int64_t BlockRows(const CPUDevice& device, int64_t rows, int64_t width,
                   int64_t kernel_size) {
+  const int64_t threads = std::max<int64_t>(1, device.numThreads());
   const int64_t least = std::max(kMinBlockRows, kernel_size / kRowsPerKernelValues);
-  return std::min(std::max(least, kBlockElements / width), PerThread(device, rows));
+  const int64_t target = std::max(least, kBlockElements / width);
+  const int64_t rounds = (rows + target * threads - 1) / (target * threads);
+  const int64_t blocks = rounds * threads;
+  return (rows + blocks - 1) / blocks;
 }
 
 // Columns [begin, begin + count) of a row-major matrix expression.
@@ -189,34 +199,44 @@ void LocatePoints(const DeformConvGeometry& g, const T* offsets,
   }
 }
 
-// dst[c] = scale * value of `point` at channel c, for c in [0, n); src points at the
-// first channel of the run in the image. Eigen array expressions, so that reading
-// the half types converts whole vectors at a time.
-template <typename T, typename Acc>
+// dst[c] = scale * value of `point` at channel c, for c in [0, n), computed in Acc
+// and stored as Column; src points at the first channel of the run in the image.
+// Eigen array expressions, so that the half types convert whole vectors at a time.
+template <typename T, typename Acc, typename Column>
 inline void SampleRun(const BilinearPoint<Acc>& point, Acc scale, const T* src,
-                      int64_t n, Acc* dst) {
+                      int64_t n, Column* dst) {
   using Source = Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>;
-  Eigen::Map<Eigen::Array<Acc, Eigen::Dynamic, 1>> out(dst, n);
+  Eigen::Map<Eigen::Array<Column, Eigen::Dynamic, 1>> out(dst, n);
   auto neighbour = [&](int k) {
     return Source(src + point.offset[k], n).template cast<Acc>();
   };
-  if (point.count == 4) {
-    out = (point.weight[0] * scale) * neighbour(0) +
-          (point.weight[1] * scale) * neighbour(1) +
-          (point.weight[2] * scale) * neighbour(2) +
-          (point.weight[3] * scale) * neighbour(3);
-    return;
+  switch (point.count) {
+    case 4:
+      out = ((point.weight[0] * scale) * neighbour(0) +
+             (point.weight[1] * scale) * neighbour(1) +
+             (point.weight[2] * scale) * neighbour(2) +
+             (point.weight[3] * scale) * neighbour(3))
+                .template cast<Column>();
+      return;
+    case 2:
+      out = ((point.weight[0] * scale) * neighbour(0) +
+             (point.weight[1] * scale) * neighbour(1))
+                .template cast<Column>();
+      return;
+    case 1:
+      out = ((point.weight[0] * scale) * neighbour(0)).template cast<Column>();
+      return;
+    default:  // 0: the neighbours inside the map form a rectangle of 4, 2, 1 or none
+      out.setZero();
   }
-  out.setZero();
-  for (int k = 0; k < point.count; ++k) out += (point.weight[k] * scale) * neighbour(k);
 }
 
 // Fills the rows of the column matrix (see the file comment) of the output pixels
 // [row_begin, row_end), all in one image, from their sampling points.
-template <typename T, typename Acc>
+template <typename T, typename Acc, typename Column>
 void FillColumns(const DeformConvGeometry& g, const std::vector<ChannelRun>& runs,
                  const T* image, const T* mask, int64_t row_begin,
-                 int64_t row_end, const BilinearPoint<Acc>* points, Acc* cols) {
+                 int64_t row_end, const BilinearPoint<Acc>* points, Column* cols) {
   const int64_t taps = g.taps();
   const int64_t cg = g.channels_per_group();
   const int64_t width = taps * g.in_channels;
@@ -224,25 +244,128 @@ void FillColumns(const DeformConvGeometry& g, const std::vector<ChannelRun>& run
   for (int64_t row = row_begin; row < row_end; ++row) {
     const T* row_mask = mask + row * per_row;
     const BilinearPoint<Acc>* row_points = points + (row - row_begin) * per_row;
-    Acc* row_cols = cols + (row - row_begin) * width;
+    Column* row_cols = cols + (row - row_begin) * width;
     for (const ChannelRun& run : runs) {
       for (int64_t k = 0; k < taps; ++k) {
         const int64_t tap = run.deformable_group * taps + k;
-        Acc* dst = row_cols + (run.group * taps + k) * cg + (run.begin - run.group * cg);
-        SampleRun<T, Acc>(row_points[tap], static_cast<Acc>(row_mask[tap]),
+        Column* dst =
+            row_cols + (run.group * taps + k) * cg + (run.begin - run.group * cg);
+        SampleRun<T, Acc, Column>(row_points[tap], static_cast<Acc>(row_mask[tap]),
                           image + run.begin, run.end - run.begin, dst);
       }
     }
   }
 }
 
-// Sizes and buffers shared by the forward and backward passes: the kernel in the
-// accumulation type, the channel runs, and the per-chunk column matrix and points.
+// How the row products of T run: the float or bfloat16 micro-kernels of cpu_gemm.h
+// where this CPU has them (bfloat16 products for bfloat16), Eigen's products
+// otherwise (and for double).
+enum class ProductPath { kEigen, kFloat, kBfloat16 };
+
 template <typename T>
+ProductPath ProductPathFor() {
+  if constexpr (std::is_same<T, double>::value) return ProductPath::kEigen;
+  const CpuGemmIsa isa = CpuGemmIsaInUse();
+  if (std::is_same<T, Eigen::bfloat16>::value && isa == CpuGemmIsa::kAvx512Bf16) {
+    return ProductPath::kBfloat16;
+  }
+  return isa == CpuGemmIsa::kGeneric ? ProductPath::kEigen : ProductPath::kFloat;
+}
+
+// The kernel, one conv group after another, as the right-hand side of the row
+// products: [taps * cg, fg] for the forward product (columns x kernel), or its
+// transpose [fg, taps * cg] for the column gradient (out_grad x kernel^T). Packed
+// once (on all threads) for the micro-kernels, or kept in Acc for Eigen.
+template <typename T>
+class KernelOperand {
+ public:
+  using Acc = typename AccumulatorOf<T>::type;
+
+  KernelOperand(const CPUDevice& device, const DeformConvGeometry& g, const T* kernel,
+                bool transposed)
+      : path_(ProductPathFor<T>()),
+        transposed_(transposed),
+        filters_(g.filters),
+        depth_(transposed ? g.filters_per_group() : g.taps() * g.channels_per_group()),
+        width_(transposed ? g.taps() * g.channels_per_group() : g.filters_per_group()),
+        kernel_acc_(kernel, path_ == ProductPath::kEigen
+                                ? g.taps() * g.channels_per_group() * g.filters
+                                : 0) {
+    if (path_ == ProductPath::kEigen) return;
+    packed_.reserve(g.groups);
+    for (int64_t group = 0; group < g.groups; ++group) {
+      packed_.emplace_back(depth_, width_, path_ == ProductPath::kBfloat16);
+      PackedMatrix& packed = packed_.back();
+      const T* source = kernel + group * g.filters_per_group();
+      const int64_t k_stride = transposed ? 1 : g.filters;
+      const int64_t n_stride = transposed ? g.filters : 1;
+      ForBlocks(device, packed.panels(), PerThread(device, packed.panels()),
+                [&](int64_t first, int64_t last) {
+        if constexpr (std::is_same<T, Eigen::bfloat16>::value) {
+          if (packed.bfloat16_pairs()) {
+            packed.PackBfloat16(reinterpret_cast<const uint16_t*>(source), k_stride,
+                                n_stride, first, last);
+            return;
+          }
+        }
+        packed.PackFloat(source, k_stride, n_stride, first, last);
+      });
+    }
+  }
+
+  ProductPath path() const { return path_; }
+
+  // out[i, :] = init + a[i, :] x (the group's kernel) for i < rows; a and out are
+  // row-major with row strides lda and ldc, init holds the product's width of values
+  // (or is null). A is Acc, or bfloat16 on the bfloat16 path.
+  template <typename A>
+  void Multiply(int64_t group, const A* a, int64_t lda, int64_t rows, const Acc* init,
+                Acc* out, int64_t ldc) const {
+    if constexpr (std::is_same<A, Eigen::bfloat16>::value) {
+      MultiplyRows(reinterpret_cast<const uint16_t*>(a), lda, rows, packed_[group],
+                   init, out, ldc);
+    } else {
+      static_assert(std::is_same<A, Acc>::value, "A must be Acc or bfloat16");
+      if constexpr (std::is_same<Acc, float>::value) {
+        if (path_ == ProductPath::kFloat) {
+          MultiplyRows(a, lda, rows, packed_[group], init, out, ldc);
+          return;
+        }
+      }
+      const ConstRowMajorMap<Acc> a_map(a, rows, depth_, Eigen::OuterStride<>(lda));
+      RowMajorMap<Acc> out_map(out, rows, width_, Eigen::OuterStride<>(ldc));
+      const int64_t kernel_rows = transposed_ ? width_ : depth_;
+      const int64_t kernel_cols = transposed_ ? depth_ : width_;
+      const ConstRowMajorMap<Acc> w(kernel_acc_.data() + group * kernel_cols,
+                                    kernel_rows, kernel_cols,
+                                    Eigen::OuterStride<>(filters_));
+      if (transposed_) {
+        out_map.noalias() = a_map * w.transpose();
+      } else {
+        out_map.noalias() = a_map * w;
+      }
+      if (init != nullptr) {
+        out_map.rowwise() += Eigen::Map<const Eigen::Matrix<Acc, 1, Eigen::Dynamic>>(
+            init, width_);
+      }
+    }
+  }
+
+ private:
+  const ProductPath path_;
+  const bool transposed_;
+  const int64_t filters_, depth_, width_;
+  const AccumulatorCopy<T> kernel_acc_;
+  std::vector<PackedMatrix> packed_;
+};
+
+// Sizes and buffers shared by the forward and backward passes: the channel runs and
+// the per-chunk column matrix (of Column values) and sampling points.
+template <typename T, typename Column = typename AccumulatorOf<T>::type>
 struct ChunkedColumns {
   using Acc = typename AccumulatorOf<T>::type;
 
-  ChunkedColumns(const DeformConvGeometry& g, const T* kernel)
+  explicit ChunkedColumns(const DeformConvGeometry& g)
       : g(g),
         taps(g.taps()),
         cg(g.channels_per_group()),
@@ -254,7 +377,6 @@ struct ChunkedColumns {
         kernel_size(g.taps() * g.channels_per_group() * g.filters),
         chunk_rows(ChunkRows(g.out_pixels_per_image(), g.taps() * g.in_channels)),
         runs(ChannelRuns(g)),
-        kernel_acc(kernel, kernel_size),
         cols(chunk_rows * width),
         points(chunk_rows * per_row) {}
 
@@ -264,62 +386,36 @@ struct ChunkedColumns {
             int64_t begin, int64_t end) {
     BilinearPoint<Acc>* block_points = points.data() + begin * per_row;
     LocatePoints<T, Acc>(g, offsets, row_begin + begin, row_begin + end, block_points);
-    FillColumns<T, Acc>(g, runs, image, mask, row_begin + begin, row_begin + end,
-                        block_points, cols.data() + begin * width);
-  }
-
-  // out[r] = op(a)[r] x op(b) for the chunk rows [begin, end), one conv group after
-  // the other, on the calling thread: the forward product (cols x kernel, into
-  // `filters`-wide rows) when `columns_by_kernel`, else the column gradient
-  // (out_grad x kernel^T, into `width`-wide rows).
-  void RowProducts(const Acc* rows_in, int64_t begin, int64_t end, Acc* rows_out,
-                   bool columns_by_kernel) const {
-    const int64_t count = end - begin;
-    const int64_t in_width = columns_by_kernel ? width : g.filters;
-    const int64_t out_width = columns_by_kernel ? g.filters : width;
-    for (int64_t group = 0; group < g.groups; ++group) {
-      const ConstRowMajorMap<Acc> w(kernel_acc.data() + group * fg, taps * cg, fg,
-                                    Eigen::OuterStride<>(g.filters));
-      if (columns_by_kernel) {
-        const ConstRowMajorMap<Acc> a(rows_in + begin * in_width + group * taps * cg,
-                                      count, taps * cg, Eigen::OuterStride<>(in_width));
-        RowMajorMap<Acc> out(rows_out + begin * out_width + group * fg, count, fg,
-                             Eigen::OuterStride<>(out_width));
-        out.noalias() = a * w;
-      } else {
-        const ConstRowMajorMap<Acc> dy(rows_in + begin * in_width + group * fg, count,
-                                       fg, Eigen::OuterStride<>(in_width));
-        RowMajorMap<Acc> out(rows_out + begin * out_width + group * taps * cg, count,
-                             taps * cg, Eigen::OuterStride<>(out_width));
-        out.noalias() = dy * w.transpose();
-      }
-    }
+    FillColumns<T, Acc, Column>(g, runs, image, mask, row_begin + begin,
+                                row_begin + end, block_points,
+                                cols.data() + begin * width);
   }
 
   // The first `rows` rows of the column matrix, for a tensor contraction.
-  ConstMatrix<Acc> ColumnMatrix(int64_t rows) const {
-    return ConstMatrix<Acc>(cols.data(), rows, width);
+  ConstMatrix<Column> ColumnMatrix(int64_t rows) const {
+    return ConstMatrix<Column>(cols.data(), rows, width);
   }
 
   const DeformConvGeometry& g;
   const int64_t taps, cg, fg, width, per_row, pixels, image_size, kernel_size,
       chunk_rows;
   const std::vector<ChannelRun> runs;
-  const AccumulatorCopy<T> kernel_acc;
-  std::vector<Acc> cols;
+  std::vector<Column> cols;
   std::vector<BilinearPoint<Acc>> points;
 };
 
-template <typename T>
+// The forward pass with a column matrix of Column values: Acc, or bfloat16 on the
+// bfloat16 path.
+template <typename T, typename Column>
 struct ForwardImpl {
   using Acc = typename AccumulatorOf<T>::type;
 
   static void Run(const CPUDevice& device, const DeformConvGeometry& g,
                   const T* input, const T* offsets, const T* mask,
                   const T* kernel, const T* bias, T* output) {
-    ChunkedColumns<T> c(g, kernel);
+    ChunkedColumns<T, Column> c(g);
+    const KernelOperand<T> kernel_operand(device, g, kernel, /*transposed=*/false);
     const AccumulatorCopy<T> bias_acc(bias, g.filters);
-    const Acc* bias_values = bias_acc.data();
     std::vector<Acc> out_acc(kIsAccumulator<T> ? 0 : c.chunk_rows * g.filters);
 
     for (int64_t n = 0; n < g.batch; ++n) {
@@ -332,10 +428,11 @@ struct ForwardImpl {
         const int64_t block = BlockRows(device, rows, c.width, c.kernel_size);
         ForBlocks(device, rows, block, [&](int64_t begin, int64_t end) {
           c.Fill(image, offsets, mask, row_begin, begin, end);
-          c.RowProducts(c.cols.data(), begin, end, out, /*columns_by_kernel=*/true);
-          for (int64_t r = begin; r < end; ++r) {
-            Acc* out_row = out + r * g.filters;
-            for (int64_t f = 0; f < g.filters; ++f) out_row[f] += bias_values[f];
+          for (int64_t group = 0; group < g.groups; ++group) {
+            kernel_operand.Multiply(group, c.cols.data() + begin * c.width +
+                                               group * c.taps * c.cg,
+                                    c.width, end - begin, bias_acc.data() + group * c.fg,
+                                    out + begin * g.filters + group * c.fg, g.filters);
           }
           StoreAccumulated<T>(out + begin * g.filters, (end - begin) * g.filters,
                               chunk_output + begin * g.filters);
@@ -353,7 +450,8 @@ struct BackwardImpl {
                   const T* input, const T* offsets, const T* mask,
                   const T* kernel, const T* output_grad, T* input_grad,
                   T* offsets_grad, T* mask_grad, T* kernel_grad, T* bias_grad) {
-    ChunkedColumns<T> c(g, kernel);
+    ChunkedColumns<T> c(g);
+    const KernelOperand<T> kernel_operand(device, g, kernel, /*transposed=*/true);
     const int64_t kernel_size = c.kernel_size;
     std::vector<Acc> kernel_grad_acc(kIsAccumulator<T> ? 0 : kernel_size);
     Acc* kernel_grad_out = AccumulatorTarget<T>(kernel_grad, kernel_grad_acc.data());
@@ -383,19 +481,34 @@ struct BackwardImpl {
         const int64_t block = BlockRows(device, rows, c.width, c.kernel_size);
         ForBlocks(device, rows, block, [&](int64_t begin, int64_t end) {
           c.Fill(image, offsets, mask, row_begin, begin, end);
-          c.RowProducts(out_grad, begin, end, cols_grad.data(),
-                        /*columns_by_kernel=*/false);
+          for (int64_t group = 0; group < g.groups; ++group) {
+            Acc* dcols = cols_grad.data() + begin * c.width + group * c.taps * c.cg;
+            const int64_t offset = begin * g.filters + group * c.fg;
+            if constexpr (std::is_same<T, Eigen::bfloat16>::value) {
+              if (kernel_operand.path() == ProductPath::kBfloat16) {
+                kernel_operand.Multiply(group, output_grad + row_begin * g.filters + offset,
+                                        g.filters, end - begin, nullptr, dcols, c.width);
+                continue;
+              }
+            }
+            kernel_operand.Multiply(group, out_grad + offset, g.filters, end - begin,
+                                    nullptr, dcols, c.width);
+          }
           CoordinateGradients(c, image, mask, row_begin, begin, end, cols_grad.data(),
                               offsets_grad, mask_grad);
         });
 
         // 2. Kernel gradient += cols^T x out_grad, on all threads; bias gradient
         //    += the sum of out_grad.
-        const ConstMatrix<Acc> out_grad_matrix(out_grad, rows, g.filters);
-        AddGroupProducts(device, g.groups, c.ColumnMatrix(rows), c.taps * c.cg,
-                         out_grad_matrix, c.fg,
-                         Matrix<Acc>(kernel_grad_out, c.taps * c.cg, g.filters), c.fg,
-                         kernel_dims);
+        if (kernel_operand.path() == ProductPath::kEigen) {
+          const ConstMatrix<Acc> out_grad_matrix(out_grad, rows, g.filters);
+          AddGroupProducts(device, g.groups, c.ColumnMatrix(rows), c.taps * c.cg,
+                           out_grad_matrix, c.fg,
+                           Matrix<Acc>(kernel_grad_out, c.taps * c.cg, g.filters),
+                           c.fg, kernel_dims);
+        } else if constexpr (std::is_same<Acc, float>::value) {
+          AddKernelGradient(device, c, out_grad, rows, kernel_grad_out);
+        }
         for (int64_t r = 0; r < rows; ++r) {
           for (int64_t f = 0; f < g.filters; ++f) {
             bias_grad_acc[f] += out_grad[r * g.filters + f];
@@ -416,6 +529,30 @@ struct BackwardImpl {
     }
     StoreOnAllThreads<T>(device, kernel_grad_out, kernel_size, kernel_grad);
     StoreAccumulated<T>(bias_grad_acc.data(), g.filters, bias_grad);
+  }
+
+  // kernel_grad += cols^T x out_grad over the chunk's `rows` rows, per conv group,
+  // with the micro-kernels: out_grad packed once, kernel gradient rows split between
+  // the threads.
+  static void AddKernelGradient(const CPUDevice& device, const ChunkedColumns<T>& c,
+                                const float* out_grad, int64_t rows,
+                                float* kernel_grad) {
+    const DeformConvGeometry& g = c.g;
+    const int64_t depth = c.taps * c.cg;
+    for (int64_t group = 0; group < g.groups; ++group) {
+      PackedMatrix packed(rows, c.fg, /*bfloat16_pairs=*/false);
+      ForBlocks(device, packed.panels(), PerThread(device, packed.panels()),
+                [&](int64_t first, int64_t last) {
+        packed.PackFloat(out_grad + group * c.fg, g.filters, 1, first, last);
+      });
+      const int64_t share = PerThread(device, depth);
+      const int64_t block = (share + kTileRows - 1) / kTileRows * kTileRows;
+      ForBlocks(device, depth, block, [&](int64_t begin, int64_t end) {
+        AddTransposedProduct(c.cols.data() + group * depth + begin, c.width, end - begin,
+                             packed, kernel_grad + begin * g.filters + group * c.fg,
+                             g.filters);
+      });
+    }
   }
 
   // Offset and mask gradients of the chunk rows [begin, end) (relative to row_begin).
@@ -503,8 +640,16 @@ struct DeformConv2DForward<CPUDevice, T> {
   void operator()(const CPUDevice& device, const DeformConvGeometry& geometry,
                   const T* input, const T* offsets, const T* mask,
                   const T* kernel, const T* bias, T* output) {
-    ForwardImpl<T>::Run(device, geometry, input, offsets, mask, kernel, bias,
-                        output);
+    using Acc = typename AccumulatorOf<T>::type;
+    if constexpr (std::is_same<T, Eigen::bfloat16>::value) {
+      if (ProductPathFor<T>() == ProductPath::kBfloat16) {
+        ForwardImpl<T, Eigen::bfloat16>::Run(device, geometry, input, offsets, mask,
+                                             kernel, bias, output);
+        return;
+      }
+    }
+    ForwardImpl<T, Acc>::Run(device, geometry, input, offsets, mask, kernel, bias,
+                             output);
   }
 };
 

@@ -1,0 +1,229 @@
+// AVX-512 micro-kernels of cpu_gemm.h.
+//
+// A tile is up to kTileRows rows of C by one panel (kPanelColumns = two vectors of 16
+// floats): 2 * kTileRows accumulators stay in registers for the whole depth. Every
+// step loads the panel's two B vectors once and, per row, broadcasts A's value (or
+// A's bfloat16 pair) and multiplies it into both. A is read where the caller wrote it
+// (a row of A is a row of that block, or a column for the transposed product), so it
+// is not copied; B was packed once.
+//
+// The micro-kernels carry their instruction set in a target attribute, so the library
+// builds for any x86-64 CPU and uses them only where CpuGemmIsaInUse() allows.
+#include "tf_ops/cc/kernels/cpu_gemm.h"
+
+#include <immintrin.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+namespace keras_dcn {
+namespace {
+
+CpuGemmIsa DetectIsa() {
+  __builtin_cpu_init();
+  CpuGemmIsa isa = CpuGemmIsa::kGeneric;
+  if (__builtin_cpu_supports("avx512f")) {
+    isa = __builtin_cpu_supports("avx512bf16") ? CpuGemmIsa::kAvx512Bf16
+                                               : CpuGemmIsa::kAvx512;
+  }
+  const char* cap = std::getenv("KERAS_DCN_MAX_CPU_ISA");
+  if (cap == nullptr || *cap == '\0') return isa;
+  const std::string name(cap);
+  CpuGemmIsa most = isa;  // unknown names are rejected when Python loads the library
+  if (name == "generic") most = CpuGemmIsa::kGeneric;
+  if (name == "avx512") most = CpuGemmIsa::kAvx512;
+  return static_cast<int>(most) < static_cast<int>(isa) ? most : isa;
+}
+
+// Masks of the valid columns of a panel that starts `width` columns before the end.
+inline void PanelMasks(int64_t width, __mmask16* low, __mmask16* high) {
+  const auto bits = [](int64_t n) {
+    return static_cast<__mmask16>(n >= 16 ? 0xFFFF : (1u << n) - 1u);
+  };
+  *low = bits(std::max<int64_t>(0, std::min<int64_t>(16, width)));
+  *high = bits(std::max<int64_t>(0, std::min<int64_t>(16, width - 16)));
+}
+
+// A tile's accumulators: 2 * Rows vectors, kept in registers.
+template <int Rows>
+struct Accumulators {
+  __m512 low[Rows], high[Rows];
+
+  // C's tile itself (to add to it), or `init` (or 0) in every row.
+  __attribute__((target("avx512f"), always_inline)) inline void Start(
+      const float* init, bool accumulate, __mmask16 low_mask, __mmask16 high_mask,
+      const float* c, int64_t ldc) {
+    const __m512 init_low =
+        init ? _mm512_maskz_loadu_ps(low_mask, init) : _mm512_setzero_ps();
+    const __m512 init_high =
+        init ? _mm512_maskz_loadu_ps(high_mask, init + 16) : _mm512_setzero_ps();
+    for (int i = 0; i < Rows; ++i) {
+      low[i] = accumulate ? _mm512_maskz_loadu_ps(low_mask, c + i * ldc) : init_low;
+      high[i] = accumulate ? _mm512_maskz_loadu_ps(high_mask, c + i * ldc + 16)
+                           : init_high;
+    }
+  }
+
+  __attribute__((target("avx512f"), always_inline)) inline void Store(
+      __mmask16 low_mask, __mmask16 high_mask, float* c, int64_t ldc) const {
+    for (int i = 0; i < Rows; ++i) {
+      _mm512_mask_storeu_ps(c + i * ldc, low_mask, low[i]);
+      _mm512_mask_storeu_ps(c + i * ldc + 16, high_mask, high[i]);
+    }
+  }
+};
+
+// The float micro-kernel. Row i of A is a[i * lda + k] (k < depth), or a[k * lda + i]
+// when TransposedA.
+template <bool TransposedA>
+struct FloatTile {
+  template <int Rows>
+  __attribute__((target("avx512f"))) static void Run(
+      const float* a, int64_t lda, const float* b, int64_t depth, const float* init,
+      bool accumulate, __mmask16 low, __mmask16 high, float* c, int64_t ldc) {
+    Accumulators<Rows> acc;
+    acc.Start(init, accumulate, low, high, c, ldc);
+    for (int64_t k = 0; k < depth; ++k) {
+      const __m512 b_low = _mm512_loadu_ps(b + k * kPanelColumns);
+      const __m512 b_high = _mm512_loadu_ps(b + k * kPanelColumns + 16);
+#pragma GCC unroll 16
+      for (int i = 0; i < Rows; ++i) {
+        const __m512 value =
+            _mm512_set1_ps(TransposedA ? a[k * lda + i] : a[i * lda + k]);
+        acc.low[i] = _mm512_fmadd_ps(value, b_low, acc.low[i]);
+        acc.high[i] = _mm512_fmadd_ps(value, b_high, acc.high[i]);
+      }
+    }
+    acc.Store(low, high, c, ldc);
+  }
+};
+
+// The bfloat16 micro-kernel: row i of A is a[i * lda + k], read in pairs.
+struct Bfloat16Tile {
+  template <int Rows>
+  __attribute__((target("avx512f,avx512bf16"))) static void Run(
+      const uint16_t* a, int64_t lda, const uint32_t* b, int64_t depth,
+      const float* init, bool accumulate, __mmask16 low, __mmask16 high, float* c,
+      int64_t ldc) {
+    Accumulators<Rows> acc;
+    acc.Start(init, accumulate, low, high, c, ldc);
+    for (int64_t p = 0; p < (depth + 1) / 2; ++p) {
+      const __m512bh b_low = (__m512bh)_mm512_loadu_si512(b + p * kPanelColumns);
+      const __m512bh b_high = (__m512bh)_mm512_loadu_si512(b + p * kPanelColumns + 16);
+      if (2 * p + 1 < depth) {
+#pragma GCC unroll 16
+        for (int i = 0; i < Rows; ++i) {
+          uint32_t pair;
+          std::memcpy(&pair, a + i * lda + 2 * p, sizeof(pair));
+          const __m512bh value = (__m512bh)_mm512_set1_epi32(static_cast<int>(pair));
+          acc.low[i] = _mm512_dpbf16_ps(acc.low[i], value, b_low);
+          acc.high[i] = _mm512_dpbf16_ps(acc.high[i], value, b_high);
+        }
+      } else {
+        // The last pair of an odd depth holds A's last element alone: the element
+        // after it is not read (it may lie outside A), and B's packed partner is 0.
+        for (int i = 0; i < Rows; ++i) {
+          const uint32_t pair = a[i * lda + 2 * p];
+          const __m512bh value = (__m512bh)_mm512_set1_epi32(static_cast<int>(pair));
+          acc.low[i] = _mm512_dpbf16_ps(acc.low[i], value, b_low);
+          acc.high[i] = _mm512_dpbf16_ps(acc.high[i], value, b_high);
+        }
+      }
+    }
+    acc.Store(low, high, c, ldc);
+  }
+};
+
+// Calls Tile::Run<rows>(...) for a run-time rows in [1, Rows].
+template <typename Tile, int Rows, typename... Args>
+void TileOfRows(int rows, Args... args) {
+  if constexpr (Rows > 1) {
+    if (rows < Rows) return TileOfRows<Tile, Rows - 1>(rows, args...);
+  }
+  Tile::template Run<Rows>(args...);
+}
+
+// Every panel of B, for all rows in tiles: B's panel stays in cache across the rows.
+// A tile of rows starts `a_row_step` elements of A after the previous one's start.
+template <typename Tile, typename A, typename Panel>
+void MultiplyPanels(const A* a, int64_t lda, int64_t a_row_step, int64_t rows,
+                    const PackedMatrix& b, const Panel& panel_of, const float* init,
+                    bool accumulate, float* c, int64_t ldc) {
+  for (int64_t panel = 0; panel < b.panels(); ++panel) {
+    const int64_t n0 = panel * kPanelColumns;
+    __mmask16 low, high;
+    PanelMasks(b.columns() - n0, &low, &high);
+    const float* panel_init = init ? init + n0 : nullptr;
+    for (int64_t i = 0; i < rows; i += kTileRows) {
+      const int tile_rows = static_cast<int>(std::min(kTileRows, rows - i));
+      TileOfRows<Tile, kTileRows>(tile_rows, a + i * a_row_step, lda, panel_of(panel),
+                                  b.depth(), panel_init, accumulate, low, high,
+                                  c + i * ldc + n0, ldc);
+    }
+  }
+}
+
+}  // namespace
+
+CpuGemmIsa CpuGemmIsaInUse() {
+  static const CpuGemmIsa isa = DetectIsa();
+  return isa;
+}
+
+PackedMatrix::PackedMatrix(int64_t depth, int64_t columns, bool bfloat16_pairs)
+    : depth_(depth), columns_(columns), bfloat16_pairs_(bfloat16_pairs) {
+  if (bfloat16_pairs) {
+    pairs_.resize(panels() * ((depth + 1) / 2) * kPanelColumns);
+  } else {
+    floats_.resize(panels() * depth * kPanelColumns);
+  }
+}
+
+void PackedMatrix::PackBfloat16(const uint16_t* source, int64_t k_stride,
+                                int64_t n_stride, int64_t first, int64_t last) {
+  const int64_t pairs = (depth_ + 1) / 2;
+  for (int64_t panel = first; panel < last; ++panel) {
+    uint32_t* out = pairs_.data() + panel * pairs * kPanelColumns;
+    const int64_t n0 = panel * kPanelColumns;
+    const int64_t width = std::min<int64_t>(kPanelColumns, columns_ - n0);
+    for (int64_t p = 0; p < pairs; ++p) {
+      const uint16_t* even = source + 2 * p * k_stride + n0 * n_stride;
+      const bool has_odd = 2 * p + 1 < depth_;
+      uint32_t* dst = out + p * kPanelColumns;
+      for (int64_t j = 0; j < width; ++j) {
+        const uint32_t high = has_odd ? even[k_stride + j * n_stride] : 0;
+        dst[j] = even[j * n_stride] | (high << 16);
+      }
+      for (int64_t j = width; j < kPanelColumns; ++j) dst[j] = 0;
+    }
+  }
+}
+
+void MultiplyRows(const float* a, int64_t lda, int64_t rows, const PackedMatrix& b,
+                  const float* init, float* c, int64_t ldc) {
+  MultiplyPanels<FloatTile<false>>(
+      a, lda, lda, rows, b, [&](int64_t panel) { return b.float_panel(panel); }, init,
+      /*accumulate=*/false, c, ldc);
+}
+
+void AddTransposedProduct(const float* a, int64_t lda, int64_t rows,
+                          const PackedMatrix& b, float* c, int64_t ldc) {
+  MultiplyPanels<FloatTile<true>>(
+      a, lda, 1, rows, b, [&](int64_t panel) { return b.float_panel(panel); }, nullptr,
+      /*accumulate=*/true, c, ldc);
+}
+
+void MultiplyRows(const uint16_t* a, int64_t lda, int64_t rows, const PackedMatrix& b,
+                  const float* init, float* c, int64_t ldc) {
+  MultiplyPanels<Bfloat16Tile>(
+      a, lda, lda, rows, b, [&](int64_t panel) { return b.pair_panel(panel); }, init,
+      /*accumulate=*/false, c, ldc);
+}
+
+}  // namespace keras_dcn
+
+// The ISA in use as a number (CpuGemmIsa), for Python (keras_dcn._library.cpu_isa).
+extern "C" int keras_dcn_cpu_gemm_isa() {
+  return static_cast<int>(keras_dcn::CpuGemmIsaInUse());
+}

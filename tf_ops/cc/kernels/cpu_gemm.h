@@ -1,0 +1,106 @@
+// Matrix products of row panels for the CPU kernels: C = init + A x B (or C += A^T x B),
+// where A is a block that a thread has just written (row-major, any row stride) and B
+// is packed once. AVX-512 micro-kernels, chosen at run time, compute float products
+// (vfmadd) and bfloat16 products (AVX512_BF16 vdpbf16ps: pairs of bfloat16 products
+// summed into float accumulators); callers run their own code where
+// CpuGemmIsaInUse() says the CPU has neither. No TensorFlow dependency.
+//
+// The environment variable KERAS_DCN_MAX_CPU_ISA caps the instruction set used:
+// "generic" (no micro-kernels), "avx512" (float only) or "avx512_bf16" (the default
+// when the CPU has it).
+#ifndef KERAS_DCN_TF_OPS_CC_KERNELS_CPU_GEMM_H_
+#define KERAS_DCN_TF_OPS_CC_KERNELS_CPU_GEMM_H_
+
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+namespace keras_dcn {
+
+enum class CpuGemmIsa { kGeneric = 0, kAvx512 = 1, kAvx512Bf16 = 2 };
+
+// The instruction set of this CPU the micro-kernels use, capped by
+// KERAS_DCN_MAX_CPU_ISA (read once).
+CpuGemmIsa CpuGemmIsaInUse();
+
+// Columns of one panel of a packed B: two 16-float vectors.
+constexpr int64_t kPanelColumns = 32;
+// Rows of C a micro-kernel computes at once (callers that split rows between threads
+// best split at multiples of it).
+constexpr int64_t kTileRows = 14;
+
+// B of C = A x B, [depth, columns], packed for the micro-kernels: panels of
+// kPanelColumns columns (the last one padded with zeros). A float panel holds
+// [depth][kPanelColumns] floats; a bfloat16 panel [ceil(depth / 2)][kPanelColumns]
+// pairs (the bfloat16 bits of rows 2p and 2p + 1 of a column, in the low and high half
+// of a 32-bit word; a missing last row is 0).
+class PackedMatrix {
+ public:
+  PackedMatrix(int64_t depth, int64_t columns, bool bfloat16_pairs);
+
+  int64_t depth() const { return depth_; }
+  int64_t columns() const { return columns_; }
+  int64_t panels() const { return (columns_ + kPanelColumns - 1) / kPanelColumns; }
+  bool bfloat16_pairs() const { return bfloat16_pairs_; }
+
+  // Packs panels [first, last) of B[k, n] = source[k * k_stride + n * n_stride]
+  // (a float panel from values convertible to float).
+  template <typename Source>
+  void PackFloat(const Source* source, int64_t k_stride, int64_t n_stride,
+                 int64_t first, int64_t last);
+  // Packs bfloat16 panels [first, last); `source` holds bfloat16 bit patterns.
+  void PackBfloat16(const uint16_t* source, int64_t k_stride, int64_t n_stride,
+                    int64_t first, int64_t last);
+
+  const float* float_panel(int64_t panel) const {
+    return floats_.data() + panel * depth_ * kPanelColumns;
+  }
+  const uint32_t* pair_panel(int64_t panel) const {
+    return pairs_.data() + panel * ((depth_ + 1) / 2) * kPanelColumns;
+  }
+
+ private:
+  int64_t depth_, columns_;
+  bool bfloat16_pairs_;
+  std::vector<float> floats_;
+  std::vector<uint32_t> pairs_;
+};
+
+// C[i, :columns] = init + A[i, :depth] x B for i < rows, with A[i, k] = a[i * lda + k]
+// and C[i, n] = c[i * ldc + n]; `init` holds `columns` values added to every row, or is
+// null. B must be packed as floats (for float A) or bfloat16 pairs (for bfloat16 A,
+// given as bit patterns); the ISA in use must be at least kAvx512 (kAvx512Bf16).
+void MultiplyRows(const float* a, int64_t lda, int64_t rows, const PackedMatrix& b,
+                  const float* init, float* c, int64_t ldc);
+void MultiplyRows(const uint16_t* a, int64_t lda, int64_t rows, const PackedMatrix& b,
+                  const float* init, float* c, int64_t ldc);
+
+// C[i, :columns] += A^T[i, :depth] x B for i < rows, with A^T[i, k] = a[k * lda + i]:
+// the product of a transposed row-major A (a [depth, rows] block, row stride lda).
+// B must be packed as floats; the ISA in use must be at least kAvx512.
+void AddTransposedProduct(const float* a, int64_t lda, int64_t rows,
+                          const PackedMatrix& b, float* c, int64_t ldc);
+
+template <typename Source>
+void PackedMatrix::PackFloat(const Source* source, int64_t k_stride, int64_t n_stride,
+                             int64_t first, int64_t last) {
+  for (int64_t panel = first; panel < last; ++panel) {
+    float* out = floats_.data() + panel * depth_ * kPanelColumns;
+    const int64_t n0 = panel * kPanelColumns;
+    const int64_t width = std::min<int64_t>(kPanelColumns, columns_ - n0);
+    for (int64_t k = 0; k < depth_; ++k) {
+      const Source* row = source + k * k_stride + n0 * n_stride;
+      float* dst = out + k * kPanelColumns;
+      if (n_stride == 1) {
+        for (int64_t j = 0; j < width; ++j) dst[j] = static_cast<float>(row[j]);
+      } else {
+        for (int64_t j = 0; j < width; ++j) dst[j] = static_cast<float>(row[j * n_stride]);
+      }
+      for (int64_t j = width; j < kPanelColumns; ++j) dst[j] = 0.0f;
+    }
+  }
+}
+
+}  // namespace keras_dcn
+
+#endif  // KERAS_DCN_TF_OPS_CC_KERNELS_CPU_GEMM_H_
