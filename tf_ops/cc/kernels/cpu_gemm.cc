@@ -11,7 +11,9 @@
 // builds for any x86-64 CPU and uses them only where CpuGemmIsaInUse() allows.
 #include "tf_ops/cc/kernels/cpu_gemm.h"
 
+#if defined(__x86_64__)
 #include <immintrin.h>
+#endif
 
 #include <cstdlib>
 #include <cstring>
@@ -21,12 +23,14 @@ namespace keras_dcn {
 namespace {
 
 CpuGemmIsa DetectIsa() {
-  __builtin_cpu_init();
   CpuGemmIsa isa = CpuGemmIsa::kGeneric;
+#if defined(__x86_64__)
+  __builtin_cpu_init();
   if (__builtin_cpu_supports("avx512f")) {
     isa = __builtin_cpu_supports("avx512bf16") ? CpuGemmIsa::kAvx512Bf16
                                                : CpuGemmIsa::kAvx512;
   }
+#endif
   const char* cap = std::getenv("KERAS_DCN_MAX_CPU_ISA");
   if (cap == nullptr || *cap == '\0') return isa;
   const std::string name(cap);
@@ -35,6 +39,8 @@ CpuGemmIsa DetectIsa() {
   if (name == "avx512") most = CpuGemmIsa::kAvx512;
   return static_cast<int>(most) < static_cast<int>(isa) ? most : isa;
 }
+
+#if defined(__x86_64__)
 
 // Masks of the valid columns of a panel that starts `width` columns before the end.
 inline void PanelMasks(int64_t width, __mmask16* low, __mmask16* high) {
@@ -164,6 +170,8 @@ void MultiplyPanels(const A* a, int64_t lda, int64_t a_row_step, int64_t rows,
   }
 }
 
+#endif  // defined(__x86_64__)
+
 }  // namespace
 
 CpuGemmIsa CpuGemmIsaInUse() {
@@ -200,6 +208,8 @@ void PackedMatrix::PackBfloat16(const uint16_t* source, int64_t k_stride,
   }
 }
 
+#if defined(__x86_64__)
+
 void MultiplyRows(const float* a, int64_t lda, int64_t rows, const PackedMatrix& b,
                   const float* init, float* c, int64_t ldc) {
   MultiplyPanels<FloatTile<false>>(
@@ -220,6 +230,25 @@ void MultiplyRows(const uint16_t* a, int64_t lda, int64_t rows, const PackedMatr
       a, lda, lda, rows, b, [&](int64_t panel) { return b.pair_panel(panel); }, init,
       /*accumulate=*/false, c, ldc);
 }
+
+#else  // Elsewhere the ISA in use is kGeneric, and callers never get here.
+
+void MultiplyRows(const float*, int64_t, int64_t, const PackedMatrix&, const float*,
+                  float*, int64_t) {
+  std::abort();
+}
+
+void AddTransposedProduct(const float*, int64_t, int64_t, const PackedMatrix&, float*,
+                          int64_t) {
+  std::abort();
+}
+
+void MultiplyRows(const uint16_t*, int64_t, int64_t, const PackedMatrix&, const float*,
+                  float*, int64_t) {
+  std::abort();
+}
+
+#endif  // defined(__x86_64__)
 
 }  // namespace keras_dcn
 
