@@ -506,7 +506,7 @@ struct BackwardImpl {
                            out_grad_matrix, c.fg,
                            Matrix<Acc>(kernel_grad_out, c.taps * c.cg, g.filters),
                            c.fg, kernel_dims);
-        } else if constexpr (std::is_same<Acc, float>::value) {
+        } else if constexpr (std::is_same<Acc, float>::value) {  // double: Eigen's
           AddKernelGradient(device, c, out_grad, rows, kernel_grad_out);
         }
         for (int64_t r = 0; r < rows; ++r) {
