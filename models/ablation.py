@@ -26,16 +26,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-import tf_keras
 
 from official.core import task_factory
 
 from models import evaluate
-from models import runtime
 from models import synthetic_run
 from models.maskrcnn import config as dcn_config
 from models.maskrcnn import keras_train
-from models.maskrcnn.experiments import SYNTHETIC_EXPERIMENT
 
 DEFAULT_ROWS = ("regular", "dcnv1", "dcnv2", "regular+mimic", "dcnv2+mimic")
 MIMIC_SUFFIX = "+mimic"
@@ -98,17 +95,12 @@ def run_variant(row, data, args):
   variant = row[:-len(MIMIC_SUFFIX)] if row.endswith(MIMIC_SUFFIX) else row
   mimic = {"enabled": row.endswith(MIMIC_SUFFIX), "rois_per_image": args.mimic_rois,
            "crop_size": args.mimic_crop}
-  params = runtime.experiment_params(
-      SYNTHETIC_EXPERIMENT,
-      synthetic_run.budget_overrides(data, args.size, args.batch, args.steps, variant,
-                                     validation_steps=2, seed=args.seed),
-      {"task": {"model": {"mimic": mimic}}})
   model_dir = os.path.join(args.out, row)
-  tf_keras.backend.clear_session()
-  tf_keras.utils.set_random_seed(args.seed)
   timer = keras_train.StepTimer()
-  model, _ = keras_train.train(params, model_dir, validate=False, verbose=2,
-                               callbacks=[timer])
+  params, model = synthetic_run.train_variant(
+      data, variant, model_dir, args.size, args.batch, args.steps, args.seed,
+      validation_steps=2, overrides={"task": {"model": {"mimic": mimic}}},
+      callbacks=[timer])
   metrics = evaluate.evaluate_model(params, model, logging_dir=model_dir)
   evaluate.write_metrics(metrics, model_dir)
   result = {

@@ -54,13 +54,10 @@ import tf_keras  # noqa: E402
 from keras_dcn import analysis  # noqa: E402
 from models import analysis_figures as figures  # noqa: E402
 from models import predict  # noqa: E402
-from models import runtime  # noqa: E402
 from models import synthetic_run  # noqa: E402
 from models import visualize  # noqa: E402
 from models.maskrcnn import config as dcn_config  # noqa: E402
-from models.maskrcnn import keras_train  # noqa: E402
 from models.maskrcnn import spatial_support  # noqa: E402
-from models.maskrcnn.experiments import SYNTHETIC_EXPERIMENT  # noqa: E402
 
 DEFAULT_RUNS = (("regular", os.path.join("runs", "analysis", "regular")),
                 ("dcnv1", os.path.join("runs", "analysis", "dcnv1")),
@@ -135,13 +132,8 @@ def ensure_trained(name, model_dir, args):
         flush=True)
   data = synthetic_run.prepare_data(args.data, args.train_images, args.val_images,
                                     args.size, args.seed)
-  params = runtime.experiment_params(
-      SYNTHETIC_EXPERIMENT,
-      synthetic_run.budget_overrides(data, args.size, args.batch, args.steps, name,
-                                     validation_steps=5, seed=args.seed))
-  tf_keras.backend.clear_session()
-  tf_keras.utils.set_random_seed(args.seed)
-  keras_train.train(params, model_dir, validate=False, verbose=2)
+  synthetic_run.train_variant(data, name, model_dir, args.size, args.batch, args.steps,
+                              args.seed, validation_steps=5)
 
 
 def _instance_masks(annotations_path, image_path):
@@ -240,7 +232,8 @@ def analyse_run(model_dir, canvas, nodes, args):
   level_size = (canvas.shape[0] // stride, canvas.shape[1] // stride)
   image = canvas.astype(np.float32)
   results = {"variant": params.task.model.variant,
-             "described": dcn_config.describe(params.task.model)}
+             "described": dcn_config.describe(params.task.model),
+             "pooling": dcn_config.roi_pooling_name(params.task.model)}
   for key in ("foreground", "background"):
     y, x = nodes[key]
     position = (min(int(y) // stride, level_size[0] - 1),
@@ -309,8 +302,7 @@ def _row_title(name, result):
 
 
 def _pooling(result):
-  text = result["described"].rsplit(", ", 1)[-1]
-  return "RoIAlign" if text == "RoIAlign" else text.replace(" RoI pooling", "")
+  return result["pooling"].replace(" RoI pooling", "")
 
 
 def _summary(rows, nodes):

@@ -9,15 +9,19 @@ on small images has objects it can learn (the generator's defaults, made for
 256x256 images, leave most instances a few pixels wide at 128x128).
 `budget_overrides` sizes the experiment for it: image size, batch, steps, and a
 learning-rate schedule whose warm-up and decays (10/16 and 14/16 of the run, as in
-the paper) follow the number of steps.
+the paper) follow the number of steps; `train_variant` trains a variant on it.
 """
 
 import os
 from typing import Optional
 
+import tf_keras
+
+from models import runtime
 from models.data import synthetic
 from models.data import tfrecords
 from models.maskrcnn import experiments
+from models.maskrcnn import keras_train
 
 CLASS_NAMES = ("background",) + tuple(synthetic.CLASS_NAMES)
 
@@ -64,6 +68,23 @@ def budget_overrides(data: dict, size: int, batch_size: int, train_steps: int,
               base_lr, train_steps, warmup).as_dict(),
       },
   }
+
+
+def train_variant(data: dict, variant: str, model_dir: str, size: int, batch_size: int,
+                  train_steps: int, seed: int = 0, validation_steps: int = 0,
+                  overrides: Optional[dict] = None, callbacks=()):
+  """Trains `variant` (plus `overrides`) on `data` into `model_dir` with the Keras
+  trainer, in a fresh Keras session seeded with `seed`; returns (params, model)."""
+  params = runtime.experiment_params(
+      experiments.SYNTHETIC_EXPERIMENT,
+      budget_overrides(data, size, batch_size, train_steps, variant,
+                       validation_steps=validation_steps, seed=seed),
+      overrides or {})
+  tf_keras.backend.clear_session()
+  tf_keras.utils.set_random_seed(seed)
+  model, _ = keras_train.train(params, model_dir, validate=False, verbose=2,
+                               callbacks=callbacks)
+  return params, model
 
 
 def run_dir(name: str, root: str = "runs") -> str:

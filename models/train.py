@@ -51,9 +51,9 @@ def run(params, model_dir: str, mode: str, trainer: str = "orbit", cpu_replicas:
   logging.info("%s with %d replica(s): %s", type(strategy).__name__,
                strategy.num_replicas_in_sync, ", ".join(
                    d for d in getattr(strategy.extended, "worker_devices", ())))
-  if "train" in mode:
-    train_utils.serialize_config(params, model_dir)
   if trainer == "orbit":
+    if "train" in mode:  # the Keras trainer writes it itself
+      train_utils.serialize_config(params, model_dir)
     with strategy.scope():
       task = task_factory.get_task(params.task, logging_dir=model_dir)
     last_eval = _LastEvalLogs()

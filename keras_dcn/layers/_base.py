@@ -285,7 +285,7 @@ class DeformConv2DBase(SamplingHookMixin):
         before = []
         for size, kernel, stride, dilation in zip(
                 (height, width), self.kernel_size, self.strides, self.dilation_rate):
-            out = -(-size // stride)
+            out = conv_output_length(size, kernel, stride, dilation, "same")
             total = max((out - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
             before.append(total // 2)  # TensorFlow's SAME: the odd pixel goes after
         return tuple(before)

@@ -167,12 +167,19 @@ def describe(model_config: DcnMaskRCNN) -> str:
     name = f"ResNet-{cfg.model_id}"
   else:
     conv, name = "regular convs", f"{backbone.type}"
-  aligner = resolved.roi_aligner
-  pool = ("modulated deformable RoI pooling" if aligner.deformable and aligner.modulated
-          else "deformable RoI pooling" if aligner.deformable else "RoIAlign")
+  pool = roi_pooling_name(resolved)
   mimic = ", R-CNN feature mimicking" if resolved.mimic.enabled else ""
   return f"{resolved.variant}: {name}, {conv}, {pool}{mimic}"
 
 
+def roi_pooling_name(model_config: DcnMaskRCNN) -> str:
+  """The RoI pooling of a model: "modulated deformable RoI pooling", "deformable RoI
+  pooling" or "RoIAlign"."""
+  aligner = resolve_variant(model_config).roi_aligner
+  if aligner.deformable:
+    return ("modulated " if aligner.modulated else "") + "deformable RoI pooling"
+  return "RoIAlign"
+
+
 __all__ = ["CUSTOM", "VARIANTS", "DcnMaskRCNN", "DcnMaskRCNNTask", "DeformROIAligner",
-           "Mimic", "describe", "resolve_variant"]
+           "Mimic", "describe", "resolve_variant", "roi_pooling_name"]

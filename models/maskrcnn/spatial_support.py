@@ -78,7 +78,7 @@ def analysis_model_config(model_config: dcn_config.DcnMaskRCNN,
           f"probe_stages {sorted(probe)} include regular stages of a modulated backbone "
           f"(deformable stages {sorted(stages)}); probe a subset of them")
     override["backbone"] = {"dcn_resnet": {"deformable_stages": sorted(stages | probe),
-                                           "modulated": backbone.modulated and bool(stages)}}
+                                           "modulated": False}}
   if not resolved.roi_aligner.deformable:
     override["roi_aligner"] = {"deformable": True, "modulated": False,
                                "sampling_ratio": 1, "aligned": False}

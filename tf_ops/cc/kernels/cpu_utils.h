@@ -27,6 +27,21 @@ template <typename T>
 constexpr bool kIsAccumulator =
     std::is_same<T, typename AccumulatorOf<T>::type>::value;
 
+// `n` values at `values` as an Eigen array (a vectorised view of a plain buffer).
+template <typename T>
+inline Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>> ArrayOf(T* values, int64_t n) {
+  return Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>(values, n);
+}
+
+// `n` values at `values` converted to To, as an Eigen array expression: reading a half
+// type through it converts whole vectors at a time, where a loop of scalar
+// conversions would not.
+template <typename To, typename T>
+inline auto CastArray(const T* values, int64_t n) {
+  return Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>(values, n)
+      .template cast<To>();
+}
+
 // The buffer to accumulate into for the final destination `out`: `out` itself when T
 // is the accumulation type, otherwise `scratch`.
 template <typename T>
@@ -43,14 +58,10 @@ typename AccumulatorOf<T>::type* AccumulatorTarget(
 template <typename T>
 void StoreAccumulated(const typename AccumulatorOf<T>::type* values, int64_t n,
                       T* out) {
-  using Acc = typename AccumulatorOf<T>::type;
   if constexpr (kIsAccumulator<T>) {
     if (values == out) return;
   }
-  // An Eigen cast converts whole vectors to the half types at a time.
-  Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>(out, n) =
-      Eigen::Map<const Eigen::Array<Acc, Eigen::Dynamic, 1>>(values, n)
-          .template cast<T>();
+  ArrayOf(out, n) = CastArray<T>(values, n);
 }
 
 // `n` values of T in the accumulation type: `values` itself, or a conversion into
@@ -61,11 +72,7 @@ const typename AccumulatorOf<T>::type* LoadAccumulated(
   if constexpr (kIsAccumulator<T>) {
     return values;
   } else {
-    using Acc = typename AccumulatorOf<T>::type;
-    // An Eigen cast converts whole vectors of half values at a time.
-    Eigen::Map<Eigen::Array<Acc, Eigen::Dynamic, 1>>(scratch, n) =
-        Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>(values, n)
-            .template cast<Acc>();
+    ArrayOf(scratch, n) = CastArray<typename AccumulatorOf<T>::type>(values, n);
     return scratch;
   }
 }

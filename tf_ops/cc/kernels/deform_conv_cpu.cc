@@ -57,7 +57,6 @@ using ConstRowMajorMap = Eigen::Map<
     Eigen::OuterStride<>>;
 template <typename Acc>
 using Vector = Eigen::Map<const Eigen::Matrix<Acc, Eigen::Dynamic, 1>>;
-using ContractionDims = Eigen::array<Eigen::IndexPair<Index>, 1>;
 
 // Values of `cols` a chunk holds at most (8 MiB of float): enough rows per thread
 // for the products to run at full speed, few enough to bound the memory.
@@ -119,24 +118,6 @@ template <typename M>
 auto Columns(M matrix, Index begin, Index count) {
   return matrix.slice(Eigen::array<Index, 2>{0, begin},
                       Eigen::array<Index, 2>{matrix.dimension(0), count});
-}
-
-// For every conv group: out_g += the contraction of a_g and b_g over `dims`, where
-// x_g is x itself for one group, else its columns [g * x_width, (g + 1) * x_width).
-// Each contraction runs on all threads.
-template <typename A, typename B, typename Out>
-void AddGroupProducts(const CPUDevice& device, int64_t groups, const A& a,
-                      Index a_width, const B& b, Index b_width, Out out,
-                      Index out_width, const ContractionDims& dims) {
-  if (groups == 1) {
-    out.device(device) += a.contract(b, dims);
-    return;
-  }
-  for (int64_t group = 0; group < groups; ++group) {
-    auto out_g = Columns(out, group * out_width, out_width);
-    out_g.device(device) += Columns(a, group * a_width, a_width)
-                                .contract(Columns(b, group * b_width, b_width), dims);
-  }
 }
 
 // A run of input channels that lies in one conv group and one deformable group.
@@ -201,15 +182,11 @@ void LocatePoints(const DeformConvGeometry& g, const T* offsets,
 
 // dst[c] = scale * value of `point` at channel c, for c in [0, n), computed in Acc
 // and stored as Column; src points at the first channel of the run in the image.
-// Eigen array expressions, so that the half types convert whole vectors at a time.
 template <typename T, typename Acc, typename Column>
 inline void SampleRun(const BilinearPoint<Acc>& point, Acc scale, const T* src,
                       int64_t n, Column* dst) {
-  using Source = Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>;
-  Eigen::Map<Eigen::Array<Column, Eigen::Dynamic, 1>> out(dst, n);
-  auto neighbour = [&](int k) {
-    return Source(src + point.offset[k], n).template cast<Acc>();
-  };
+  auto out = ArrayOf(dst, n);
+  auto neighbour = [&](int k) { return CastArray<Acc>(src + point.offset[k], n); };
   switch (point.count) {
     case 4:
       out = ((point.weight[0] * scale) * neighbour(0) +
@@ -251,7 +228,7 @@ void FillColumns(const DeformConvGeometry& g, const std::vector<ChannelRun>& run
         Column* dst =
             row_cols + (run.group * taps + k) * cg + (run.begin - run.group * cg);
         SampleRun<T, Acc, Column>(row_points[tap], static_cast<Acc>(row_mask[tap]),
-                          image + run.begin, run.end - run.begin, dst);
+                                  image + run.begin, run.end - run.begin, dst);
       }
     }
   }
@@ -461,7 +438,6 @@ struct BackwardImpl {
     std::vector<Acc> image_grad_acc(kIsAccumulator<T> ? 0 : c.image_size);
     std::vector<Acc> cols_grad(c.chunk_rows * c.width);
     std::vector<Acc> out_grad_acc;
-    const ContractionDims kernel_dims = {Eigen::IndexPair<Index>(0, 0)};
 
     for (int64_t n = 0; n < g.batch; ++n) {
       const T* image = input + n * c.image_size;
@@ -481,34 +457,16 @@ struct BackwardImpl {
         const int64_t block = BlockRows(device, rows, c.width, c.kernel_size);
         ForBlocks(device, rows, block, [&](int64_t begin, int64_t end) {
           c.Fill(image, offsets, mask, row_begin, begin, end);
-          for (int64_t group = 0; group < g.groups; ++group) {
-            Acc* dcols = cols_grad.data() + begin * c.width + group * c.taps * c.cg;
-            const int64_t offset = begin * g.filters + group * c.fg;
-            if constexpr (std::is_same<T, Eigen::bfloat16>::value) {
-              if (kernel_operand.path() == ProductPath::kBfloat16) {
-                kernel_operand.Multiply(group, output_grad + row_begin * g.filters + offset,
-                                        g.filters, end - begin, nullptr, dcols, c.width);
-                continue;
-              }
-            }
-            kernel_operand.Multiply(group, out_grad + offset, g.filters, end - begin,
-                                    nullptr, dcols, c.width);
-          }
+          ColumnGradients(c, kernel_operand, output_grad + row_begin * g.filters,
+                          out_grad, begin, end, cols_grad.data());
           CoordinateGradients(c, image, mask, row_begin, begin, end, cols_grad.data(),
                               offsets_grad, mask_grad);
         });
 
         // 2. Kernel gradient += cols^T x out_grad, on all threads; bias gradient
         //    += the sum of out_grad.
-        if (kernel_operand.path() == ProductPath::kEigen) {
-          const ConstMatrix<Acc> out_grad_matrix(out_grad, rows, g.filters);
-          AddGroupProducts(device, g.groups, c.ColumnMatrix(rows), c.taps * c.cg,
-                           out_grad_matrix, c.fg,
-                           Matrix<Acc>(kernel_grad_out, c.taps * c.cg, g.filters),
-                           c.fg, kernel_dims);
-        } else if constexpr (std::is_same<Acc, float>::value) {  // double: Eigen's
-          AddKernelGradient(device, c, out_grad, rows, kernel_grad_out);
-        }
+        AddKernelGradient(device, c, kernel_operand.path(), out_grad, rows,
+                          kernel_grad_out);
         for (int64_t r = 0; r < rows; ++r) {
           for (int64_t f = 0; f < g.filters; ++f) {
             bias_grad_acc[f] += out_grad[r * g.filters + f];
@@ -531,27 +489,69 @@ struct BackwardImpl {
     StoreAccumulated<T>(bias_grad_acc.data(), g.filters, bias_grad);
   }
 
-  // kernel_grad += cols^T x out_grad over the chunk's `rows` rows, per conv group,
-  // with the micro-kernels: out_grad packed once, kernel gradient rows split between
-  // the threads.
+  // cols_grad rows [begin, end) = out_grad x kernel^T, one conv group after the
+  // other: on the bfloat16 path from the op's bfloat16 output_grad itself (both given
+  // from the chunk's first row), else from out_grad in Acc.
+  static void ColumnGradients(const ChunkedColumns<T>& c, const KernelOperand<T>& kernel,
+                              const T* output_grad, const Acc* out_grad, int64_t begin,
+                              int64_t end, Acc* cols_grad) {
+    const int64_t filters = c.g.filters;
+    for (int64_t group = 0; group < c.g.groups; ++group) {
+      Acc* dcols = cols_grad + begin * c.width + group * c.taps * c.cg;
+      const int64_t offset = begin * filters + group * c.fg;
+      if constexpr (std::is_same<T, Eigen::bfloat16>::value) {
+        if (kernel.path() == ProductPath::kBfloat16) {
+          kernel.Multiply(group, output_grad + offset, filters, end - begin, nullptr,
+                          dcols, c.width);
+          continue;
+        }
+      }
+      kernel.Multiply(group, out_grad + offset, filters, end - begin, nullptr, dcols,
+                      c.width);
+    }
+  }
+
+  // kernel_grad += cols^T x out_grad over the chunk's `rows` rows, per conv group, on
+  // all threads: with the micro-kernels, out_grad packed once and the kernel
+  // gradient's rows split between the threads; else an Eigen tensor contraction.
   static void AddKernelGradient(const CPUDevice& device, const ChunkedColumns<T>& c,
-                                const float* out_grad, int64_t rows,
-                                float* kernel_grad) {
+                                ProductPath path, const Acc* out_grad, int64_t rows,
+                                Acc* kernel_grad) {
     const DeformConvGeometry& g = c.g;
     const int64_t depth = c.taps * c.cg;
+    if constexpr (std::is_same<Acc, float>::value) {  // double always takes Eigen's
+      if (path != ProductPath::kEigen) {
+        for (int64_t group = 0; group < g.groups; ++group) {
+          PackedMatrix packed(rows, c.fg, /*bfloat16_pairs=*/false);
+          ForBlocks(device, packed.panels(), PerThread(device, packed.panels()),
+                    [&](int64_t first, int64_t last) {
+            packed.PackFloat(out_grad + group * c.fg, g.filters, 1, first, last);
+          });
+          const int64_t share = PerThread(device, depth);
+          const int64_t block = (share + kTileRows - 1) / kTileRows * kTileRows;
+          ForBlocks(device, depth, block, [&](int64_t begin, int64_t end) {
+            AddTransposedProduct(c.cols.data() + group * depth + begin, c.width,
+                                 end - begin, packed,
+                                 kernel_grad + begin * g.filters + group * c.fg,
+                                 g.filters);
+          });
+        }
+        return;
+      }
+    }
+    Matrix<Acc> kernel_grad_matrix(kernel_grad, depth, g.filters);
+    const ConstMatrix<Acc> out_grad_matrix(out_grad, rows, g.filters);
+    const Eigen::array<Eigen::IndexPair<Index>, 1> over_rows = {
+        Eigen::IndexPair<Index>(0, 0)};
+    if (g.groups == 1) {  // no slicing: Eigen's plain contraction is faster
+      kernel_grad_matrix.device(device) +=
+          c.ColumnMatrix(rows).contract(out_grad_matrix, over_rows);
+      return;
+    }
     for (int64_t group = 0; group < g.groups; ++group) {
-      PackedMatrix packed(rows, c.fg, /*bfloat16_pairs=*/false);
-      ForBlocks(device, packed.panels(), PerThread(device, packed.panels()),
-                [&](int64_t first, int64_t last) {
-        packed.PackFloat(out_grad + group * c.fg, g.filters, 1, first, last);
-      });
-      const int64_t share = PerThread(device, depth);
-      const int64_t block = (share + kTileRows - 1) / kTileRows * kTileRows;
-      ForBlocks(device, depth, block, [&](int64_t begin, int64_t end) {
-        AddTransposedProduct(c.cols.data() + group * depth + begin, c.width, end - begin,
-                             packed, kernel_grad + begin * g.filters + group * c.fg,
-                             g.filters);
-      });
+      Columns(kernel_grad_matrix, group * c.fg, c.fg).device(device) +=
+          Columns(c.ColumnMatrix(rows), group * depth, depth)
+              .contract(Columns(out_grad_matrix, group * c.fg, c.fg), over_rows);
     }
   }
 

@@ -151,31 +151,18 @@ inline const T* Pixel(const T* image, const DeformRoiPoolGeometry& g, int64_t ro
   return image + (row * g.width + col) * g.channels;
 }
 
-// The n values at `values` as an Eigen array of Acc: reading a half type through it
-// converts whole vectors at a time, where a loop of scalar conversions would not.
-template <typename Acc, typename T>
-inline auto AsAcc(const T* values, int64_t n) {
-  return Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>(values, n)
-      .template cast<Acc>();
-}
-
-template <typename Acc>
-inline Eigen::Map<Eigen::Array<Acc, Eigen::Dynamic, 1>> Out(Acc* values, int64_t n) {
-  return Eigen::Map<Eigen::Array<Acc, Eigen::Dynamic, 1>>(values, n);
-}
-
 // dst[c] += w * src[c] for c in [0, n).
 template <typename T, typename Acc>
 inline void AddScaled(Acc w, const T* src, int64_t n, Acc* dst) {
-  Out(dst, n) += w * AsAcc<Acc>(src, n);
+  ArrayOf(dst, n) += w * CastArray<Acc>(src, n);
 }
 
 // dst[c] += w0 * s0[c] + w1 * s1[c] + w2 * s2[c] + w3 * s3[c] for c in [0, n).
 template <typename T, typename Acc>
 inline void AddScaled4(const Acc* w, const T* s0, const T* s1, const T* s2,
                        const T* s3, int64_t n, Acc* dst) {
-  Out(dst, n) += w[0] * AsAcc<Acc>(s0, n) + w[1] * AsAcc<Acc>(s1, n) +
-                 w[2] * AsAcc<Acc>(s2, n) + w[3] * AsAcc<Acc>(s3, n);
+  ArrayOf(dst, n) += w[0] * CastArray<Acc>(s0, n) + w[1] * CastArray<Acc>(s1, n) +
+                 w[2] * CastArray<Acc>(s2, n) + w[3] * CastArray<Acc>(s3, n);
 }
 
 // d0[c] += w0 * src[c], d1[c] += w1 * src[c], d2[c] += w2 * src[c] for c in [0, n).
@@ -194,7 +181,7 @@ inline void AddScaledTo3(Acc w0, Acc w1, Acc w2, const T* __restrict src, int64_
     Acc block[kBlock];
     for (int64_t c0 = 0; c0 < n; c0 += kBlock) {
       const int64_t m = std::min(kBlock, n - c0);
-      Out(block, m) = AsAcc<Acc>(src + c0, m);
+      ArrayOf(block, m) = CastArray<Acc>(src + c0, m);
       for (int64_t c = 0; c < m; ++c) {
         d0[c0 + c] += w0 * block[c];
         d1[c0 + c] += w1 * block[c];
