@@ -2,15 +2,18 @@
 
 `keras_dcn.tf_keras.DeformConv2D` and `keras_dcn.tf_keras.DeformRoIPool` take the
 same arguments, hold the same weights (same names, shapes and order) and compute the
-same outputs as `keras_dcn.layers.DeformConv2D` and `keras_dcn.layers.DeformRoIPool`;
-both share one implementation (`keras_dcn.layers._base`). They are registered as
-serializable in tf_keras under the package "keras_dcn". Importing this module imports
-`tf_keras`; `import keras_dcn` alone does not.
+same outputs as `keras_dcn.layers.DeformConv2D` and `keras_dcn.layers.DeformRoIPool`
+(sampling hook included): each pair shares one body (`keras_dcn.layers._deform_conv_base`,
+`keras_dcn.layers._deform_roi_pool_base`). They are registered as serializable in
+tf_keras under the package "keras_dcn". Importing this module imports `tf_keras`;
+`import keras_dcn` alone does not.
 """
 
 import tf_keras
 
-from keras_dcn.layers._base import PACKAGE, DeformConv2DBase, DeformRoIPoolBase, Framework
+from keras_dcn.layers._deform_conv_base import DeformConv2DBase
+from keras_dcn.layers._deform_roi_pool_base import DeformRoIPoolBase
+from keras_dcn.layers._framework import PACKAGE, Framework
 
 TF_KERAS = Framework(
     name="tf_keras",

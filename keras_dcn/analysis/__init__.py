@@ -12,7 +12,8 @@ region = analysis.error_bounded_saliency_region(node, image)      # region.mask 
 ```
 
 Definitions are in the docstrings of `receptive_field`, `sampling_locations` and
-`saliency`; nodes in `nodes`. Everything runs eagerly on one image.
+`saliency`; nodes in `nodes`; where the deformable layers read (sampling points, RoI
+boxes, bin centres) in `geometry`. Everything runs eagerly on one image.
 """
 
 from keras_dcn.analysis.nodes import deformable_layers

@@ -21,7 +21,8 @@ from typing import Callable, Sequence, Tuple, Union
 import numpy as np
 import tensorflow as tf
 
-from keras_dcn.layers._base import DeformConv2DBase, DeformRoIPoolBase
+from keras_dcn.layers._deform_conv_base import DeformConv2DBase
+from keras_dcn.layers._deform_roi_pool_base import DeformRoIPoolBase
 
 Node = Callable[[tf.Tensor], tf.Tensor]
 

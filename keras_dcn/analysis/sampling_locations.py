@@ -6,11 +6,11 @@ with respect to the sampling / bin locations". Here, with `s` the sum of the nod
 values (`nodes.scalar_response`):
 
 * Deformable convolution. Each probed layer's taps read its input at
-  `p = p0 + p_k + dp_k` (`DeformConv2DBase.sampling_points`). Moving tap `k` of output
+  `p = p0 + p_k + dp_k` (`geometry.sampling_points`). Moving tap `k` of output
   position `p0` by `(ey, ex)` input pixels changes its offsets by the same amount, so
   `d s / d p = d s / d (dy_k, dx_k)` at that output position, taken through the op
-  only (the offsets are watched where the layer hands them to the op, with
-  `SamplingHookMixin`; the offset branch upstream is not differentiated). For stacked
+  only (the offsets are watched where the layer hands them to the op, through its
+  sampling hook; the offset branch upstream is not differentiated). For stacked
   layers every output position of every probed layer has its own taps: a tap outside
   the node's dependency cone gets gradient 0. Points are mapped to image pixels
   through the layer's input stride `S = image size / input size` (per axis), by the
@@ -20,7 +20,7 @@ values (`nodes.scalar_response`):
   `|| (d s / d p_y / S_y, d s / d p_x / S_x) ||_2`.
 * Deformable RoI pooling. Bin `k` moves as a whole by `gamma * (roi_h * dy_k,
   roi_w * dx_k)` feature pixels, so its location is its centre
-  (`DeformRoIPoolBase.bin_centres`, the mean of its samples) and
+  (`geometry.bin_centres`, the mean of its samples) and
   `d s / d centre = d s / d (dy_k, dx_k) / (gamma * (roi_h, roi_w))`, mapped to
   image pixels through the feature stride as above. A RoI of zero height or width
   gets weight 0 on that axis.
@@ -42,8 +42,10 @@ from typing import List, Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 
+from keras_dcn.analysis import geometry
 from keras_dcn.analysis import nodes
-from keras_dcn.layers._base import DeformConv2DBase, DeformRoIPoolBase
+from keras_dcn.layers._deform_conv_base import DeformConv2DBase
+from keras_dcn.layers._deform_roi_pool_base import DeformRoIPoolBase
 
 CONV = "conv"
 ROI = "roi"
@@ -95,7 +97,8 @@ def _check_layers(layers) -> list:
 
 @contextlib.contextmanager
 def sampling_hook(layers: Sequence, hook):
-    """Installs `hook` (see `SamplingHookMixin`) on `layers` for the `with` block."""
+    """Installs `hook` (see `set_sampling_hook` of the layers) on `layers` for the
+    `with` block."""
     layers = _check_layers(layers)
     for layer in layers:
         layer.set_sampling_hook(hook)
@@ -115,7 +118,7 @@ def _conv_locations(record, gradient, image_size, name) -> SamplingLocations:
     layer = record.layer
     height, width = record.input_shape[1], record.input_shape[2]
     stride = (image_size[0] / height, image_size[1] / width)
-    points = layer.sampling_points(record.offsets, (height, width))[0].numpy()
+    points = geometry.sampling_points(layer, record.offsets, (height, width))[0].numpy()
     per_tap = gradient[0].reshape(points.shape) / np.asarray(stride, np.float32)
     return SamplingLocations(name, CONV, _to_image(points, stride),
                              np.linalg.norm(per_tap, axis=-1), stride)
@@ -128,8 +131,8 @@ def _roi_locations(record, gradient, image_size, name) -> SamplingLocations:
                          "their locations have no gradient")
     height, width = record.input_shape[1], record.input_shape[2]
     stride = (image_size[0] / height, image_size[1] / width)
-    centres = layer.bin_centres(record.rois, record.offsets).numpy()
-    _, _, roi_h, roi_w = (v.numpy() for v in layer.roi_boxes(record.rois))
+    centres = geometry.bin_centres(layer, record.rois, record.offsets).numpy()
+    _, _, roi_h, roi_w = (v.numpy() for v in geometry.roi_boxes(layer, record.rois))
     scale = layer.gamma * np.stack([roi_h, roi_w], -1)[:, None, None, :]  # [R, 1, 1, 2]
     per_pixel = np.divide(gradient, scale, out=np.zeros_like(gradient),
                           where=scale != 0) / np.asarray(stride, np.float32)

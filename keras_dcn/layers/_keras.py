@@ -2,7 +2,7 @@
 
 import keras
 
-from keras_dcn.layers._base import Framework
+from keras_dcn.layers._framework import Framework
 
 
 def require_tensorflow_backend(layer_name):

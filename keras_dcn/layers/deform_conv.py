@@ -2,7 +2,8 @@
 
 import keras
 
-from keras_dcn.layers._base import PACKAGE, DeformConv2DBase
+from keras_dcn.layers._deform_conv_base import DeformConv2DBase
+from keras_dcn.layers._framework import PACKAGE
 from keras_dcn.layers._keras import KERAS
 
 
@@ -59,6 +60,12 @@ class DeformConv2D(DeformConv2DBase, keras.layers.Layer):
       activity_regularizer, kernel_constraint, bias_constraint: as in `Conv2D`, for
         `kernel` and `bias`.
       **kwargs: `keras.layers.Layer` arguments (`name`, `dtype`, `trainable`, ...).
+
+    Sampling hook: `set_sampling_hook(hook)` installs `hook(layer, inputs, offsets, mask,
+    rois)`, which sees the branch's offsets `[N, Ho, Wo, 2 * dg * K]` and mask
+    `[N, Ho, Wo, dg * K]` (or None) before the op and returns the pair the op uses
+    (`rois` is None); `set_sampling_hook(None)` removes it. `keras_dcn.analysis`
+    observes the layer through it.
 
     Requires Keras' TensorFlow backend. The ops have no XLA kernels, so the layer sets
     `supports_jit = False` and `Model.compile(jit_compile="auto")` does not use XLA.

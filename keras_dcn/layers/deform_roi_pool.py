@@ -3,7 +3,8 @@
 import keras
 import tensorflow as tf
 
-from keras_dcn.layers._base import PACKAGE, DeformRoIPoolBase
+from keras_dcn.layers._deform_roi_pool_base import DeformRoIPoolBase
+from keras_dcn.layers._framework import PACKAGE
 from keras_dcn.layers._keras import KERAS
 
 
@@ -56,6 +57,12 @@ class DeformRoIPool(DeformRoIPoolBase, keras.layers.Layer):
         `RandomNormal(stddev=0.01)`.
       kernel_regularizer, bias_regularizer: for the branch's kernels and biases.
       **kwargs: `keras.layers.Layer` arguments (`name`, `dtype`, `trainable`, ...).
+
+    Sampling hook: `set_sampling_hook(hook)` installs `hook(layer, features, offsets,
+    mask, rois)`, which sees the branch's offsets `[R, oh, ow, 2]` and mask
+    `[R, oh, ow, 1]` (or None) before the op and returns the pair the op uses;
+    `set_sampling_hook(None)` removes it. `keras_dcn.analysis` observes the layer
+    through it.
 
     Requires Keras' TensorFlow backend; `supports_jit = False` (no XLA kernels).
     """

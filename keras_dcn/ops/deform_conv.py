@@ -1,63 +1,13 @@
 """Modulated deformable convolution (DCNv2) as a differentiable TensorFlow op."""
 
-import numbers
-
 import tensorflow as tf
 
 from keras_dcn._library import ops as _lib
 from keras_dcn.ops import _args
+from keras_dcn.ops import _padding
 
 
-def _padding(padding):
-    """(mode, explicit_paddings) of the op from the user's `padding`."""
-    if isinstance(padding, str):
-        mode = padding.upper()
-        if mode not in ("VALID", "SAME"):
-            raise ValueError(f'padding must be "valid", "same", an int or pairs of ints, got {padding!r}')
-        return mode, []
-
-    def non_negative(v):
-        return isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 0
-
-    error = ValueError(
-        "padding must be \"valid\", \"same\", an int p, a pair (ph, pw) or "
-        f"((top, bottom), (left, right)) of non-negative ints, got {padding!r}"
-    )
-    if non_negative(padding):
-        return "EXPLICIT", [int(padding)] * 4
-    try:
-        pair = tuple(padding)
-    except TypeError:
-        raise error from None
-    if len(pair) != 2:
-        raise error
-    if all(non_negative(p) for p in pair):
-        return "EXPLICIT", [int(pair[0])] * 2 + [int(pair[1])] * 2
-    try:
-        (top, bottom), (left, right) = pair
-    except (TypeError, ValueError):
-        raise error from None
-    if not all(non_negative(p) for p in (top, bottom, left, right)):
-        raise error
-    return "EXPLICIT", [int(top), int(bottom), int(left), int(right)]
-
-
-def _output_size(size, kernel, stride, dilation, mode, before, after):
-    """Output length of one spatial axis, or None when `size` is unknown."""
-    if size is None or kernel is None:
-        return None
-    effective = (kernel - 1) * dilation + 1
-    if mode == "SAME":
-        return -(-size // stride)
-    padded = size + before + after
-    if padded < effective:
-        raise ValueError(
-            f"the dilated kernel ({effective}) is larger than the padded input ({padded})"
-        )
-    return (padded - effective) // stride + 1
-
-
-def _check_static_shapes(inputs, offsets, mask, kernel, bias, attrs, data_format):
+def _check_static_shapes(inputs, offsets, mask, kernel, bias, attrs, padding, data_format):
     """Checks what is statically known of the shapes; the kernel checks the rest."""
     first = data_format == "channels_first"
     image = "[N, C, H, W]" if first else "[N, H, W, C]"
@@ -90,9 +40,12 @@ def _check_static_shapes(inputs, offsets, mask, kernel, bias, attrs, data_format
             and bias.shape[0] != filters:
         raise ValueError(f"bias must have shape [{filters}] (filters), got {bias.shape}")
 
-    pads = attrs["explicit_paddings"] or [0, 0, 0, 0]
-    ho = _output_size(h, kh, *attrs["strides"][:1], attrs["dilations"][0], attrs["padding"], *pads[:2])
-    wo = _output_size(w, kw, *attrs["strides"][1:], attrs["dilations"][1], attrs["padding"], *pads[2:])
+    ho, wo = _padding.output_size((h, w), (kh, kw), attrs["strides"], attrs["dilations"], padding)
+    if attrs["padding"] != "SAME" and 0 in (ho, wo):
+        raise ValueError(
+            f"the dilated kernel is larger than the padded input: kernel ({kh}, {kw}), "
+            f"dilation_rate {tuple(attrs['dilations'])}, inputs ({h}, {w}), padding {padding!r}"
+        )
     taps = None if None in (kh, kw) else dg * kh * kw
     for name, tensor, per_tap in (("offsets", offsets, 2), ("mask", mask, 1)):
         if tensor is None or tensor.shape.rank is None:
@@ -156,7 +109,7 @@ def deform_conv2d(inputs, offsets, kernel, mask=None, bias=None, strides=(1, 1),
         kernel = _args.float_tensor(kernel, "kernel", dtype)
         mask = None if mask is None else _args.float_tensor(mask, "mask", dtype)
         bias = None if bias is None else _args.float_tensor(bias, "bias", dtype)
-        mode, explicit = _padding(padding)
+        mode, explicit = _padding.parse(padding)
         attrs = dict(
             strides=list(_args.positive_pair(strides, "strides")),
             dilations=list(_args.positive_pair(dilation_rate, "dilation_rate")),
@@ -165,7 +118,7 @@ def deform_conv2d(inputs, offsets, kernel, mask=None, bias=None, strides=(1, 1),
             groups=_args.positive_int(groups, "groups"),
             deformable_groups=_args.positive_int(deformable_groups, "deformable_groups"),
         )
-        _check_static_shapes(inputs, offsets, mask, kernel, bias, attrs, data_format)
+        _check_static_shapes(inputs, offsets, mask, kernel, bias, attrs, padding, data_format)
 
         if data_format == "channels_first":
             inputs = _args.to_channels_last(inputs, "inputs")

@@ -1,0 +1,33 @@
+"""Gradient scaling: how the layers' offset branches learn at `offset_lr_multiplier`
+times the rate of the other weights."""
+
+import tensorflow as tf
+
+from keras_dcn.ops import _args
+
+
+def lr_multiplier(value):
+    """`offset_lr_multiplier` checked: a finite number >= 0, as a float."""
+    multiplier = _args.finite_float(value, "offset_lr_multiplier")
+    if multiplier < 0:
+        raise ValueError(f"offset_lr_multiplier must be >= 0, got {value!r}")
+    return multiplier
+
+
+def scale_gradient(x, multiplier):
+    """`x` in the forward pass; the gradient flowing back through it times `multiplier`.
+
+    `x` is a tensor of any shape and float dtype. With a multiplier of 1 it is returned
+    unchanged (no extra op).
+    """
+    if multiplier == 1:
+        return x
+
+    @tf.custom_gradient
+    def _scaled_identity(value):
+        def grad(upstream):
+            return upstream * tf.cast(multiplier, upstream.dtype)
+
+        return tf.identity(value), grad
+
+    return _scaled_identity(x)
