@@ -1,16 +1,15 @@
-"""Sanity checks of the plain-TensorFlow reference (tests/reference.py) itself, against
-regular convolutions and interpolation written out by hand."""
+"""Sanity checks of the plain-TensorFlow references (tests/reference.py) themselves:
+deformable convolution against regular convolutions and interpolation written out by
+hand, deformable RoI pooling against RoIAlign written loop by loop."""
+
+import math
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from tests import reference
-
-
-@pytest.fixture
-def rng():
-    return np.random.default_rng(20240611)
+from tests.ops.roi_pool_cases import random_rois
 
 
 def reference_conv(inputs, offsets, kernel, **kwargs):
@@ -130,3 +129,86 @@ def test_offset_gradient_follows_the_border_rule():
     np.testing.assert_allclose(gradient(2.0, 3.0), [image[3, 3] - image[2, 3],
                                                     image[2, 4] - image[2, 3]])
     np.testing.assert_allclose(gradient(-0.5, 3.0)[0], image[0, 3])
+
+
+def roi_pool_loops(features, rois, output_size, spatial_scale, sampling_ratio, aligned,
+                   offsets=None, mask=None, gamma=0.1):
+    """Deformable RoI pooling with one Python loop per index, float64: RoIAlign
+    (torchvision's definition) whose bin `(ph, pw)` moves by
+    `gamma * (roi_h * dy, roi_w * dx)` and is scaled by `mask`."""
+    features = np.asarray(features, np.float64)
+    _, height, width, channels = features.shape
+    oh, ow = output_size
+    out = np.zeros((len(rois), oh, ow, channels))
+
+    def read(image, y, x):
+        if y < -1.0 or y > height or x < -1.0 or x > width:
+            return np.zeros(channels)
+        y, x = max(y, 0.0), max(x, 0.0)
+        y0, x0 = int(math.floor(y)), int(math.floor(x))
+        if y0 >= height - 1:
+            y0 = y1 = height - 1
+            y = float(y0)
+        else:
+            y1 = y0 + 1
+        if x0 >= width - 1:
+            x0 = x1 = width - 1
+            x = float(x0)
+        else:
+            x1 = x0 + 1
+        ly, lx = y - y0, x - x0
+        return ((1 - ly) * (1 - lx) * image[y0, x0] + (1 - ly) * lx * image[y0, x1]
+                + ly * (1 - lx) * image[y1, x0] + ly * lx * image[y1, x1])
+
+    for r, (b, x1, y1, x2, y2) in enumerate(np.asarray(rois, np.float64)):
+        shift = 0.5 if aligned else 0.0
+        start_x, start_y = x1 * spatial_scale - shift, y1 * spatial_scale - shift
+        roi_w, roi_h = (x2 - x1) * spatial_scale, (y2 - y1) * spatial_scale
+        if not aligned:
+            roi_w, roi_h = max(roi_w, 1.0), max(roi_h, 1.0)
+        bin_h, bin_w = roi_h / oh, roi_w / ow
+        grid_h = sampling_ratio if sampling_ratio > 0 else max(math.ceil(bin_h), 1)
+        grid_w = sampling_ratio if sampling_ratio > 0 else max(math.ceil(bin_w), 1)
+        for ph in range(oh):
+            for pw in range(ow):
+                dy, dx = (0.0, 0.0) if offsets is None else offsets[r, ph, pw]
+                total = np.zeros(channels)
+                for iy in range(grid_h):
+                    y = start_y + ph * bin_h + (iy + 0.5) * bin_h / grid_h + gamma * roi_h * dy
+                    for ix in range(grid_w):
+                        x = (start_x + pw * bin_w + (ix + 0.5) * bin_w / grid_w
+                             + gamma * roi_w * dx)
+                        total += read(features[int(b)], y, x)
+                scale = 1.0 if mask is None else mask[r, ph, pw, 0]
+                out[r, ph, pw] = total / (grid_h * grid_w) * scale
+    return out
+
+
+@pytest.mark.parametrize("aligned", [True, False])
+@pytest.mark.parametrize("sampling_ratio,spatial_scale",
+                         [(2, 0.5), (0, 0.25), (1, 1.0), (3, 0.125)])
+def test_roi_pool_without_offsets_is_roi_align_by_loops(aligned, sampling_ratio,
+                                                        spatial_scale, rng):
+    features = rng.normal(size=(2, 8, 10, 3))
+    rois = random_rois(rng, 5, 2, 8 / spatial_scale, 10 / spatial_scale)
+    rois[0] = [1, 0.0, 0.0, 10 / spatial_scale, 8 / spatial_scale]  # the whole image
+    rois[1, 3] = rois[1, 1]  # zero width
+    kwargs = dict(output_size=(3, 4), spatial_scale=spatial_scale,
+                  sampling_ratio=sampling_ratio, aligned=aligned)
+    np.testing.assert_allclose(reference.deform_roi_pool(features, rois, **kwargs),
+                               roi_pool_loops(features, rois, **kwargs), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("aligned", [True, False])
+@pytest.mark.parametrize("sampling_ratio", [2, 0])
+def test_roi_pool_offsets_and_mask_match_loops(aligned, sampling_ratio, rng):
+    features = rng.normal(size=(2, 8, 10, 3))
+    rois = random_rois(rng, 4, 2, 16, 20)
+    offsets = rng.normal(size=(4, 3, 2, 2))
+    mask = rng.uniform(size=(4, 3, 2, 1))
+    kwargs = dict(output_size=(3, 2), spatial_scale=0.5, sampling_ratio=sampling_ratio,
+                  aligned=aligned, gamma=0.25)  # exact in float32, as the op reads it
+    np.testing.assert_allclose(
+        reference.deform_roi_pool(features, rois, offsets, mask, **kwargs),
+        roi_pool_loops(features, rois, offsets=offsets, mask=mask, **kwargs),
+        rtol=1e-12, atol=1e-12)
