@@ -2,18 +2,16 @@
 // allocate the outputs and hand the work to the device functors.
 #define EIGEN_USE_THREADS
 
-#include <string>
 #include <type_traits>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
-#include "absl/types/span.h"
 #include "tensorflow/core/framework/op_kernel.h"
-#include "tensorflow/core/framework/register_types.h"
 #include "tensorflow/core/framework/tensor.h"
 #include "tensorflow/core/framework/tensor_shape.h"
-#include "tf_ops/cc/kernels/deform_conv.h"
 #include "tf_ops/cc/kernels/deform_conv_attrs.h"
+#include "tf_ops/cc/kernels/float_types.h"
+#include "tf_ops/cc/kernels/portable/deform_conv.h"
+#include "tf_ops/cc/kernels/shape_checks.h"
 #include "unsupported/Eigen/CXX11/Tensor"
 
 namespace keras_dcn {
@@ -25,24 +23,6 @@ using ::tensorflow::OpKernelContext;
 using ::tensorflow::Tensor;
 using ::tensorflow::TensorShape;
 using CPUDevice = Eigen::ThreadPoolDevice;
-
-absl::Status ShapeError(const char* name, const std::string& expected,
-                        const TensorShape& got) {
-  return absl::InvalidArgumentError(absl::StrCat(
-      name, " must have shape ", expected, ", got ", got.DebugString()));
-}
-
-// The shape `dims`, or an error naming `name` when its size overflows.
-absl::Status BuildShape(const char* name, absl::Span<const int64_t> dims,
-                        TensorShape* shape) {
-  const absl::Status status = TensorShape::BuildTensorShape(dims, shape);
-  if (!status.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "the expected shape of ", name, " [", absl::StrJoin(dims, ", "),
-        "] is too large: ", status.message()));
-  }
-  return absl::OkStatus();
-}
 
 // Checks the shapes of input, offsets, mask and kernel against each other and the
 // attributes, fills `g` and the shape of the output.
@@ -237,33 +217,29 @@ class DeformConv2DGradOp : public OpKernel {
   DeformConvAttrs attrs_;
 };
 
-#define DCN_REGISTER_CPU(T)                                                  \
-  REGISTER_KERNEL_BUILDER(                                                   \
+#define DCN_REGISTER_CPU(T)                                                     \
+  REGISTER_KERNEL_BUILDER(                                                      \
       Name("DcnDeformConv2D").Device(::tensorflow::DEVICE_CPU).TypeConstraint<T>("T"), \
-      DeformConv2DOp<CPUDevice, T>);                                         \
-  REGISTER_KERNEL_BUILDER(                                                   \
-      Name("DcnDeformConv2DGrad").Device(::tensorflow::DEVICE_CPU).TypeConstraint<T>("T"), \
-      DeformConv2DGradOp<CPUDevice, T>);
-DCN_REGISTER_CPU(Eigen::half)
-DCN_REGISTER_CPU(Eigen::bfloat16)
-DCN_REGISTER_CPU(float)
-DCN_REGISTER_CPU(double)
+      DeformConv2DOp<CPUDevice, T>);                                            \
+  REGISTER_KERNEL_BUILDER(Name("DcnDeformConv2DGrad")                           \
+                              .Device(::tensorflow::DEVICE_CPU)                 \
+                              .TypeConstraint<T>("T"),                          \
+                          DeformConv2DGradOp<CPUDevice, T>);
+DCN_CALL_FLOAT_TYPES(DCN_REGISTER_CPU)
 #undef DCN_REGISTER_CPU
 
 #if GOOGLE_CUDA
-// The functors are specialised for the GPU in deform_conv_kernels.cu.cc.
+// The functors are specialised for the GPU in cuda/deform_conv_gpu.cu.cc.
 using GPUDevice = Eigen::GpuDevice;
-#define DCN_REGISTER_GPU(T)                                                  \
-  REGISTER_KERNEL_BUILDER(                                                   \
+#define DCN_REGISTER_GPU(T)                                                     \
+  REGISTER_KERNEL_BUILDER(                                                      \
       Name("DcnDeformConv2D").Device(::tensorflow::DEVICE_GPU).TypeConstraint<T>("T"), \
-      DeformConv2DOp<GPUDevice, T>);                                         \
-  REGISTER_KERNEL_BUILDER(                                                   \
-      Name("DcnDeformConv2DGrad").Device(::tensorflow::DEVICE_GPU).TypeConstraint<T>("T"), \
-      DeformConv2DGradOp<GPUDevice, T>);
-DCN_REGISTER_GPU(Eigen::half)
-DCN_REGISTER_GPU(Eigen::bfloat16)
-DCN_REGISTER_GPU(float)
-DCN_REGISTER_GPU(double)
+      DeformConv2DOp<GPUDevice, T>);                                            \
+  REGISTER_KERNEL_BUILDER(Name("DcnDeformConv2DGrad")                           \
+                              .Device(::tensorflow::DEVICE_GPU)                 \
+                              .TypeConstraint<T>("T"),                          \
+                          DeformConv2DGradOp<GPUDevice, T>);
+DCN_CALL_FLOAT_TYPES(DCN_REGISTER_GPU)
 #undef DCN_REGISTER_GPU
 #endif  // GOOGLE_CUDA
 

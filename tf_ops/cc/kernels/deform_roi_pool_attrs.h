@@ -9,7 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "tensorflow/core/framework/op_kernel.h"
-#include "tf_ops/cc/kernels/deform_roi_pool.h"
+#include "tf_ops/cc/kernels/portable/deform_roi_pool.h"
 
 namespace keras_dcn {
 

@@ -5,19 +5,18 @@
 
 #include <algorithm>
 #include <cmath>
-#include <initializer_list>
 #include <string>
 #include <type_traits>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
 #include "tensorflow/core/framework/op_kernel.h"
-#include "tensorflow/core/framework/register_types.h"
 #include "tensorflow/core/framework/tensor.h"
 #include "tensorflow/core/framework/tensor_shape.h"
-#include "tf_ops/cc/kernels/deform_roi_pool.h"
 #include "tf_ops/cc/kernels/deform_roi_pool_attrs.h"
-#include "tf_ops/cc/kernels/roi_sampling.h"
+#include "tf_ops/cc/kernels/float_types.h"
+#include "tf_ops/cc/kernels/portable/deform_roi_pool.h"
+#include "tf_ops/cc/kernels/portable/roi_sampling.h"
+#include "tf_ops/cc/kernels/shape_checks.h"
 #include "unsupported/Eigen/CXX11/Tensor"
 
 namespace keras_dcn {
@@ -29,23 +28,6 @@ using ::tensorflow::OpKernelContext;
 using ::tensorflow::Tensor;
 using ::tensorflow::TensorShape;
 using CPUDevice = Eigen::ThreadPoolDevice;
-
-absl::Status ShapeError(const char* name, const std::string& expected,
-                        const TensorShape& got) {
-  return absl::InvalidArgumentError(absl::StrCat(
-      name, " must have shape ", expected, ", got ", got.DebugString()));
-}
-
-// Whether `shape` is exactly `dims` (compared one by one, so that huge attribute
-// values never build an invalid TensorShape).
-bool HasShape(const TensorShape& shape, std::initializer_list<int64_t> dims) {
-  if (shape.dims() != static_cast<int>(dims.size())) return false;
-  int i = 0;
-  for (int64_t d : dims) {
-    if (shape.dim_size(i++) != d) return false;
-  }
-  return true;
-}
 
 // Checks the shapes of features, rois, offsets and mask against each other and the
 // attributes, and fills `g`.
@@ -247,15 +229,12 @@ class DeformRoiPoolGradOp : public OpKernel {
                               .Device(::tensorflow::DEVICE_CPU)               \
                               .TypeConstraint<T>("T"),                        \
                           DeformRoiPoolGradOp<CPUDevice, T>);
-DCN_REGISTER_CPU(Eigen::half)
-DCN_REGISTER_CPU(Eigen::bfloat16)
-DCN_REGISTER_CPU(float)
-DCN_REGISTER_CPU(double)
+DCN_CALL_FLOAT_TYPES(DCN_REGISTER_CPU)
 #undef DCN_REGISTER_CPU
 
 #if GOOGLE_CUDA
-// The functors are specialised for the GPU in deform_roi_pool_kernels.cu.cc. The RoIs
-// stay in host memory: CheckRois reads them before anything is launched.
+// The functors are specialised for the GPU in cuda/deform_roi_pool_gpu.cu.cc. The
+// RoIs stay in host memory: CheckRois reads them before anything is launched.
 using GPUDevice = Eigen::GpuDevice;
 #define DCN_REGISTER_GPU(T)                                                   \
   REGISTER_KERNEL_BUILDER(Name("DcnDeformRoiPool")                            \
@@ -268,10 +247,7 @@ using GPUDevice = Eigen::GpuDevice;
                               .HostMemory("rois")                             \
                               .TypeConstraint<T>("T"),                        \
                           DeformRoiPoolGradOp<GPUDevice, T>);
-DCN_REGISTER_GPU(Eigen::half)
-DCN_REGISTER_GPU(Eigen::bfloat16)
-DCN_REGISTER_GPU(float)
-DCN_REGISTER_GPU(double)
+DCN_CALL_FLOAT_TYPES(DCN_REGISTER_GPU)
 #undef DCN_REGISTER_GPU
 #endif  // GOOGLE_CUDA
 

@@ -4,6 +4,7 @@
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/shape_inference.h"
 #include "tf_ops/cc/kernels/deform_conv_attrs.h"
+#include "tf_ops/cc/kernels/float_types.h"
 
 namespace keras_dcn {
 namespace {
@@ -134,7 +135,7 @@ REGISTER_OP("DcnDeformConv2D")
     .Input("kernel: T")
     .Input("bias: T")
     .Output("output: T")
-    .Attr("T: {half, bfloat16, float, double}")
+    .Attr(FloatTypeAttr())
     .Attr("strides: list(int) = [1, 1]")
     .Attr("dilations: list(int) = [1, 1]")
     .Attr("padding: {'VALID', 'SAME', 'EXPLICIT'} = 'VALID'")
@@ -170,7 +171,7 @@ REGISTER_OP("DcnDeformConv2DGrad")
     .Output("mask_grad: T")
     .Output("kernel_grad: T")
     .Output("bias_grad: T")
-    .Attr("T: {half, bfloat16, float, double}")
+    .Attr(FloatTypeAttr())
     .Attr("strides: list(int) = [1, 1]")
     .Attr("dilations: list(int) = [1, 1]")
     .Attr("padding: {'VALID', 'SAME', 'EXPLICIT'} = 'VALID'")

@@ -4,6 +4,7 @@
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/shape_inference.h"
 #include "tf_ops/cc/kernels/deform_roi_pool_attrs.h"
+#include "tf_ops/cc/kernels/float_types.h"
 
 namespace keras_dcn {
 namespace {
@@ -101,7 +102,7 @@ REGISTER_OP("DcnDeformRoiPool")
     .Input("offsets: T")
     .Input("mask: T")
     .Output("output: T")
-    .Attr("T: {half, bfloat16, float, double}")
+    .Attr(FloatTypeAttr())
     .Attr("output_size: list(int) = [7, 7]")
     .Attr("spatial_scale: float = 1.0")
     .Attr("sampling_ratio: int = 2")
@@ -139,7 +140,7 @@ REGISTER_OP("DcnDeformRoiPoolGrad")
     .Output("features_grad: T")
     .Output("offsets_grad: T")
     .Output("mask_grad: T")
-    .Attr("T: {half, bfloat16, float, double}")
+    .Attr(FloatTypeAttr())
     .Attr("output_size: list(int) = [7, 7]")
     .Attr("spatial_scale: float = 1.0")
     .Attr("sampling_ratio: int = 2")

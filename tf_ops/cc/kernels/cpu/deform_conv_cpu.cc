@@ -23,95 +23,39 @@
 // and computed in float (the backward pass accumulates one image of input gradient
 // and the kernel gradient in float); bfloat16 on the bfloat16 micro-kernels keeps its
 // forward column matrix in bfloat16 and multiplies bfloat16 pairs into float sums.
+//
+// This file holds the two passes; the column matrix of a chunk is built in
+// deform_conv_columns.h, the products with the kernel run through
+// deform_conv_products.h, and the work is shared out over the threads by parallel.h.
 #define EIGEN_USE_THREADS
 
 #include <algorithm>
 #include <type_traits>
 #include <vector>
 
-#include "tensorflow/core/framework/types.h"
-#include "tf_ops/cc/kernels/bilinear.h"
-#include "tf_ops/cc/kernels/cpu_gemm.h"
-#include "tf_ops/cc/kernels/cpu_utils.h"
-#include "tf_ops/cc/kernels/deform_conv.h"
+#include "tf_ops/cc/kernels/cpu/accumulation.h"
+#include "tf_ops/cc/kernels/cpu/cpu_gemm.h"
+#include "tf_ops/cc/kernels/cpu/deform_conv_columns.h"
+#include "tf_ops/cc/kernels/cpu/deform_conv_products.h"
+#include "tf_ops/cc/kernels/cpu/parallel.h"
+#include "tf_ops/cc/kernels/float_types.h"
+#include "tf_ops/cc/kernels/portable/bilinear.h"
+#include "tf_ops/cc/kernels/portable/deform_conv.h"
 #include "unsupported/Eigen/CXX11/Tensor"
 
 namespace keras_dcn {
+namespace deform_conv_cpu {
 namespace {
 
 using CPUDevice = Eigen::ThreadPoolDevice;
 using Index = Eigen::Index;
 
+// A row-major matrix in a plain buffer, as an Eigen tensor (see ConstMatrix).
 template <typename Acc>
 using Matrix = Eigen::TensorMap<Eigen::Tensor<Acc, 2, Eigen::RowMajor, Index>>;
-template <typename Acc>
-using ConstMatrix =
-    Eigen::TensorMap<Eigen::Tensor<const Acc, 2, Eigen::RowMajor, Index>>;
-template <typename Acc>
-using RowMajorMap = Eigen::Map<
-    Eigen::Matrix<Acc, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>, 0,
-    Eigen::OuterStride<>>;
-template <typename Acc>
-using ConstRowMajorMap = Eigen::Map<
-    const Eigen::Matrix<Acc, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>, 0,
-    Eigen::OuterStride<>>;
+// A read-only vector in a plain buffer, as an Eigen matrix.
 template <typename Acc>
 using Vector = Eigen::Map<const Eigen::Matrix<Acc, Eigen::Dynamic, 1>>;
-
-// Values of `cols` a chunk holds at most (8 MiB of float): enough rows per thread
-// for the products to run at full speed, few enough to bound the memory.
-constexpr int64_t kChunkElements = int64_t{1} << 21;
-
-// Rows per chunk of an image's `pixels` output pixels for a column matrix `width`
-// wide: as many as kChunkElements allows, spread evenly over the chunks.
-int64_t ChunkRows(int64_t pixels, int64_t width) {
-  const int64_t most = std::max<int64_t>(1, kChunkElements / width);
-  const int64_t chunks = (pixels + most - 1) / most;
-  return (pixels + chunks - 1) / chunks;
-}
-
-// Runs fn(begin, end) on [0, n) cut into blocks of `block` (the last one may be
-// smaller), the blocks in parallel.
-template <typename Fn>
-void ForBlocks(const CPUDevice& device, int64_t n, int64_t block, const Fn& fn) {
-  const int64_t blocks = (n + block - 1) / block;
-  // A cost far above the pool's threshold: every block becomes its own task.
-  device.parallelFor(blocks, Eigen::TensorOpCost(0, 0, 1e9),
-                     [&](Eigen::Index first, Eigen::Index last) {
-                       for (Eigen::Index b = first; b < last; ++b) {
-                         fn(b * block, std::min(n, (b + 1) * block));
-                       }
-                     });
-}
-
-// `n` split evenly over the threads: the block size giving one block per thread.
-int64_t PerThread(const CPUDevice& device, int64_t n) {
-  const int64_t threads = std::max<int64_t>(1, device.numThreads());
-  return std::max<int64_t>(1, (n + threads - 1) / threads);
-}
-
-// Values of a thread's block of `cols` that stay in its L2 cache between sampling
-// and multiplying (1 MiB of float).
-constexpr int64_t kBlockElements = int64_t{1} << 18;
-// A block's product streams the whole kernel through the cache: blocks have at
-// least kernel size / kRowsPerKernelValues rows (and kMinBlockRows), so that every
-// kernel value read is used for enough rows.
-constexpr int64_t kRowsPerKernelValues = int64_t{1} << 12;
-constexpr int64_t kMinBlockRows = 128;
-
-// Rows per block of a chunk of `rows` rows of a column matrix `width` wide, for a
-// kernel of `kernel_size` values: at most what fits kBlockElements, or the minimum
-// above if that is more, in a block count that is a multiple of the thread count,
-// so that every thread gets the same share.
-int64_t BlockRows(const CPUDevice& device, int64_t rows, int64_t width,
-                  int64_t kernel_size) {
-  const int64_t threads = std::max<int64_t>(1, device.numThreads());
-  const int64_t least = std::max(kMinBlockRows, kernel_size / kRowsPerKernelValues);
-  const int64_t target = std::max(least, kBlockElements / width);
-  const int64_t rounds = (rows + target * threads - 1) / (target * threads);
-  const int64_t blocks = rounds * threads;
-  return (rows + blocks - 1) / blocks;
-}
 
 // Columns [begin, begin + count) of a row-major matrix expression.
 template <typename M>
@@ -119,267 +63,6 @@ auto Columns(M matrix, Index begin, Index count) {
   return matrix.slice(Eigen::array<Index, 2>{0, begin},
                       Eigen::array<Index, 2>{matrix.dimension(0), count});
 }
-
-// A run of input channels that lies in one conv group and one deformable group.
-struct ChannelRun {
-  int64_t begin;
-  int64_t end;
-  int64_t group;
-  int64_t deformable_group;
-};
-
-// Splits [0, in_channels) at every conv-group and deformable-group boundary.
-std::vector<ChannelRun> ChannelRuns(const DeformConvGeometry& g) {
-  const int64_t cg = g.channels_per_group();
-  const int64_t cd = g.channels_per_deformable_group();
-  std::vector<ChannelRun> runs;
-  int64_t begin = 0;
-  while (begin < g.in_channels) {
-    const int64_t group = begin / cg;
-    const int64_t dgroup = begin / cd;
-    const int64_t end = std::min((group + 1) * cg, (dgroup + 1) * cd);
-    runs.push_back({begin, end, group, dgroup});
-    begin = end;
-  }
-  return runs;
-}
-
-// Geometry of the sampling points of the output pixels [row_begin, row_end) of the
-// flattened [batch * out_height * out_width] grid: one BilinearPoint per pixel,
-// deformable group and tap, in that order, written to `points`. Point offsets are
-// relative to the pixel's own image.
-template <typename T, typename Acc>
-void LocatePoints(const DeformConvGeometry& g, const T* offsets,
-                  int64_t row_begin, int64_t row_end,
-                  BilinearPoint<Acc>* points) {
-  const int64_t taps = g.taps();
-  const int64_t per_row = g.deformable_groups * taps;
-  const int64_t pixels = g.out_pixels_per_image();
-  for (int64_t row = row_begin; row < row_end; ++row) {
-    const int64_t pixel = row % pixels;
-    const int64_t ho = pixel / g.out_width;
-    const int64_t wo = pixel % g.out_width;
-    const T* row_offsets = offsets + row * per_row * 2;
-    BilinearPoint<Acc>* row_points = points + (row - row_begin) * per_row;
-    for (int64_t dg = 0; dg < g.deformable_groups; ++dg) {
-      for (int64_t i = 0; i < g.kernel_h; ++i) {
-        for (int64_t j = 0; j < g.kernel_w; ++j) {
-          const int64_t tap = dg * taps + i * g.kernel_w + j;
-          const Acc y = static_cast<Acc>(ho * g.stride_h - g.pad_top +
-                                         i * g.dilation_h) +
-                        static_cast<Acc>(row_offsets[tap * 2]);
-          const Acc x = static_cast<Acc>(wo * g.stride_w - g.pad_left +
-                                         j * g.dilation_w) +
-                        static_cast<Acc>(row_offsets[tap * 2 + 1]);
-          SetupBilinear<Acc>(y, x, g.in_height, g.in_width,
-                             g.in_width * g.in_channels, g.in_channels,
-                             &row_points[tap]);
-        }
-      }
-    }
-  }
-}
-
-// dst[c] = scale * value of `point` at channel c, for c in [0, n), computed in Acc
-// and stored as Column; src points at the first channel of the run in the image.
-template <typename T, typename Acc, typename Column>
-inline void SampleRun(const BilinearPoint<Acc>& point, Acc scale, const T* src,
-                      int64_t n, Column* dst) {
-  auto out = ArrayOf(dst, n);
-  auto neighbour = [&](int k) { return CastArray<Acc>(src + point.offset[k], n); };
-  switch (point.count) {
-    case 4:
-      out = ((point.weight[0] * scale) * neighbour(0) +
-             (point.weight[1] * scale) * neighbour(1) +
-             (point.weight[2] * scale) * neighbour(2) +
-             (point.weight[3] * scale) * neighbour(3))
-                .template cast<Column>();
-      return;
-    case 2:
-      out = ((point.weight[0] * scale) * neighbour(0) +
-             (point.weight[1] * scale) * neighbour(1))
-                .template cast<Column>();
-      return;
-    case 1:
-      out = ((point.weight[0] * scale) * neighbour(0)).template cast<Column>();
-      return;
-    default:  // 0: the neighbours inside the map form a rectangle of 4, 2, 1 or none
-      out.setZero();
-  }
-}
-
-// Fills the rows of the column matrix (see the file comment) of the output pixels
-// [row_begin, row_end), all in one image, from their sampling points.
-template <typename T, typename Acc, typename Column>
-void FillColumns(const DeformConvGeometry& g, const std::vector<ChannelRun>& runs,
-                 const T* image, const T* mask, int64_t row_begin,
-                 int64_t row_end, const BilinearPoint<Acc>* points, Column* cols) {
-  const int64_t taps = g.taps();
-  const int64_t cg = g.channels_per_group();
-  const int64_t width = taps * g.in_channels;
-  const int64_t per_row = g.deformable_groups * taps;
-  for (int64_t row = row_begin; row < row_end; ++row) {
-    const T* row_mask = mask + row * per_row;
-    const BilinearPoint<Acc>* row_points = points + (row - row_begin) * per_row;
-    Column* row_cols = cols + (row - row_begin) * width;
-    for (const ChannelRun& run : runs) {
-      for (int64_t k = 0; k < taps; ++k) {
-        const int64_t tap = run.deformable_group * taps + k;
-        Column* dst =
-            row_cols + (run.group * taps + k) * cg + (run.begin - run.group * cg);
-        SampleRun<T, Acc, Column>(row_points[tap], static_cast<Acc>(row_mask[tap]),
-                                  image + run.begin, run.end - run.begin, dst);
-      }
-    }
-  }
-}
-
-// How the row products of T run: the float or bfloat16 micro-kernels of cpu_gemm.h
-// where this CPU has them (bfloat16 products for bfloat16), Eigen's products
-// otherwise (and for double).
-enum class ProductPath { kEigen, kFloat, kBfloat16 };
-
-template <typename T>
-ProductPath ProductPathFor() {
-  if constexpr (std::is_same<T, double>::value) return ProductPath::kEigen;
-  const CpuGemmIsa isa = CpuGemmIsaInUse();
-  if (std::is_same<T, Eigen::bfloat16>::value && isa == CpuGemmIsa::kAvx512Bf16) {
-    return ProductPath::kBfloat16;
-  }
-  return isa == CpuGemmIsa::kGeneric ? ProductPath::kEigen : ProductPath::kFloat;
-}
-
-// The kernel, one conv group after another, as the right-hand side of the row
-// products: [taps * cg, fg] for the forward product (columns x kernel), or its
-// transpose [fg, taps * cg] for the column gradient (out_grad x kernel^T). Packed
-// once (on all threads) for the micro-kernels, or kept in Acc for Eigen.
-template <typename T>
-class KernelOperand {
- public:
-  using Acc = typename AccumulatorOf<T>::type;
-
-  KernelOperand(const CPUDevice& device, const DeformConvGeometry& g, const T* kernel,
-                bool transposed)
-      : path_(ProductPathFor<T>()),
-        transposed_(transposed),
-        filters_(g.filters),
-        depth_(transposed ? g.filters_per_group() : g.taps() * g.channels_per_group()),
-        width_(transposed ? g.taps() * g.channels_per_group() : g.filters_per_group()),
-        kernel_acc_(kernel, path_ == ProductPath::kEigen
-                                ? g.taps() * g.channels_per_group() * g.filters
-                                : 0) {
-    if (path_ == ProductPath::kEigen) return;
-    packed_.reserve(g.groups);
-    for (int64_t group = 0; group < g.groups; ++group) {
-      packed_.emplace_back(depth_, width_, path_ == ProductPath::kBfloat16);
-      PackedMatrix& packed = packed_.back();
-      const T* source = kernel + group * g.filters_per_group();
-      const int64_t k_stride = transposed ? 1 : g.filters;
-      const int64_t n_stride = transposed ? g.filters : 1;
-      ForBlocks(device, packed.panels(), PerThread(device, packed.panels()),
-                [&](int64_t first, int64_t last) {
-        if constexpr (std::is_same<T, Eigen::bfloat16>::value) {
-          if (packed.bfloat16_pairs()) {
-            packed.PackBfloat16(reinterpret_cast<const uint16_t*>(source), k_stride,
-                                n_stride, first, last);
-            return;
-          }
-        }
-        packed.PackFloat(source, k_stride, n_stride, first, last);
-      });
-    }
-  }
-
-  ProductPath path() const { return path_; }
-
-  // out[i, :] = init + a[i, :] x (the group's kernel) for i < rows; a and out are
-  // row-major with row strides lda and ldc, init holds the product's width of values
-  // (or is null). A is Acc, or bfloat16 on the bfloat16 path.
-  template <typename A>
-  void Multiply(int64_t group, const A* a, int64_t lda, int64_t rows, const Acc* init,
-                Acc* out, int64_t ldc) const {
-    if constexpr (std::is_same<A, Eigen::bfloat16>::value) {
-      MultiplyRows(reinterpret_cast<const uint16_t*>(a), lda, rows, packed_[group],
-                   init, out, ldc);
-    } else {
-      static_assert(std::is_same<A, Acc>::value, "A must be Acc or bfloat16");
-      if constexpr (std::is_same<Acc, float>::value) {
-        if (path_ == ProductPath::kFloat) {
-          MultiplyRows(a, lda, rows, packed_[group], init, out, ldc);
-          return;
-        }
-      }
-      const ConstRowMajorMap<Acc> a_map(a, rows, depth_, Eigen::OuterStride<>(lda));
-      RowMajorMap<Acc> out_map(out, rows, width_, Eigen::OuterStride<>(ldc));
-      const int64_t kernel_rows = transposed_ ? width_ : depth_;
-      const int64_t kernel_cols = transposed_ ? depth_ : width_;
-      const ConstRowMajorMap<Acc> w(kernel_acc_.data() + group * kernel_cols,
-                                    kernel_rows, kernel_cols,
-                                    Eigen::OuterStride<>(filters_));
-      if (transposed_) {
-        out_map.noalias() = a_map * w.transpose();
-      } else {
-        out_map.noalias() = a_map * w;
-      }
-      if (init != nullptr) {
-        out_map.rowwise() += Eigen::Map<const Eigen::Matrix<Acc, 1, Eigen::Dynamic>>(
-            init, width_);
-      }
-    }
-  }
-
- private:
-  const ProductPath path_;
-  const bool transposed_;
-  const int64_t filters_, depth_, width_;
-  const AccumulatorCopy<T> kernel_acc_;
-  std::vector<PackedMatrix> packed_;
-};
-
-// Sizes and buffers shared by the forward and backward passes: the channel runs and
-// the per-chunk column matrix (of Column values) and sampling points.
-template <typename T, typename Column = typename AccumulatorOf<T>::type>
-struct ChunkedColumns {
-  using Acc = typename AccumulatorOf<T>::type;
-
-  explicit ChunkedColumns(const DeformConvGeometry& g)
-      : g(g),
-        taps(g.taps()),
-        cg(g.channels_per_group()),
-        fg(g.filters_per_group()),
-        width(g.taps() * g.in_channels),
-        per_row(g.deformable_groups * g.taps()),
-        pixels(g.out_pixels_per_image()),
-        image_size(g.in_height * g.in_width * g.in_channels),
-        kernel_size(g.taps() * g.channels_per_group() * g.filters),
-        chunk_rows(ChunkRows(g.out_pixels_per_image(), g.taps() * g.in_channels)),
-        runs(ChannelRuns(g)),
-        cols(chunk_rows * width),
-        points(chunk_rows * per_row) {}
-
-  // Samples the chunk rows [begin, end) (their global rows start at `row_begin`),
-  // all in the image `image`.
-  void Fill(const T* image, const T* offsets, const T* mask, int64_t row_begin,
-            int64_t begin, int64_t end) {
-    BilinearPoint<Acc>* block_points = points.data() + begin * per_row;
-    LocatePoints<T, Acc>(g, offsets, row_begin + begin, row_begin + end, block_points);
-    FillColumns<T, Acc, Column>(g, runs, image, mask, row_begin + begin,
-                                row_begin + end, block_points,
-                                cols.data() + begin * width);
-  }
-
-  // The first `rows` rows of the column matrix, for a tensor contraction.
-  ConstMatrix<Column> ColumnMatrix(int64_t rows) const {
-    return ConstMatrix<Column>(cols.data(), rows, width);
-  }
-
-  const DeformConvGeometry& g;
-  const int64_t taps, cg, fg, width, per_row, pixels, image_size, kernel_size,
-      chunk_rows;
-  const std::vector<ChannelRun> runs;
-  std::vector<Column> cols;
-  std::vector<BilinearPoint<Acc>> points;
-};
 
 // The forward pass with a column matrix of Column values: Acc, or bfloat16 on the
 // bfloat16 path.
@@ -632,8 +315,11 @@ struct BackwardImpl {
 };
 
 }  // namespace
+}  // namespace deform_conv_cpu
 
 namespace functor {
+
+using CPUDevice = Eigen::ThreadPoolDevice;
 
 template <typename T>
 struct DeformConv2DForward<CPUDevice, T> {
@@ -642,14 +328,14 @@ struct DeformConv2DForward<CPUDevice, T> {
                   const T* kernel, const T* bias, T* output) {
     using Acc = typename AccumulatorOf<T>::type;
     if constexpr (std::is_same<T, Eigen::bfloat16>::value) {
-      if (ProductPathFor<T>() == ProductPath::kBfloat16) {
-        ForwardImpl<T, Eigen::bfloat16>::Run(device, geometry, input, offsets, mask,
+      if (deform_conv_cpu::ProductPathFor<T>() == deform_conv_cpu::ProductPath::kBfloat16) {
+        deform_conv_cpu::ForwardImpl<T, Eigen::bfloat16>::Run(device, geometry, input, offsets, mask,
                                              kernel, bias, output);
         return;
       }
     }
-    ForwardImpl<T, Acc>::Run(device, geometry, input, offsets, mask, kernel, bias,
-                             output);
+    deform_conv_cpu::ForwardImpl<T, Acc>::Run(device, geometry, input, offsets, mask,
+                                              kernel, bias, output);
   }
 };
 
@@ -659,19 +345,16 @@ struct DeformConv2DBackward<CPUDevice, T> {
                   const T* input, const T* offsets, const T* mask,
                   const T* kernel, const T* output_grad, T* input_grad,
                   T* offsets_grad, T* mask_grad, T* kernel_grad, T* bias_grad) {
-    BackwardImpl<T>::Run(device, geometry, input, offsets, mask, kernel,
-                         output_grad, input_grad, offsets_grad, mask_grad,
-                         kernel_grad, bias_grad);
+    deform_conv_cpu::BackwardImpl<T>::Run(device, geometry, input, offsets, mask, kernel,
+                                          output_grad, input_grad, offsets_grad,
+                                          mask_grad, kernel_grad, bias_grad);
   }
 };
 
 #define DCN_INSTANTIATE(T)                              \
   template struct DeformConv2DForward<CPUDevice, T>;   \
   template struct DeformConv2DBackward<CPUDevice, T>;
-DCN_INSTANTIATE(Eigen::half)
-DCN_INSTANTIATE(Eigen::bfloat16)
-DCN_INSTANTIATE(float)
-DCN_INSTANTIATE(double)
+DCN_CALL_FLOAT_TYPES(DCN_INSTANTIATE)
 #undef DCN_INSTANTIATE
 
 }  // namespace functor

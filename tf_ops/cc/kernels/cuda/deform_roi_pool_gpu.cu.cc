@@ -1,6 +1,6 @@
-// GPU specialisations of the DeformRoiPool functors (deform_roi_pool.h): thin
-// launchers of the CUDA kernels in deform_roi_pool.cuh on the op's stream. Compiled
-// by nvcc only.
+// GPU specialisations of the DeformRoiPool functors (portable/deform_roi_pool.h):
+// thin launchers of the CUDA kernels in portable/deform_roi_pool.cuh on the op's
+// stream. Compiled by nvcc only.
 //
 // The GPU op kernels keep `rois` in host memory (HostMemory("rois")): the op kernel
 // checks every RoI on the host before any launch. The launchers copy them to the
@@ -12,10 +12,11 @@
 
 #include <vector>
 
-#include "tf_ops/cc/kernels/deform_roi_pool.cuh"
-#include "tf_ops/cc/kernels/deform_roi_pool.h"
-#include "tf_ops/cc/kernels/gpu_utils.cuh"
-#include "tf_ops/cc/kernels/tf_gpu_launch.cuh"
+#include "tf_ops/cc/kernels/cuda/tf_gpu_launch.cuh"
+#include "tf_ops/cc/kernels/float_types.h"
+#include "tf_ops/cc/kernels/portable/deform_roi_pool.cuh"
+#include "tf_ops/cc/kernels/portable/deform_roi_pool.h"
+#include "tf_ops/cc/kernels/portable/gpu_utils.cuh"
 #include "unsupported/Eigen/CXX11/Tensor"
 
 namespace keras_dcn {
@@ -86,10 +87,7 @@ struct DeformRoiPoolBackward<GPUDevice, T> {
 #define DCN_INSTANTIATE(T)                                \
   template struct DeformRoiPoolForward<GPUDevice, T>;    \
   template struct DeformRoiPoolBackward<GPUDevice, T>;
-DCN_INSTANTIATE(Eigen::half)
-DCN_INSTANTIATE(Eigen::bfloat16)
-DCN_INSTANTIATE(float)
-DCN_INSTANTIATE(double)
+DCN_CALL_FLOAT_TYPES(DCN_INSTANTIATE)
 #undef DCN_INSTANTIATE
 
 }  // namespace functor

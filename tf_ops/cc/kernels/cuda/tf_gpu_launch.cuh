@@ -1,10 +1,10 @@
-// What the TensorFlow GPU launchers (*_kernels.cu.cc) share: the CUDA element type of
+// What the TensorFlow GPU launchers (cuda/*_gpu.cu.cc) share: the CUDA element type of
 // each TensorFlow type, and scratch memory from the op's GPU allocator.
 //
-// Unlike the other .cuh headers this one depends on TensorFlow's Eigen, and only
+// Unlike the .cuh headers in portable/ this one depends on TensorFlow's Eigen, and only
 // nvcc-compiled launchers include it.
-#ifndef KERAS_DCN_TF_OPS_CC_KERNELS_TF_GPU_LAUNCH_CUH_
-#define KERAS_DCN_TF_OPS_CC_KERNELS_TF_GPU_LAUNCH_CUH_
+#ifndef KERAS_DCN_TF_OPS_CC_KERNELS_CUDA_TF_GPU_LAUNCH_CUH_
+#define KERAS_DCN_TF_OPS_CC_KERNELS_CUDA_TF_GPU_LAUNCH_CUH_
 
 #if GOOGLE_CUDA
 
@@ -92,4 +92,4 @@ inline void CheckLaunches(cudaError_t status, const char* op) {
 }  // namespace keras_dcn
 
 #endif  // GOOGLE_CUDA
-#endif  // KERAS_DCN_TF_OPS_CC_KERNELS_TF_GPU_LAUNCH_CUH_
+#endif  // KERAS_DCN_TF_OPS_CC_KERNELS_CUDA_TF_GPU_LAUNCH_CUH_

@@ -11,8 +11,8 @@
 // Output bin (r, ph, pw) is the mean of grid_h x grid_w bilinear samples of the
 // features of image rois[r, 0], taken in the bin after moving it by the offsets,
 // times mask[r, ph, pw]. The geometry lives in roi_sampling.h.
-#ifndef KERAS_DCN_TF_OPS_CC_KERNELS_DEFORM_ROI_POOL_H_
-#define KERAS_DCN_TF_OPS_CC_KERNELS_DEFORM_ROI_POOL_H_
+#ifndef KERAS_DCN_TF_OPS_CC_KERNELS_PORTABLE_DEFORM_ROI_POOL_H_
+#define KERAS_DCN_TF_OPS_CC_KERNELS_PORTABLE_DEFORM_ROI_POOL_H_
 
 #include <cstdint>
 
@@ -68,4 +68,4 @@ struct DeformRoiPoolBackward {
 }  // namespace functor
 }  // namespace keras_dcn
 
-#endif  // KERAS_DCN_TF_OPS_CC_KERNELS_DEFORM_ROI_POOL_H_
+#endif  // KERAS_DCN_TF_OPS_CC_KERNELS_PORTABLE_DEFORM_ROI_POOL_H_

@@ -1,31 +1,19 @@
-// Accumulation-type helpers for the CPU kernels: half types are computed in float,
-// float in float and double in double. Where T already is the accumulation type the
-// helpers hand out the caller's own buffers, so nothing is copied. The *OnAllThreads
-// helpers convert large buffers on the device's thread pool.
-#ifndef KERAS_DCN_TF_OPS_CC_KERNELS_CPU_UTILS_H_
-#define KERAS_DCN_TF_OPS_CC_KERNELS_CPU_UTILS_H_
+// Accumulation-type buffers of the CPU kernels: half types are computed in float, float
+// in float and double in double (AccumulatorOf, portable/accumulator.h). Where T
+// already is the accumulation type the helpers hand out the caller's own buffers, so
+// nothing is copied. The *OnAllThreads helpers convert large buffers on the device's
+// thread pool.
+#ifndef KERAS_DCN_TF_OPS_CC_KERNELS_CPU_ACCUMULATION_H_
+#define KERAS_DCN_TF_OPS_CC_KERNELS_CPU_ACCUMULATION_H_
 
 #include <cstdint>
-#include <type_traits>
 #include <vector>
 
 #define EIGEN_USE_THREADS
+#include "tf_ops/cc/kernels/portable/accumulator.h"
 #include "unsupported/Eigen/CXX11/Tensor"
 
 namespace keras_dcn {
-
-template <typename T>
-struct AccumulatorOf {
-  using type = float;
-};
-template <>
-struct AccumulatorOf<double> {
-  using type = double;
-};
-
-template <typename T>
-constexpr bool kIsAccumulator =
-    std::is_same<T, typename AccumulatorOf<T>::type>::value;
 
 // `n` values at `values` as an Eigen array (a vectorised view of a plain buffer).
 template <typename T>
@@ -132,4 +120,4 @@ void StoreOnAllThreads(const Eigen::ThreadPoolDevice& device,
 
 }  // namespace keras_dcn
 
-#endif  // KERAS_DCN_TF_OPS_CC_KERNELS_CPU_UTILS_H_
+#endif  // KERAS_DCN_TF_OPS_CC_KERNELS_CPU_ACCUMULATION_H_

@@ -8,8 +8,8 @@
 // The environment variable KERAS_DCN_MAX_CPU_ISA caps the instruction set used:
 // "generic" (no micro-kernels), "avx512" (float only) or "avx512_bf16" (the default
 // when the CPU has it).
-#ifndef KERAS_DCN_TF_OPS_CC_KERNELS_CPU_GEMM_H_
-#define KERAS_DCN_TF_OPS_CC_KERNELS_CPU_GEMM_H_
+#ifndef KERAS_DCN_TF_OPS_CC_KERNELS_CPU_CPU_GEMM_H_
+#define KERAS_DCN_TF_OPS_CC_KERNELS_CPU_CPU_GEMM_H_
 
 #include <algorithm>
 #include <cstdint>
@@ -103,4 +103,4 @@ void PackedMatrix::PackFloat(const Source* source, int64_t k_stride, int64_t n_s
 
 }  // namespace keras_dcn
 
-#endif  // KERAS_DCN_TF_OPS_CC_KERNELS_CPU_GEMM_H_
+#endif  // KERAS_DCN_TF_OPS_CC_KERNELS_CPU_CPU_GEMM_H_

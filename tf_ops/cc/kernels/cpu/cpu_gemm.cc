@@ -9,7 +9,7 @@
 //
 // The micro-kernels carry their instruction set in a target attribute, so the library
 // builds for any x86-64 CPU and uses them only where CpuGemmIsaInUse() allows.
-#include "tf_ops/cc/kernels/cpu_gemm.h"
+#include "tf_ops/cc/kernels/cpu/cpu_gemm.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>

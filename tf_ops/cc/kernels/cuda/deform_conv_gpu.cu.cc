@@ -1,13 +1,15 @@
-// GPU specialisations of the DeformConv2D functors (deform_conv.h): thin launchers of
-// the CUDA kernels in deform_conv.cuh on the op's stream. Compiled by nvcc only.
+// GPU specialisations of the DeformConv2D functors (portable/deform_conv.h): thin
+// launchers of the CUDA kernels in portable/deform_conv.cuh on the op's stream.
+// Compiled by nvcc only.
 #if GOOGLE_CUDA
 #ifndef EIGEN_USE_GPU
 #define EIGEN_USE_GPU
 #endif
 
-#include "tf_ops/cc/kernels/deform_conv.cuh"
-#include "tf_ops/cc/kernels/deform_conv.h"
-#include "tf_ops/cc/kernels/tf_gpu_launch.cuh"
+#include "tf_ops/cc/kernels/cuda/tf_gpu_launch.cuh"
+#include "tf_ops/cc/kernels/float_types.h"
+#include "tf_ops/cc/kernels/portable/deform_conv.cuh"
+#include "tf_ops/cc/kernels/portable/deform_conv.h"
 #include "unsupported/Eigen/CXX11/Tensor"
 
 namespace keras_dcn {
@@ -57,10 +59,7 @@ struct DeformConv2DBackward<GPUDevice, T> {
 #define DCN_INSTANTIATE(T)                              \
   template struct DeformConv2DForward<GPUDevice, T>;   \
   template struct DeformConv2DBackward<GPUDevice, T>;
-DCN_INSTANTIATE(Eigen::half)
-DCN_INSTANTIATE(Eigen::bfloat16)
-DCN_INSTANTIATE(float)
-DCN_INSTANTIATE(double)
+DCN_CALL_FLOAT_TYPES(DCN_INSTANTIATE)
 #undef DCN_INSTANTIATE
 
 }  // namespace functor

@@ -13,13 +13,13 @@
 //   value = sum_{a, b in {0, 1}} ys[iy].weight[a] * xs[ix].weight[b]
 //                                * map[ys[iy].index[a], xs[ix].index[b]]
 // where ys / xs are AxisSample values of the bin's rows and columns.
-#ifndef KERAS_DCN_TF_OPS_CC_KERNELS_ROI_SAMPLING_H_
-#define KERAS_DCN_TF_OPS_CC_KERNELS_ROI_SAMPLING_H_
+#ifndef KERAS_DCN_TF_OPS_CC_KERNELS_PORTABLE_ROI_SAMPLING_H_
+#define KERAS_DCN_TF_OPS_CC_KERNELS_PORTABLE_ROI_SAMPLING_H_
 
 #include <cmath>
 #include <cstdint>
 
-#include "tf_ops/cc/kernels/bilinear.h"  // DCN_HOST_DEVICE
+#include "tf_ops/cc/kernels/portable/bilinear.h"  // DCN_HOST_DEVICE
 
 namespace keras_dcn {
 
@@ -150,4 +150,4 @@ DCN_HOST_DEVICE BinOrigin<Acc> ShiftedBin(const RoiBox<Acc>& box, int64_t ph,
 
 }  // namespace keras_dcn
 
-#endif  // KERAS_DCN_TF_OPS_CC_KERNELS_ROI_SAMPLING_H_
+#endif  // KERAS_DCN_TF_OPS_CC_KERNELS_PORTABLE_ROI_SAMPLING_H_

@@ -1,8 +1,8 @@
 // CPU math of DeformRoiPool.
 //
-// Bilinear weights factor into rows and columns (roi_sampling.h), and so does the
-// sum over a bin's samples: with Wy[r] the summed vertical weights of the bin's
-// samples on row r and Wx[c] those on column c,
+// Bilinear weights factor into rows and columns (portable/roi_sampling.h), and so
+// does the sum over a bin's samples: with Wy[r] the summed vertical weights of the
+// bin's samples on row r and Wx[c] those on column c,
 //   sum over samples of value = sum_{r, c} Wy[r] * Wx[c] * features[r, c],
 // and the same holds with the slopes in place of Wy (d/dy) or Wx (d/dx). So every
 // bin first merges its samples into a short list of rows and one of columns, then
@@ -11,8 +11,8 @@
 // 4 * grid_h * grid_w.
 //
 // Forward and the offset / mask gradients: every output bin is independent, so the
-// bins are split over the intra-op thread pool and each bin loops over the
-// channels, which are contiguous (channels last).
+// bins are split over the intra-op thread pool (parallel.h) and each bin loops over
+// the channels, which are contiguous (channels last).
 //
 // Features gradient: bins of overlapping RoIs (and neighbouring samples of one bin)
 // add into the same feature pixels, so it is split by (image, block of channels)
@@ -31,10 +31,11 @@
 #include <vector>
 
 #include "Eigen/Core"
-#include "tensorflow/core/framework/types.h"
-#include "tf_ops/cc/kernels/cpu_utils.h"
-#include "tf_ops/cc/kernels/deform_roi_pool.h"
-#include "tf_ops/cc/kernels/roi_sampling.h"
+#include "tf_ops/cc/kernels/cpu/accumulation.h"
+#include "tf_ops/cc/kernels/cpu/parallel.h"
+#include "tf_ops/cc/kernels/float_types.h"
+#include "tf_ops/cc/kernels/portable/deform_roi_pool.h"
+#include "tf_ops/cc/kernels/portable/roi_sampling.h"
 #include "unsupported/Eigen/CXX11/Tensor"
 
 namespace keras_dcn {
@@ -54,8 +55,9 @@ struct AxisTap {
   Acc slope;
 };
 
-// The sample points of one bin, split into rows and columns (see roi_sampling.h),
-// and the rows and columns they read (see the file comment).
+// The sample points of one bin, split into rows and columns (see
+// portable/roi_sampling.h), and the rows and columns they read (see the file
+// comment).
 template <typename Acc>
 struct BinSamples {
   int64_t image = 0;
@@ -200,12 +202,12 @@ struct ForwardImpl {
                   const T* mask, T* output) {
     const int64_t channels = g.channels;
     const double cost = MeanSamplesPerBin(g, rois) * channels * 9.0 + 100.0;
-    device.parallelFor(
-        g.num_bins(), Eigen::TensorOpCost(0, 0, cost),
-        [&](Eigen::Index begin, Eigen::Index end) {
+    ParallelFor(
+        device, g.num_bins(), cost,
+        [&](int64_t begin, int64_t end) {
           BinSamples<Acc> s;
           std::vector<Acc> acc(channels);
-          for (Eigen::Index bin = begin; bin < end; ++bin) {
+          for (int64_t bin = begin; bin < end; ++bin) {
             LocateBin<T, Acc>(g, rois, offsets, bin, &s);
             const T* image = features + s.image * g.image_size();
             std::fill(acc.begin(), acc.end(), Acc(0));
@@ -263,13 +265,13 @@ struct BackwardImpl {
     using Vector = Eigen::Map<const Eigen::Matrix<Acc, Eigen::Dynamic, 1>>;
     const int64_t channels = g.channels;
     const Acc gamma = static_cast<Acc>(g.gamma);
-    device.parallelFor(
-        g.num_bins(), Eigen::TensorOpCost(0, 0, samples * channels * 13.0 + 100.0),
-        [&](Eigen::Index begin, Eigen::Index end) {
+    ParallelFor(
+        device, g.num_bins(), samples * channels * 13.0 + 100.0,
+        [&](int64_t begin, int64_t end) {
           BinSamples<Acc> s;
           std::vector<Acc> grad_buffer(kIsAccumulator<T> ? 0 : channels);
           std::vector<Acc> value(channels), slope_y(channels), slope_x(channels);
-          for (Eigen::Index bin = begin; bin < end; ++bin) {
+          for (int64_t bin = begin; bin < end; ++bin) {
             LocateBin<T, Acc>(g, rois, offsets, bin, &s);
             const T* image = features + s.image * g.image_size();
             std::fill(value.begin(), value.end(), Acc(0));
@@ -321,7 +323,7 @@ struct BackwardImpl {
 
     // Few, wide channel blocks (fewer tasks recompute the geometry), but enough
     // tasks to keep every thread busy; none narrower than a cache line.
-    const int64_t threads = std::max(1, device.numThreads());
+    const int64_t threads = ThreadCount(device);
     const int64_t max_blocks = (channels + kMinChannelBlock - 1) / kMinChannelBlock;
     const int64_t wanted = (2 * threads + g.batch - 1) / std::max<int64_t>(1, g.batch);
     int64_t block = (channels + std::min(max_blocks, wanted) - 1) /
@@ -336,12 +338,12 @@ struct BackwardImpl {
         g.batch > 0 ? static_cast<double>(g.num_rois) / g.batch : 0.0;
     const double cost = rois_per_image * g.bins_per_roi() * (samples * block * 9.0 + 100.0) +
                         2.0 * pixels * block;
-    device.parallelFor(
-        g.batch * blocks, Eigen::TensorOpCost(0, 0, cost),
-        [&](Eigen::Index task_begin, Eigen::Index task_end) {
+    ParallelFor(
+        device, g.batch * blocks, cost,
+        [&](int64_t task_begin, int64_t task_end) {
           BinSamples<Acc> s;
           std::vector<Acc> grad_buffer(kIsAccumulator<T> ? 0 : block);
-          for (Eigen::Index task = task_begin; task < task_end; ++task) {
+          for (int64_t task = task_begin; task < task_end; ++task) {
             // Block-major, so that a thread's run of tasks spans every image and
             // RoIs spread unevenly over the images still share the work out.
             const int64_t n = task % g.batch;
@@ -411,10 +413,7 @@ struct DeformRoiPoolBackward<CPUDevice, T> {
 #define DCN_INSTANTIATE(T)                                \
   template struct DeformRoiPoolForward<CPUDevice, T>;    \
   template struct DeformRoiPoolBackward<CPUDevice, T>;
-DCN_INSTANTIATE(Eigen::half)
-DCN_INSTANTIATE(Eigen::bfloat16)
-DCN_INSTANTIATE(float)
-DCN_INSTANTIATE(double)
+DCN_CALL_FLOAT_TYPES(DCN_INSTANTIATE)
 #undef DCN_INSTANTIATE
 
 }  // namespace functor

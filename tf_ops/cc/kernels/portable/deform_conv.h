@@ -8,8 +8,8 @@
 //   kernel    [kh, kw, in_channels / groups, filters]   (Keras' Conv2D layout)
 //   bias      [filters]
 //   output    [batch, out_height, out_width, filters]
-#ifndef KERAS_DCN_TF_OPS_CC_KERNELS_DEFORM_CONV_H_
-#define KERAS_DCN_TF_OPS_CC_KERNELS_DEFORM_CONV_H_
+#ifndef KERAS_DCN_TF_OPS_CC_KERNELS_PORTABLE_DEFORM_CONV_H_
+#define KERAS_DCN_TF_OPS_CC_KERNELS_PORTABLE_DEFORM_CONV_H_
 
 #include <algorithm>
 #include <cstdint>
@@ -99,4 +99,4 @@ struct DeformConv2DBackward {
 }  // namespace functor
 }  // namespace keras_dcn
 
-#endif  // KERAS_DCN_TF_OPS_CC_KERNELS_DEFORM_CONV_H_
+#endif  // KERAS_DCN_TF_OPS_CC_KERNELS_PORTABLE_DEFORM_CONV_H_
