@@ -18,8 +18,8 @@ namespace keras_dcn {
 // The error for a tensor `name` of shape `got` that must have the shape `expected`.
 inline absl::Status ShapeError(const char* name, const std::string& expected,
                                const ::tensorflow::TensorShape& got) {
-  return absl::InvalidArgumentError(absl::StrCat(name, " must have shape ", expected,
-                                                 ", got ", got.DebugString()));
+  return absl::InvalidArgumentError(
+      absl::StrCat(name, " must have shape ", expected, ", got ", got.DebugString()));
 }
 
 // The shape `dims`, or an error naming `name` when its size overflows.

@@ -44,8 +44,7 @@ typename AccumulatorOf<T>::type* AccumulatorTarget(
 
 // Writes `n` accumulated values to `out` (nothing to do when they are already there).
 template <typename T>
-void StoreAccumulated(const typename AccumulatorOf<T>::type* values, int64_t n,
-                      T* out) {
+void StoreAccumulated(const typename AccumulatorOf<T>::type* values, int64_t n, T* out) {
   if constexpr (kIsAccumulator<T>) {
     if (values == out) return;
   }
@@ -113,8 +112,7 @@ const typename AccumulatorOf<T>::type* InAccumulator(
 // are already there).
 template <typename T>
 void StoreOnAllThreads(const Eigen::ThreadPoolDevice& device,
-                       const typename AccumulatorOf<T>::type* values, int64_t n,
-                       T* out) {
+                       const typename AccumulatorOf<T>::type* values, int64_t n, T* out) {
   if constexpr (!kIsAccumulator<T>) ConvertOnAllThreads(device, values, n, out);
 }
 

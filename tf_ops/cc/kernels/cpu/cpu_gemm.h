@@ -46,8 +46,8 @@ class PackedMatrix {
   // Packs panels [first, last) of B[k, n] = source[k * k_stride + n * n_stride]
   // (a float panel from values convertible to float).
   template <typename Source>
-  void PackFloat(const Source* source, int64_t k_stride, int64_t n_stride,
-                 int64_t first, int64_t last);
+  void PackFloat(const Source* source, int64_t k_stride, int64_t n_stride, int64_t first,
+                 int64_t last);
   // Packs bfloat16 panels [first, last); `source` holds bfloat16 bit patterns.
   void PackBfloat16(const uint16_t* source, int64_t k_stride, int64_t n_stride,
                     int64_t first, int64_t last);
@@ -94,7 +94,9 @@ void PackedMatrix::PackFloat(const Source* source, int64_t k_stride, int64_t n_s
       if (n_stride == 1) {
         for (int64_t j = 0; j < width; ++j) dst[j] = static_cast<float>(row[j]);
       } else {
-        for (int64_t j = 0; j < width; ++j) dst[j] = static_cast<float>(row[j * n_stride]);
+        for (int64_t j = 0; j < width; ++j) {
+          dst[j] = static_cast<float>(row[j * n_stride]);
+        }
       }
       for (int64_t j = width; j < kPanelColumns; ++j) dst[j] = 0.0f;
     }

@@ -51,8 +51,8 @@ constexpr int64_t kMinBlockRows = 128;
 // kernel of `kernel_size` values: at most what fits kBlockElements, or the minimum
 // above if that is more, in a block count that is a multiple of the thread count,
 // so that every thread gets the same share.
-inline int64_t BlockRows(const Eigen::ThreadPoolDevice& device, int64_t rows, int64_t width,
-                         int64_t kernel_size) {
+inline int64_t BlockRows(const Eigen::ThreadPoolDevice& device, int64_t rows,
+                         int64_t width, int64_t kernel_size) {
   const int64_t threads = ThreadCount(device);
   const int64_t least = std::max(kMinBlockRows, kernel_size / kRowsPerKernelValues);
   const int64_t target = std::max(least, kBlockElements / width);
@@ -90,9 +90,8 @@ inline std::vector<ChannelRun> ChannelRuns(const DeformConvGeometry& g) {
 // deformable group and tap, in that order, written to `points`. Point offsets are
 // relative to the pixel's own image.
 template <typename T, typename Acc>
-void LocatePoints(const DeformConvGeometry& g, const T* offsets,
-                  int64_t row_begin, int64_t row_end,
-                  BilinearPoint<Acc>* points) {
+void LocatePoints(const DeformConvGeometry& g, const T* offsets, int64_t row_begin,
+                  int64_t row_end, BilinearPoint<Acc>* points) {
   const int64_t taps = g.taps();
   const int64_t per_row = g.deformable_groups * taps;
   const int64_t pixels = g.out_pixels_per_image();
@@ -106,15 +105,13 @@ void LocatePoints(const DeformConvGeometry& g, const T* offsets,
       for (int64_t i = 0; i < g.kernel_h; ++i) {
         for (int64_t j = 0; j < g.kernel_w; ++j) {
           const int64_t tap = dg * taps + i * g.kernel_w + j;
-          const Acc y = static_cast<Acc>(ho * g.stride_h - g.pad_top +
-                                         i * g.dilation_h) +
+          const Acc y = static_cast<Acc>(ho * g.stride_h - g.pad_top + i * g.dilation_h) +
                         static_cast<Acc>(row_offsets[tap * 2]);
-          const Acc x = static_cast<Acc>(wo * g.stride_w - g.pad_left +
-                                         j * g.dilation_w) +
-                        static_cast<Acc>(row_offsets[tap * 2 + 1]);
-          SetupBilinear<Acc>(y, x, g.in_height, g.in_width,
-                             g.in_width * g.in_channels, g.in_channels,
-                             &row_points[tap]);
+          const Acc x =
+              static_cast<Acc>(wo * g.stride_w - g.pad_left + j * g.dilation_w) +
+              static_cast<Acc>(row_offsets[tap * 2 + 1]);
+          SetupBilinear<Acc>(y, x, g.in_height, g.in_width, g.in_width * g.in_channels,
+                             g.in_channels, &row_points[tap]);
         }
       }
     }
@@ -124,8 +121,8 @@ void LocatePoints(const DeformConvGeometry& g, const T* offsets,
 // dst[c] = scale * value of `point` at channel c, for c in [0, n), computed in Acc
 // and stored as Column; src points at the first channel of the run in the image.
 template <typename T, typename Acc, typename Column>
-inline void SampleRun(const BilinearPoint<Acc>& point, Acc scale, const T* src,
-                      int64_t n, Column* dst) {
+inline void SampleRun(const BilinearPoint<Acc>& point, Acc scale, const T* src, int64_t n,
+                      Column* dst) {
   auto out = ArrayOf(dst, n);
   auto neighbour = [&](int k) { return CastArray<Acc>(src + point.offset[k], n); };
   switch (point.count) {
@@ -153,8 +150,8 @@ inline void SampleRun(const BilinearPoint<Acc>& point, Acc scale, const T* src,
 // [row_begin, row_end), all in one image, from their sampling points.
 template <typename T, typename Acc, typename Column>
 void FillColumns(const DeformConvGeometry& g, const std::vector<ChannelRun>& runs,
-                 const T* image, const T* mask, int64_t row_begin,
-                 int64_t row_end, const BilinearPoint<Acc>* points, Column* cols) {
+                 const T* image, const T* mask, int64_t row_begin, int64_t row_end,
+                 const BilinearPoint<Acc>* points, Column* cols) {
   const int64_t taps = g.taps();
   const int64_t cg = g.channels_per_group();
   const int64_t width = taps * g.in_channels;
@@ -202,9 +199,8 @@ struct ChunkedColumns {
             int64_t begin, int64_t end) {
     BilinearPoint<Acc>* block_points = points.data() + begin * per_row;
     LocatePoints<T, Acc>(g, offsets, row_begin + begin, row_begin + end, block_points);
-    FillColumns<T, Acc, Column>(g, runs, image, mask, row_begin + begin,
-                                row_begin + end, block_points,
-                                cols.data() + begin * width);
+    FillColumns<T, Acc, Column>(g, runs, image, mask, row_begin + begin, row_begin + end,
+                                block_points, cols.data() + begin * width);
   }
 
   // The first `rows` rows of the column matrix, for a tensor contraction.
@@ -213,8 +209,7 @@ struct ChunkedColumns {
   }
 
   const DeformConvGeometry& g;
-  const int64_t taps, cg, fg, width, per_row, pixels, image_size, kernel_size,
-      chunk_rows;
+  const int64_t taps, cg, fg, width, per_row, pixels, image_size, kernel_size, chunk_rows;
   const std::vector<ChannelRun> runs;
   std::vector<Column> cols;
   std::vector<BilinearPoint<Acc>> points;

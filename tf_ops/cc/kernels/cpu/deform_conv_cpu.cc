@@ -70,9 +70,9 @@ template <typename T, typename Column>
 struct ForwardImpl {
   using Acc = typename AccumulatorOf<T>::type;
 
-  static void Run(const CPUDevice& device, const DeformConvGeometry& g,
-                  const T* input, const T* offsets, const T* mask,
-                  const T* kernel, const T* bias, T* output) {
+  static void Run(const CPUDevice& device, const DeformConvGeometry& g, const T* input,
+                  const T* offsets, const T* mask, const T* kernel, const T* bias,
+                  T* output) {
     ChunkedColumns<T, Column> c(g);
     const KernelOperand<T> kernel_operand(device, g, kernel, /*transposed=*/false);
     const AccumulatorCopy<T> bias_acc(bias, g.filters);
@@ -89,10 +89,10 @@ struct ForwardImpl {
         ForBlocks(device, rows, block, [&](int64_t begin, int64_t end) {
           c.Fill(image, offsets, mask, row_begin, begin, end);
           for (int64_t group = 0; group < g.groups; ++group) {
-            kernel_operand.Multiply(group, c.cols.data() + begin * c.width +
-                                               group * c.taps * c.cg,
-                                    c.width, end - begin, bias_acc.data() + group * c.fg,
-                                    out + begin * g.filters + group * c.fg, g.filters);
+            kernel_operand.Multiply(
+                group, c.cols.data() + begin * c.width + group * c.taps * c.cg, c.width,
+                end - begin, bias_acc.data() + group * c.fg,
+                out + begin * g.filters + group * c.fg, g.filters);
           }
           StoreAccumulated<T>(out + begin * g.filters, (end - begin) * g.filters,
                               chunk_output + begin * g.filters);
@@ -106,10 +106,10 @@ template <typename T>
 struct BackwardImpl {
   using Acc = typename AccumulatorOf<T>::type;
 
-  static void Run(const CPUDevice& device, const DeformConvGeometry& g,
-                  const T* input, const T* offsets, const T* mask,
-                  const T* kernel, const T* output_grad, T* input_grad,
-                  T* offsets_grad, T* mask_grad, T* kernel_grad, T* bias_grad) {
+  static void Run(const CPUDevice& device, const DeformConvGeometry& g, const T* input,
+                  const T* offsets, const T* mask, const T* kernel, const T* output_grad,
+                  T* input_grad, T* offsets_grad, T* mask_grad, T* kernel_grad,
+                  T* bias_grad) {
     ChunkedColumns<T> c(g);
     const KernelOperand<T> kernel_operand(device, g, kernel, /*transposed=*/true);
     const int64_t kernel_size = c.kernel_size;
@@ -124,16 +124,15 @@ struct BackwardImpl {
 
     for (int64_t n = 0; n < g.batch; ++n) {
       const T* image = input + n * c.image_size;
-      Acc* image_grad = AccumulatorTarget<T>(input_grad + n * c.image_size,
-                                             image_grad_acc.data());
+      Acc* image_grad =
+          AccumulatorTarget<T>(input_grad + n * c.image_size, image_grad_acc.data());
       std::fill(image_grad, image_grad + c.image_size, Acc(0));
 
       for (int64_t first = 0; first < c.pixels; first += c.chunk_rows) {
         const int64_t row_begin = n * c.pixels + first;
         const int64_t rows = std::min(c.chunk_rows, c.pixels - first);
         const Acc* out_grad = InAccumulator<T>(
-            device, output_grad + row_begin * g.filters, rows * g.filters,
-            &out_grad_acc);
+            device, output_grad + row_begin * g.filters, rows * g.filters, &out_grad_acc);
 
         // 1. Per row block: columns, their gradient out_grad x kernel^T, and the
         //    offset and mask gradients.
@@ -213,10 +212,9 @@ struct BackwardImpl {
           const int64_t share = PerThread(device, depth);
           const int64_t block = (share + kTileRows - 1) / kTileRows * kTileRows;
           ForBlocks(device, depth, block, [&](int64_t begin, int64_t end) {
-            AddTransposedProduct(c.cols.data() + group * depth + begin, c.width,
-                                 end - begin, packed,
-                                 kernel_grad + begin * g.filters + group * c.fg,
-                                 g.filters);
+            AddTransposedProduct(
+                c.cols.data() + group * depth + begin, c.width, end - begin, packed,
+                kernel_grad + begin * g.filters + group * c.fg, g.filters);
           });
         }
         return;
@@ -241,8 +239,8 @@ struct BackwardImpl {
   // Offset and mask gradients of the chunk rows [begin, end) (relative to row_begin).
   static void CoordinateGradients(const ChunkedColumns<T>& c, const T* image,
                                   const T* mask, int64_t row_begin, int64_t begin,
-                                  int64_t end, const Acc* cols_grad,
-                                  T* offsets_grad, T* mask_grad) {
+                                  int64_t end, const Acc* cols_grad, T* offsets_grad,
+                                  T* mask_grad) {
     const int64_t per_row = c.per_row;
     std::vector<Acc> value(per_row), grad_y(per_row), grad_x(per_row);
     for (int64_t r = begin; r < end; ++r) {
@@ -278,8 +276,7 @@ struct BackwardImpl {
         const Acc m = static_cast<Acc>(row_mask[tap]);
         mask_grad[row * per_row + tap] = static_cast<T>(value[tap]);
         offsets_grad[(row * per_row + tap) * 2] = static_cast<T>(m * grad_y[tap]);
-        offsets_grad[(row * per_row + tap) * 2 + 1] =
-            static_cast<T>(m * grad_x[tap]);
+        offsets_grad[(row * per_row + tap) * 2 + 1] = static_cast<T>(m * grad_x[tap]);
       }
     }
   }
@@ -287,8 +284,7 @@ struct BackwardImpl {
   // Adds the input gradient of the chunk's `rows` rows, channels [c_begin, c_end).
   static void ScatterInputGradient(const ChunkedColumns<T>& c, const T* mask,
                                    int64_t row_begin, int64_t rows, int64_t c_begin,
-                                   int64_t c_end, const Acc* cols_grad,
-                                   Acc* image_grad) {
+                                   int64_t c_end, const Acc* cols_grad, Acc* image_grad) {
     const int64_t per_row = c.per_row;
     for (int64_t r = 0; r < rows; ++r) {
       const T* row_mask = mask + (row_begin + r) * per_row;
@@ -324,13 +320,14 @@ using CPUDevice = Eigen::ThreadPoolDevice;
 template <typename T>
 struct DeformConv2DForward<CPUDevice, T> {
   void operator()(const CPUDevice& device, const DeformConvGeometry& geometry,
-                  const T* input, const T* offsets, const T* mask,
-                  const T* kernel, const T* bias, T* output) {
+                  const T* input, const T* offsets, const T* mask, const T* kernel,
+                  const T* bias, T* output) {
     using Acc = typename AccumulatorOf<T>::type;
     if constexpr (std::is_same<T, Eigen::bfloat16>::value) {
-      if (deform_conv_cpu::ProductPathFor<T>() == deform_conv_cpu::ProductPath::kBfloat16) {
-        deform_conv_cpu::ForwardImpl<T, Eigen::bfloat16>::Run(device, geometry, input, offsets, mask,
-                                             kernel, bias, output);
+      if (deform_conv_cpu::ProductPathFor<T>() ==
+          deform_conv_cpu::ProductPath::kBfloat16) {
+        deform_conv_cpu::ForwardImpl<T, Eigen::bfloat16>::Run(
+            device, geometry, input, offsets, mask, kernel, bias, output);
         return;
       }
     }
@@ -342,17 +339,17 @@ struct DeformConv2DForward<CPUDevice, T> {
 template <typename T>
 struct DeformConv2DBackward<CPUDevice, T> {
   void operator()(const CPUDevice& device, const DeformConvGeometry& geometry,
-                  const T* input, const T* offsets, const T* mask,
-                  const T* kernel, const T* output_grad, T* input_grad,
-                  T* offsets_grad, T* mask_grad, T* kernel_grad, T* bias_grad) {
+                  const T* input, const T* offsets, const T* mask, const T* kernel,
+                  const T* output_grad, T* input_grad, T* offsets_grad, T* mask_grad,
+                  T* kernel_grad, T* bias_grad) {
     deform_conv_cpu::BackwardImpl<T>::Run(device, geometry, input, offsets, mask, kernel,
                                           output_grad, input_grad, offsets_grad,
                                           mask_grad, kernel_grad, bias_grad);
   }
 };
 
-#define DCN_INSTANTIATE(T)                              \
-  template struct DeformConv2DForward<CPUDevice, T>;   \
+#define DCN_INSTANTIATE(T)                           \
+  template struct DeformConv2DForward<CPUDevice, T>; \
   template struct DeformConv2DBackward<CPUDevice, T>;
 DCN_CALL_FLOAT_TYPES(DCN_INSTANTIATE)
 #undef DCN_INSTANTIATE

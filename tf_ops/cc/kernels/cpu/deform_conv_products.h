@@ -20,13 +20,13 @@ namespace deform_conv_cpu {
 
 // A row-major matrix in a plain buffer with a row stride, as an Eigen matrix.
 template <typename Acc>
-using RowMajorMap = Eigen::Map<
-    Eigen::Matrix<Acc, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>, 0,
-    Eigen::OuterStride<>>;
+using RowMajorMap =
+    Eigen::Map<Eigen::Matrix<Acc, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>, 0,
+               Eigen::OuterStride<>>;
 template <typename Acc>
-using ConstRowMajorMap = Eigen::Map<
-    const Eigen::Matrix<Acc, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>, 0,
-    Eigen::OuterStride<>>;
+using ConstRowMajorMap =
+    Eigen::Map<const Eigen::Matrix<Acc, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>,
+               0, Eigen::OuterStride<>>;
 
 // How the row products of T run: the float or bfloat16 micro-kernels of cpu_gemm.h
 // where this CPU has them (bfloat16 products for bfloat16), Eigen's products
@@ -53,8 +53,8 @@ class KernelOperand {
  public:
   using Acc = typename AccumulatorOf<T>::type;
 
-  KernelOperand(const Eigen::ThreadPoolDevice& device, const DeformConvGeometry& g, const T* kernel,
-                bool transposed)
+  KernelOperand(const Eigen::ThreadPoolDevice& device, const DeformConvGeometry& g,
+                const T* kernel, bool transposed)
       : path_(ProductPathFor<T>()),
         transposed_(transposed),
         filters_(g.filters),
@@ -94,8 +94,8 @@ class KernelOperand {
   void Multiply(int64_t group, const A* a, int64_t lda, int64_t rows, const Acc* init,
                 Acc* out, int64_t ldc) const {
     if constexpr (std::is_same<A, Eigen::bfloat16>::value) {
-      MultiplyRows(reinterpret_cast<const uint16_t*>(a), lda, rows, packed_[group],
-                   init, out, ldc);
+      MultiplyRows(reinterpret_cast<const uint16_t*>(a), lda, rows, packed_[group], init,
+                   out, ldc);
     } else {
       static_assert(std::is_same<A, Acc>::value, "A must be Acc or bfloat16");
       if constexpr (std::is_same<Acc, float>::value) {
@@ -108,17 +108,16 @@ class KernelOperand {
       RowMajorMap<Acc> out_map(out, rows, width_, Eigen::OuterStride<>(ldc));
       const int64_t kernel_rows = transposed_ ? width_ : depth_;
       const int64_t kernel_cols = transposed_ ? depth_ : width_;
-      const ConstRowMajorMap<Acc> w(kernel_acc_.data() + group * kernel_cols,
-                                    kernel_rows, kernel_cols,
-                                    Eigen::OuterStride<>(filters_));
+      const ConstRowMajorMap<Acc> w(kernel_acc_.data() + group * kernel_cols, kernel_rows,
+                                    kernel_cols, Eigen::OuterStride<>(filters_));
       if (transposed_) {
         out_map.noalias() = a_map * w.transpose();
       } else {
         out_map.noalias() = a_map * w;
       }
       if (init != nullptr) {
-        out_map.rowwise() += Eigen::Map<const Eigen::Matrix<Acc, 1, Eigen::Dynamic>>(
-            init, width_);
+        out_map.rowwise() +=
+            Eigen::Map<const Eigen::Matrix<Acc, 1, Eigen::Dynamic>>(init, width_);
       }
     }
   }

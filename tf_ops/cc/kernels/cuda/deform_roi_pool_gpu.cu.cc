@@ -41,14 +41,15 @@ void CopyRoisToDevice(const gpu::CudaExecutor& exec, const float* rois, int64_t 
 template <typename T>
 struct DeformRoiPoolForward<GPUDevice, T> {
   void operator()(const GPUDevice& device, const DeformRoiPoolGeometry& geometry,
-                  const T* features, const float* rois, const T* offsets,
-                  const T* mask, T* output) {
+                  const T* features, const float* rois, const T* offsets, const T* mask,
+                  T* output) {
     using D = typename gpu::CudaTypeOf<T>::type;
     gpu::ScratchLayout layout;
     layout.Take<float>(geometry.num_rois * 5);
     gpu::DeviceScratch scratch(device, layout.size());
     if (!scratch.ok()) return;
-    float* device_rois = gpu::ScratchLayout(scratch.get()).Take<float>(geometry.num_rois * 5);
+    float* device_rois =
+        gpu::ScratchLayout(scratch.get()).Take<float>(geometry.num_rois * 5);
     const gpu::CudaExecutor exec(device.stream());
     CopyRoisToDevice(exec, rois, geometry.num_rois, device_rois);
     gpu::DeformRoiPoolForward<D>(exec, geometry, gpu::AsCuda(features), device_rois,
@@ -61,9 +62,8 @@ struct DeformRoiPoolForward<GPUDevice, T> {
 template <typename T>
 struct DeformRoiPoolBackward<GPUDevice, T> {
   void operator()(const GPUDevice& device, const DeformRoiPoolGeometry& geometry,
-                  const T* features, const float* rois, const T* offsets,
-                  const T* mask, const T* output_grad, T* features_grad,
-                  T* offsets_grad, T* mask_grad) {
+                  const T* features, const float* rois, const T* offsets, const T* mask,
+                  const T* output_grad, T* features_grad, T* offsets_grad, T* mask_grad) {
     using D = typename gpu::CudaTypeOf<T>::type;
     const size_t kernel_bytes = gpu::DeformRoiPoolBackwardScratchBytes<D>(geometry);
     gpu::ScratchLayout layout;
@@ -84,8 +84,8 @@ struct DeformRoiPoolBackward<GPUDevice, T> {
   }
 };
 
-#define DCN_INSTANTIATE(T)                                \
-  template struct DeformRoiPoolForward<GPUDevice, T>;    \
+#define DCN_INSTANTIATE(T)                            \
+  template struct DeformRoiPoolForward<GPUDevice, T>; \
   template struct DeformRoiPoolBackward<GPUDevice, T>;
 DCN_CALL_FLOAT_TYPES(DCN_INSTANTIATE)
 #undef DCN_INSTANTIATE

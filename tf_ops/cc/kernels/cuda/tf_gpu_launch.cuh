@@ -8,13 +8,13 @@
 
 #if GOOGLE_CUDA
 
-#include <cstddef>
-#include <cstdio>
-#include <cstdlib>
-
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime_api.h>
+
+#include <cstddef>
+#include <cstdio>
+#include <cstdlib>
 
 #include "unsupported/Eigen/CXX11/Tensor"
 
@@ -36,7 +36,8 @@ struct CudaTypeOf<Eigen::bfloat16> {
   using type = __nv_bfloat16;
 };
 static_assert(sizeof(Eigen::half) == sizeof(__half), "half layouts differ");
-static_assert(sizeof(Eigen::bfloat16) == sizeof(__nv_bfloat16), "bfloat16 layouts differ");
+static_assert(sizeof(Eigen::bfloat16) == sizeof(__nv_bfloat16),
+              "bfloat16 layouts differ");
 
 template <typename T>
 const typename CudaTypeOf<T>::type* AsCuda(const T* p) {
@@ -55,7 +56,8 @@ typename CudaTypeOf<T>::type* AsCuda(T* p) {
 class DeviceScratch {
  public:
   DeviceScratch(const Eigen::GpuDevice& device, size_t bytes)
-      : device_(device), data_(bytes > 0 ? device.allocate(bytes) : nullptr),
+      : device_(device),
+        data_(bytes > 0 ? device.allocate(bytes) : nullptr),
         ok_(bytes == 0 || data_ != nullptr) {}
   ~DeviceScratch() {
     if (data_ != nullptr) device_.deallocate(data_);

@@ -61,8 +61,8 @@ struct Dims {
   Index in_height, in_width, in_channels, image_size;
   Index out_width, pixels, filters;
   Index kernel_w, taps, per_row;  // per_row: sampling points per output pixel
-  Index cg, cd, fg;               // channels per group / deformable group, filters per group
-  Index width, group_width;       // of a column row, of one conv group's part of it
+  Index cg, cd, fg;          // channels per group / deformable group, filters per group
+  Index width, group_width;  // of a column row, of one conv group's part of it
   Index stride_h, stride_w, dilation_h, dilation_w, pad_top, pad_left;
 };
 
@@ -338,9 +338,9 @@ Acc* SumTarget(T* output, Acc* scratch) {
 }
 
 template <typename Index, typename T, typename Exec>
-void Forward(const Exec& exec, const DeformConvGeometry& g, const DeformConvTuning& tuning,
-             const T* input, const T* offsets, const T* mask, const T* kernel,
-             const T* bias, T* output, void* scratch) {
+void Forward(const Exec& exec, const DeformConvGeometry& g,
+             const DeformConvTuning& tuning, const T* input, const T* offsets,
+             const T* mask, const T* kernel, const T* bias, T* output, void* scratch) {
   using Acc = typename AccumulatorOf<T>::type;
   ScratchLayout layout(scratch);
   const ForwardScratch<T> buffers(g, tuning, &layout);
@@ -358,7 +358,8 @@ void Forward(const Exec& exec, const DeformConvGeometry& g, const DeformConvTuni
     sample.cols = buffers.cols;
     exec.template ForEach<Index>(rows * width, sample);
 
-    // output[rows, group's filters] = cols[rows, group's part] x kernel[:, group's filters]
+    // output[rows, group's filters] =
+    //     cols[rows, group's part] x kernel[:, group's filters]
     TiledGemm<Acc, Acc, T, T, false, false, false> gemm;
     gemm.m = rows;
     gemm.n = g.filters_per_group();
@@ -516,9 +517,9 @@ size_t DeformConvBackwardScratchBytes(const DeformConvGeometry& g,
 
 template <typename T, typename Exec>
 void DeformConvForward(const Exec& exec, const DeformConvGeometry& g,
-                       const DeformConvTuning& tuning, const T* input,
-                       const T* offsets, const T* mask, const T* kernel, const T* bias,
-                       T* output, void* scratch) {
+                       const DeformConvTuning& tuning, const T* input, const T* offsets,
+                       const T* mask, const T* kernel, const T* bias, T* output,
+                       void* scratch) {
   namespace internal = deform_conv_internal;
   const int64_t largest = internal::LargestIndex(g, internal::ChunkRows(g, tuning));
   if (exec.NeedsWideIndex(largest)) {
@@ -532,10 +533,10 @@ void DeformConvForward(const Exec& exec, const DeformConvGeometry& g,
 
 template <typename T, typename Exec>
 void DeformConvBackward(const Exec& exec, const DeformConvGeometry& g,
-                        const DeformConvTuning& tuning, const T* input,
-                        const T* offsets, const T* mask, const T* kernel,
-                        const T* output_grad, T* input_grad, T* offsets_grad,
-                        T* mask_grad, T* kernel_grad, T* bias_grad, void* scratch) {
+                        const DeformConvTuning& tuning, const T* input, const T* offsets,
+                        const T* mask, const T* kernel, const T* output_grad,
+                        T* input_grad, T* offsets_grad, T* mask_grad, T* kernel_grad,
+                        T* bias_grad, void* scratch) {
   namespace internal = deform_conv_internal;
   const int64_t largest = internal::LargestIndex(g, internal::ChunkRows(g, tuning));
   if (exec.NeedsWideIndex(largest)) {

@@ -85,7 +85,8 @@ DCN_HOST_DEVICE Bin<Acc> LocateBin(const Dims<Index>& d, const float* rois,
   const Index ph = in_roi / d.out_width;
   const Index pw = in_roi - ph * d.out_width;
   const float* roi = rois + static_cast<int64_t>(r) * 5;
-  const RoiBox<Acc> box = RoiBoxOnMap<Acc>(roi, static_cast<Acc>(d.spatial_scale), d.aligned);
+  const RoiBox<Acc> box =
+      RoiBoxOnMap<Acc>(roi, static_cast<Acc>(d.spatial_scale), d.aligned);
   Bin<Acc> b;
   b.image = static_cast<int64_t>(roi[0]);
   b.roi_height = box.height;
@@ -93,9 +94,9 @@ DCN_HOST_DEVICE Bin<Acc> LocateBin(const Dims<Index>& d, const float* rois,
   b.grid_h = SamplesPerBin<Acc>(box.height, d.out_height, d.sampling_ratio);
   b.grid_w = SamplesPerBin<Acc>(box.width, d.out_width, d.sampling_ratio);
   b.inv_count = Acc(1) / static_cast<Acc>(b.grid_h * b.grid_w);
-  b.origin = ShiftedBin<Acc>(box, ph, pw, d.out_height, d.out_width,
-                             static_cast<Acc>(d.gamma), Convert<Acc>(offsets[bin * 2]),
-                             Convert<Acc>(offsets[bin * 2 + 1]));
+  b.origin =
+      ShiftedBin<Acc>(box, ph, pw, d.out_height, d.out_width, static_cast<Acc>(d.gamma),
+                      Convert<Acc>(offsets[bin * 2]), Convert<Acc>(offsets[bin * 2 + 1]));
   return b;
 }
 

@@ -51,8 +51,8 @@ namespace functor {
 template <typename Device, typename T>
 struct DeformRoiPoolForward {
   void operator()(const Device& device, const DeformRoiPoolGeometry& geometry,
-                  const T* features, const float* rois, const T* offsets,
-                  const T* mask, T* output);
+                  const T* features, const float* rois, const T* offsets, const T* mask,
+                  T* output);
 };
 
 // Gradients of the loss with respect to features, offsets and mask, given its
@@ -60,9 +60,8 @@ struct DeformRoiPoolForward {
 template <typename Device, typename T>
 struct DeformRoiPoolBackward {
   void operator()(const Device& device, const DeformRoiPoolGeometry& geometry,
-                  const T* features, const float* rois, const T* offsets,
-                  const T* mask, const T* output_grad, T* features_grad,
-                  T* offsets_grad, T* mask_grad);
+                  const T* features, const float* rois, const T* offsets, const T* mask,
+                  const T* output_grad, T* features_grad, T* offsets_grad, T* mask_grad);
 };
 
 }  // namespace functor

@@ -159,7 +159,8 @@ constexpr int kForEachThreads = 256;
 constexpr int64_t kMaxForEachBlocks = int64_t{1} << 16;
 
 template <typename F, typename Index>
-__global__ void __launch_bounds__(kForEachThreads) ForEachKernel(const F f, const Index n) {
+__global__ void __launch_bounds__(kForEachThreads)
+    ForEachKernel(const F f, const Index n) {
   const Index stride = static_cast<Index>(blockDim.x) * static_cast<Index>(gridDim.x);
   for (Index i = static_cast<Index>(blockIdx.x) * static_cast<Index>(blockDim.x) +
                  static_cast<Index>(threadIdx.x);
@@ -201,8 +202,9 @@ class CudaExecutor {
     if (n <= 0) return;
     const int64_t blocks =
         std::min(kMaxForEachBlocks, (n + kForEachThreads - 1) / kForEachThreads);
-    ForEachKernel<F, Index><<<static_cast<unsigned>(blocks), kForEachThreads, 0, stream_>>>(
-        f, static_cast<Index>(n));
+    ForEachKernel<F, Index>
+        <<<static_cast<unsigned>(blocks), kForEachThreads, 0, stream_>>>(
+            f, static_cast<Index>(n));
   }
 
   template <typename G>

@@ -29,8 +29,8 @@ namespace gpu {
 // CUDA's limit on grid.z.
 constexpr int64_t kMaxGridZ = 65535;
 
-template <typename Acc, typename TA, typename TB, typename TC, bool kTransA,
-          bool kTransB, bool kAtomic>
+template <typename Acc, typename TA, typename TB, typename TC, bool kTransA, bool kTransB,
+          bool kAtomic>
 struct TiledGemm {
   static constexpr int kTileM = 128;
   static constexpr int kTileN = 64;
