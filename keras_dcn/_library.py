@@ -19,7 +19,7 @@ import tensorflow as tf
 LIBRARY_ENV = "KERAS_DCN_OPS_LIBRARY"
 LIBRARY_NAME = "libkeras_dcn_ops.so"
 CPU_ISA_ENV = "KERAS_DCN_MAX_CPU_ISA"
-# In the order of tf_ops/cc/kernels/cpu_gemm.h's CpuGemmIsa.
+# In the order of tf_ops/cc/kernels/cpu/cpu_gemm.h's CpuGemmIsa.
 CPU_ISAS = ("generic", "avx512", "avx512_bf16")
 
 _PACKAGE_DIR = pathlib.Path(__file__).resolve().parent

@@ -5,7 +5,11 @@ import numbers
 
 import tensorflow as tf
 
+# The dtypes of the ops' float tensors: the one list in Python (the C++ one is
+# DCN_CALL_FLOAT_TYPES in tf_ops/cc/kernels/float_types.h), also named in errors.
 FLOAT_DTYPES = (tf.float16, tf.bfloat16, tf.float32, tf.float64)
+FLOAT_DTYPE_NAMES = (", ".join(d.name for d in FLOAT_DTYPES[:-1])
+                     + f" or {FLOAT_DTYPES[-1].name}")
 DATA_FORMATS = ("channels_last", "channels_first")
 
 
@@ -52,9 +56,7 @@ def float_tensor(value, name, dtype=None):
         if tensor.dtype.is_floating or tensor.dtype.is_integer:
             tensor = tf.cast(tensor, dtype or (tensor.dtype if tensor.dtype.is_floating else tf.float32))
     if tensor.dtype not in FLOAT_DTYPES:
-        raise TypeError(
-            f"{name} must be float16, bfloat16, float32 or float64, got {tensor.dtype.name}"
-        )
+        raise TypeError(f"{name} must be {FLOAT_DTYPE_NAMES}, got {tensor.dtype.name}")
     return tensor
 
 

@@ -70,7 +70,8 @@ def deform_conv2d(inputs, offsets, kernel, mask=None, bias=None, strides=(1, 1),
 
     Args:
       inputs: `[N, H, W, C]` (channels_last) or `[N, C, H, W]` (channels_first);
-        float16, bfloat16, float32 or float64 (half types accumulate in float32).
+        one of `FLOAT_DTYPES` (keras_dcn/ops/_args.py; half types accumulate in
+        float32).
       offsets: `[N, Ho, Wo, 2 * dg * kh * kw]` or `[N, 2 * dg * kh * kw, Ho, Wo]`.
         Channel `((g * kh + i) * kw + j) * 2` is the vertical offset `dy` of tap
         `(i, j)` in deformable group `g`, the next channel the horizontal `dx`

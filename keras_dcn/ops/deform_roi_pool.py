@@ -6,7 +6,8 @@ import tensorflow as tf
 from keras_dcn._library import ops as _lib
 from keras_dcn.ops import _args
 
-# The kernels' limit (kMaxSamplingRatio in tf_ops/cc/kernels/deform_roi_pool.h).
+# The kernels' limit (kMaxSamplingRatio in
+# tf_ops/cc/kernels/portable/deform_roi_pool.h).
 _MAX_SAMPLING_RATIO = 4096
 
 
@@ -81,7 +82,8 @@ def deform_roi_pool(features, rois, offsets=None, mask=None, output_size=(7, 7),
 
     Args:
       features: `[N, H, W, C]` (channels_last) or `[N, C, H, W]` (channels_first);
-        float16, bfloat16, float32 or float64 (half types accumulate in float32).
+        one of `FLOAT_DTYPES` (keras_dcn/ops/_args.py; half types accumulate in
+        float32).
       rois: `[R, 5]`, rows `(batch_index, x1, y1, x2, y2)` in input-image pixels
         (torchvision / mmcv). Any float or integer dtype; converted to float32 (the
         kernels read boxes in float32 whatever the feature dtype). `batch_index` must

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the GPU harness (harness.cu over the TensorFlow-free kernels in
-# tf_ops/cc/kernels/*.cuh):
+# tf_ops/cc/kernels/portable/*.cuh):
 #
 #   tests/gpu/build.sh            nvcc  -> tests/gpu/build/libdcn_gpu_harness.so
 #   tests/gpu/build.sh --host     g++   -> tests/gpu/build/libdcn_host_harness.so

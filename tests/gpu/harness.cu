@@ -11,8 +11,8 @@
 // otherwise the CUDA error of the launches.
 #include <cstdint>
 
-#include "tf_ops/cc/kernels/deform_conv.cuh"
-#include "tf_ops/cc/kernels/deform_roi_pool.cuh"
+#include "tf_ops/cc/kernels/portable/deform_conv.cuh"
+#include "tf_ops/cc/kernels/portable/deform_roi_pool.cuh"
 
 namespace {
 

@@ -18,7 +18,7 @@ DTYPE_CODES = {"float16": 0, "bfloat16": 1, "float32": 2, "float64": 3}
 
 
 def _sources():
-    kernels = ROOT / "tf_ops" / "cc" / "kernels"
+    kernels = ROOT / "tf_ops" / "cc" / "kernels" / "portable"
     return [HERE / "harness.cu", HERE / "build.sh", *kernels.glob("*.cuh"),
             *kernels.glob("*.h")]
 
@@ -36,7 +36,7 @@ def build(host):
 
 @dataclasses.dataclass
 class ConvGeometry:
-    """The fields of DeformConvGeometry (tf_ops/cc/kernels/deform_conv.h)."""
+    """The fields of DeformConvGeometry (tf_ops/cc/kernels/portable/deform_conv.h)."""
 
     batch: int
     in_height: int
@@ -93,7 +93,7 @@ class ConvGeometry:
 
 @dataclasses.dataclass
 class RoiGeometry:
-    """The fields of DeformRoiPoolGeometry (tf_ops/cc/kernels/deform_roi_pool.h)."""
+    """The fields of DeformRoiPoolGeometry (tf_ops/cc/kernels/portable/deform_roi_pool.h)."""
 
     batch: int
     height: int

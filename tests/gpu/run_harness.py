@@ -5,8 +5,8 @@ On a machine with a CUDA GPU, nvcc, PyTorch and torchvision:
     python tests/gpu/run_harness.py              # build if needed, check, time
     python tests/gpu/run_harness.py --no-timing  # checks only
 
-The kernels of tf_ops/cc/kernels/deform_conv.cuh and deform_roi_pool.cuh are built
-into tests/gpu/build/libdcn_gpu_harness.so (tests/gpu/build.sh) and called through
+The kernels of tf_ops/cc/kernels/portable/deform_conv.cuh and deform_roi_pool.cuh are
+built into tests/gpu/build/libdcn_gpu_harness.so (tests/gpu/build.sh) and called through
 ctypes on torch CUDA tensors, on torch's current stream. Checks, in float16,
 bfloat16, float32 and float64:
   * deform_conv2d forward and every gradient against torchvision.ops.deform_conv2d

@@ -1,7 +1,7 @@
 """The CUDA code compiles with nvcc, on machines without a GPU as well (compile only,
 PTX for one architecture): the TensorFlow-free harness over the kernels, and the
-TensorFlow launchers (*_kernels.cu.cc) against the installed TensorFlow's headers
-with the flags setup.py uses. Skipped when no nvcc is found."""
+TensorFlow launchers (tf_ops/cc/kernels/cuda/*.cu.cc) against the installed
+TensorFlow's headers with the flags setup.py uses. Skipped when no nvcc is found."""
 
 import os
 import pathlib
@@ -42,13 +42,12 @@ def test_harness_compiles(tmp_path):
          env=env)
 
 
-@pytest.mark.parametrize("source", ["deform_conv_kernels.cu.cc",
-                                    "deform_roi_pool_kernels.cu.cc"])
+@pytest.mark.parametrize("source", ["deform_conv_gpu.cu.cc", "deform_roi_pool_gpu.cu.cc"])
 def test_tensorflow_launcher_compiles(tmp_path, source):
     import tensorflow as tf
 
     tf_flags = [f for f in tf.sysconfig.get_compile_flags() if f.startswith(("-I", "-D"))]
-    _run([NVCC, "-c", str(ROOT / "tf_ops" / "cc" / "kernels" / source),
+    _run([NVCC, "-c", str(ROOT / "tf_ops" / "cc" / "kernels" / "cuda" / source),
           "-o", str(tmp_path / "launcher.o"), "-x", "cu", "-std=c++17",
           "--expt-relaxed-constexpr", "-DGOOGLE_CUDA=1", "-DEIGEN_USE_GPU", "-w",
           "-Xcompiler", "-fPIC", f"-I{ROOT}", *tf_flags,

@@ -1,4 +1,4 @@
-"""The CUDA kernels' code (tf_ops/cc/kernels/*.cuh), compiled for the host, against
+"""The CUDA kernels' code (tf_ops/cc/kernels/portable/*.cuh), compiled for the host, against
 the plain-TensorFlow references of tests/reference.py.
 
 `tests/gpu/build.sh --host` compiles harness.cu with a host C++ compiler: every

@@ -9,13 +9,13 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "tensorflow/core/framework/op_kernel.h"
-#include "tf_ops/cc/kernels/deform_conv.h"
+#include "tf_ops/cc/kernels/portable/deform_conv.h"
 
 namespace keras_dcn {
 
 struct DeformConvAttrs {
-  std::vector<int64_t> strides;            // [stride_h, stride_w]
-  std::vector<int64_t> dilations;          // [dilation_h, dilation_w]
+  std::vector<int64_t> strides;    // [stride_h, stride_w]
+  std::vector<int64_t> dilations;  // [dilation_h, dilation_w]
   Padding padding = Padding::kValid;
   std::vector<int64_t> explicit_paddings;  // [top, bottom, left, right]
   int64_t groups = 1;
@@ -51,7 +51,8 @@ struct DeformConvAttrs {
     if (dilations.size() != 2 || !in_range(dilations, 1)) {
       return absl::InvalidArgumentError(absl::StrCat(
           "dilation_rate must be two integers in [1, 2^30] [dilation_h, dilation_w], "
-          "got [", absl::StrJoin(dilations, ", "), "]"));
+          "got [",
+          absl::StrJoin(dilations, ", "), "]"));
     }
     if (padding_name == "VALID") {
       padding = Padding::kValid;
@@ -68,9 +69,9 @@ struct DeformConvAttrs {
             absl::StrJoin(explicit_paddings, ", "), "]"));
       }
     } else if (!explicit_paddings.empty()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "explicit_paddings must be empty unless padding='EXPLICIT', got [",
-          absl::StrJoin(explicit_paddings, ", "), "]"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("explicit_paddings must be empty unless padding='EXPLICIT', got [",
+                       absl::StrJoin(explicit_paddings, ", "), "]"));
     }
     if (groups < 1) {
       return absl::InvalidArgumentError(

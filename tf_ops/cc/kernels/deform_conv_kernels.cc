@@ -2,18 +2,16 @@
 // allocate the outputs and hand the work to the device functors.
 #define EIGEN_USE_THREADS
 
-#include <string>
 #include <type_traits>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
-#include "absl/types/span.h"
 #include "tensorflow/core/framework/op_kernel.h"
-#include "tensorflow/core/framework/register_types.h"
 #include "tensorflow/core/framework/tensor.h"
 #include "tensorflow/core/framework/tensor_shape.h"
-#include "tf_ops/cc/kernels/deform_conv.h"
 #include "tf_ops/cc/kernels/deform_conv_attrs.h"
+#include "tf_ops/cc/kernels/float_types.h"
+#include "tf_ops/cc/kernels/portable/deform_conv.h"
+#include "tf_ops/cc/kernels/shape_checks.h"
 #include "unsupported/Eigen/CXX11/Tensor"
 
 namespace keras_dcn {
@@ -25,24 +23,6 @@ using ::tensorflow::OpKernelContext;
 using ::tensorflow::Tensor;
 using ::tensorflow::TensorShape;
 using CPUDevice = Eigen::ThreadPoolDevice;
-
-absl::Status ShapeError(const char* name, const std::string& expected,
-                        const TensorShape& got) {
-  return absl::InvalidArgumentError(absl::StrCat(
-      name, " must have shape ", expected, ", got ", got.DebugString()));
-}
-
-// The shape `dims`, or an error naming `name` when its size overflows.
-absl::Status BuildShape(const char* name, absl::Span<const int64_t> dims,
-                        TensorShape* shape) {
-  const absl::Status status = TensorShape::BuildTensorShape(dims, shape);
-  if (!status.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "the expected shape of ", name, " [", absl::StrJoin(dims, ", "),
-        "] is too large: ", status.message()));
-  }
-  return absl::OkStatus();
-}
 
 // Checks the shapes of input, offsets, mask and kernel against each other and the
 // attributes, fills `g` and the shape of the output.
@@ -71,28 +51,27 @@ absl::Status MakeGeometry(const DeformConvAttrs& attrs, const TensorShape& input
   g->deformable_groups = attrs.deformable_groups;
 
   if (g->in_channels % g->groups != 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("input channels (", g->in_channels,
-                     ") must be divisible by groups (", g->groups, ")"));
+    return absl::InvalidArgumentError(absl::StrCat("input channels (", g->in_channels,
+                                                   ") must be divisible by groups (",
+                                                   g->groups, ")"));
   }
   if (g->in_channels % g->deformable_groups != 0) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "input channels (", g->in_channels,
-        ") must be divisible by deformable_groups (", g->deformable_groups, ")"));
+        "input channels (", g->in_channels, ") must be divisible by deformable_groups (",
+        g->deformable_groups, ")"));
   }
   if (g->in_channels == 0) {
     return ShapeError("input", "[batch, height, width, channels] with channels > 0",
                       input);
   }
   if (g->kernel_h < 1 || g->kernel_w < 1 || g->kernel_h > kMaxConvSize ||
-      g->kernel_w > kMaxConvSize ||
-      kernel.dim_size(2) != g->in_channels / g->groups ||
+      g->kernel_w > kMaxConvSize || kernel.dim_size(2) != g->in_channels / g->groups ||
       g->filters % g->groups != 0) {
     return ShapeError(
         "kernel",
         absl::StrCat("[1 <= kh <= 2^30, 1 <= kw <= 2^30, ", g->in_channels / g->groups,
-                     " (in_channels / groups), filters divisible by groups (",
-                     g->groups, ")]"),
+                     " (in_channels / groups), filters divisible by groups (", g->groups,
+                     ")]"),
         kernel);
   }
 
@@ -125,8 +104,8 @@ absl::Status MakeGeometry(const DeformConvAttrs& attrs, const TensorShape& input
   TensorShape expected_offsets, expected_mask;
   TF_RETURN_IF_ERROR(BuildShape(
       "offsets", {g->batch, g->out_height, g->out_width, 2 * taps}, &expected_offsets));
-  TF_RETURN_IF_ERROR(BuildShape(
-      "mask", {g->batch, g->out_height, g->out_width, taps}, &expected_mask));
+  TF_RETURN_IF_ERROR(
+      BuildShape("mask", {g->batch, g->out_height, g->out_width, taps}, &expected_mask));
   TF_RETURN_IF_ERROR(BuildShape(
       "output", {g->batch, g->out_height, g->out_width, g->filters}, output_shape));
   if (offsets != expected_offsets) {
@@ -161,12 +140,12 @@ class DeformConv2DOp : public OpKernel {
     const Tensor& bias = context->input(4);
     DeformConvGeometry g;
     TensorShape output_shape;
-    OP_REQUIRES_OK(context, MakeGeometry(attrs_, input.shape(), offsets.shape(),
-                                         mask.shape(), kernel.shape(), &g,
-                                         &output_shape));
-    OP_REQUIRES(context, bias.shape() == TensorShape({g.filters}),
-                ShapeError("bias", absl::StrCat("[", g.filters, "] ([filters])"),
-                           bias.shape()));
+    OP_REQUIRES_OK(context,
+                   MakeGeometry(attrs_, input.shape(), offsets.shape(), mask.shape(),
+                                kernel.shape(), &g, &output_shape));
+    OP_REQUIRES(
+        context, bias.shape() == TensorShape({g.filters}),
+        ShapeError("bias", absl::StrCat("[", g.filters, "] ([filters])"), bias.shape()));
 
     Tensor* output = nullptr;
     OP_REQUIRES_OK(context, context->allocate_output(0, output_shape, &output));
@@ -196,12 +175,12 @@ class DeformConv2DGradOp : public OpKernel {
     const Tensor& output_grad = context->input(4);
     DeformConvGeometry g;
     TensorShape output_shape;
-    OP_REQUIRES_OK(context, MakeGeometry(attrs_, input.shape(), offsets.shape(),
-                                         mask.shape(), kernel.shape(), &g,
-                                         &output_shape));
-    OP_REQUIRES(context, output_grad.shape() == output_shape,
-                ShapeError("output_grad", output_shape.DebugString(),
-                           output_grad.shape()));
+    OP_REQUIRES_OK(context,
+                   MakeGeometry(attrs_, input.shape(), offsets.shape(), mask.shape(),
+                                kernel.shape(), &g, &output_shape));
+    OP_REQUIRES(
+        context, output_grad.shape() == output_shape,
+        ShapeError("output_grad", output_shape.DebugString(), output_grad.shape()));
 
     Tensor* grads[5];
     const TensorShape shapes[5] = {input.shape(), offsets.shape(), mask.shape(),
@@ -215,8 +194,9 @@ class DeformConv2DGradOp : public OpKernel {
       if (output_grad.NumElements() == 0 || input.NumElements() == 0) {
         // Nothing reaches the output, or nothing is read from the input.
         const Device& device = context->eigen_device<Device>();
-        for (int i = 0; i < 5; ++i) grads[i]->flat<T>().device(device) =
-            grads[i]->flat<T>().constant(T(0));
+        for (int i = 0; i < 5; ++i) {
+          grads[i]->flat<T>().device(device) = grads[i]->flat<T>().constant(T(0));
+        }
         if (input.NumElements() == 0 && output_grad.NumElements() > 0) {
           // The bias still reaches every output.
           grads[4]->flat<T>().device(device) =
@@ -237,33 +217,29 @@ class DeformConv2DGradOp : public OpKernel {
   DeformConvAttrs attrs_;
 };
 
-#define DCN_REGISTER_CPU(T)                                                  \
-  REGISTER_KERNEL_BUILDER(                                                   \
+#define DCN_REGISTER_CPU(T)                                                            \
+  REGISTER_KERNEL_BUILDER(                                                             \
       Name("DcnDeformConv2D").Device(::tensorflow::DEVICE_CPU).TypeConstraint<T>("T"), \
-      DeformConv2DOp<CPUDevice, T>);                                         \
-  REGISTER_KERNEL_BUILDER(                                                   \
-      Name("DcnDeformConv2DGrad").Device(::tensorflow::DEVICE_CPU).TypeConstraint<T>("T"), \
-      DeformConv2DGradOp<CPUDevice, T>);
-DCN_REGISTER_CPU(Eigen::half)
-DCN_REGISTER_CPU(Eigen::bfloat16)
-DCN_REGISTER_CPU(float)
-DCN_REGISTER_CPU(double)
+      DeformConv2DOp<CPUDevice, T>);                                                   \
+  REGISTER_KERNEL_BUILDER(Name("DcnDeformConv2DGrad")                                  \
+                              .Device(::tensorflow::DEVICE_CPU)                        \
+                              .TypeConstraint<T>("T"),                                 \
+                          DeformConv2DGradOp<CPUDevice, T>);
+DCN_CALL_FLOAT_TYPES(DCN_REGISTER_CPU)
 #undef DCN_REGISTER_CPU
 
 #if GOOGLE_CUDA
-// The functors are specialised for the GPU in deform_conv_kernels.cu.cc.
+// The functors are specialised for the GPU in cuda/deform_conv_gpu.cu.cc.
 using GPUDevice = Eigen::GpuDevice;
-#define DCN_REGISTER_GPU(T)                                                  \
-  REGISTER_KERNEL_BUILDER(                                                   \
+#define DCN_REGISTER_GPU(T)                                                            \
+  REGISTER_KERNEL_BUILDER(                                                             \
       Name("DcnDeformConv2D").Device(::tensorflow::DEVICE_GPU).TypeConstraint<T>("T"), \
-      DeformConv2DOp<GPUDevice, T>);                                         \
-  REGISTER_KERNEL_BUILDER(                                                   \
-      Name("DcnDeformConv2DGrad").Device(::tensorflow::DEVICE_GPU).TypeConstraint<T>("T"), \
-      DeformConv2DGradOp<GPUDevice, T>);
-DCN_REGISTER_GPU(Eigen::half)
-DCN_REGISTER_GPU(Eigen::bfloat16)
-DCN_REGISTER_GPU(float)
-DCN_REGISTER_GPU(double)
+      DeformConv2DOp<GPUDevice, T>);                                                   \
+  REGISTER_KERNEL_BUILDER(Name("DcnDeformConv2DGrad")                                  \
+                              .Device(::tensorflow::DEVICE_GPU)                        \
+                              .TypeConstraint<T>("T"),                                 \
+                          DeformConv2DGradOp<GPUDevice, T>);
+DCN_CALL_FLOAT_TYPES(DCN_REGISTER_GPU)
 #undef DCN_REGISTER_GPU
 #endif  // GOOGLE_CUDA
 

@@ -9,7 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "tensorflow/core/framework/op_kernel.h"
-#include "tf_ops/cc/kernels/deform_roi_pool.h"
+#include "tf_ops/cc/kernels/portable/deform_roi_pool.h"
 
 namespace keras_dcn {
 
@@ -40,13 +40,13 @@ struct DeformRoiPoolAttrs {
           absl::StrJoin(output_size, ", "), "]"));
     }
     if (!(spatial_scale > 0.0f) || !std::isfinite(spatial_scale)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "spatial_scale must be a finite number > 0, got ", spatial_scale));
+      return absl::InvalidArgumentError(
+          absl::StrCat("spatial_scale must be a finite number > 0, got ", spatial_scale));
     }
     if (sampling_ratio > kMaxSamplingRatio) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "sampling_ratio must be at most ", kMaxSamplingRatio, " (",
-          kMaxSamplesPerBin, " samples per bin), got ", sampling_ratio));
+      return absl::InvalidArgumentError(
+          absl::StrCat("sampling_ratio must be at most ", kMaxSamplingRatio, " (",
+                       kMaxSamplesPerBin, " samples per bin), got ", sampling_ratio));
     }
     if (!std::isfinite(gamma)) {
       return absl::InvalidArgumentError(

@@ -5,19 +5,18 @@
 
 #include <algorithm>
 #include <cmath>
-#include <initializer_list>
 #include <string>
 #include <type_traits>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
 #include "tensorflow/core/framework/op_kernel.h"
-#include "tensorflow/core/framework/register_types.h"
 #include "tensorflow/core/framework/tensor.h"
 #include "tensorflow/core/framework/tensor_shape.h"
-#include "tf_ops/cc/kernels/deform_roi_pool.h"
 #include "tf_ops/cc/kernels/deform_roi_pool_attrs.h"
-#include "tf_ops/cc/kernels/roi_sampling.h"
+#include "tf_ops/cc/kernels/float_types.h"
+#include "tf_ops/cc/kernels/portable/deform_roi_pool.h"
+#include "tf_ops/cc/kernels/portable/roi_sampling.h"
+#include "tf_ops/cc/kernels/shape_checks.h"
 #include "unsupported/Eigen/CXX11/Tensor"
 
 namespace keras_dcn {
@@ -29,23 +28,6 @@ using ::tensorflow::OpKernelContext;
 using ::tensorflow::Tensor;
 using ::tensorflow::TensorShape;
 using CPUDevice = Eigen::ThreadPoolDevice;
-
-absl::Status ShapeError(const char* name, const std::string& expected,
-                        const TensorShape& got) {
-  return absl::InvalidArgumentError(absl::StrCat(
-      name, " must have shape ", expected, ", got ", got.DebugString()));
-}
-
-// Whether `shape` is exactly `dims` (compared one by one, so that huge attribute
-// values never build an invalid TensorShape).
-bool HasShape(const TensorShape& shape, std::initializer_list<int64_t> dims) {
-  if (shape.dims() != static_cast<int>(dims.size())) return false;
-  int i = 0;
-  for (int64_t d : dims) {
-    if (shape.dim_size(i++) != d) return false;
-  }
-  return true;
-}
 
 // Checks the shapes of features, rois, offsets and mask against each other and the
 // attributes, and fills `g`.
@@ -71,17 +53,19 @@ absl::Status MakeGeometry(const DeformRoiPoolAttrs& attrs, const TensorShape& fe
   g->gamma = attrs.gamma;
   g->aligned = attrs.aligned;
 
-  const std::string bins = absl::StrCat(g->num_rois, ", ", g->out_height, ", ",
-                                        g->out_width);
+  const std::string bins =
+      absl::StrCat(g->num_rois, ", ", g->out_height, ", ", g->out_width);
   if (!HasShape(offsets, {g->num_rois, g->out_height, g->out_width, 2})) {
     return ShapeError("offsets",
-                      absl::StrCat("[", bins, ", 2] ([num_rois, output_size[0], "
+                      absl::StrCat("[", bins,
+                                   ", 2] ([num_rois, output_size[0], "
                                    "output_size[1], 2], (dy, dx) per bin)"),
                       offsets);
   }
   if (!HasShape(mask, {g->num_rois, g->out_height, g->out_width, 1})) {
     return ShapeError("mask",
-                      absl::StrCat("[", bins, ", 1] ([num_rois, output_size[0], "
+                      absl::StrCat("[", bins,
+                                   ", 1] ([num_rois, output_size[0], "
                                    "output_size[1], 1])"),
                       mask);
   }
@@ -98,20 +82,20 @@ absl::Status CheckRois(const DeformRoiPoolGeometry& g, const float* rois) {
     if (!(index >= 0.0f) || !(index < static_cast<float>(g.batch)) ||
         static_cast<int64_t>(index) >= g.batch) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "rois[", r, ", 0] (the batch index) must be a finite number in [0, ",
-          g.batch, ") (the batch size of features), got ", index));
+          "rois[", r, ", 0] (the batch index) must be a finite number in [0, ", g.batch,
+          ") (the batch size of features), got ", index));
     }
-    const std::string corners = absl::StrCat("(x1, y1, x2, y2) = (", roi[1], ", ",
-                                             roi[2], ", ", roi[3], ", ", roi[4], ")");
+    const std::string corners = absl::StrCat("(x1, y1, x2, y2) = (", roi[1], ", ", roi[2],
+                                             ", ", roi[3], ", ", roi[4], ")");
     for (int k = 1; k < 5; ++k) {
       if (!std::isfinite(roi[k])) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "rois[", r, "] must have finite coordinates, got ", corners));
+        return absl::InvalidArgumentError(
+            absl::StrCat("rois[", r, "] must have finite coordinates, got ", corners));
       }
     }
     if (roi[3] < roi[1] || roi[4] < roi[2]) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "rois[", r, "] must have x1 <= x2 and y1 <= y2, got ", corners));
+      return absl::InvalidArgumentError(
+          absl::StrCat("rois[", r, "] must have x1 <= x2 and y1 <= y2, got ", corners));
     }
     // The geometry in double, so that nothing here overflows; the kernels use the
     // same formulas in their accumulation type.
@@ -122,18 +106,20 @@ absl::Status CheckRois(const DeformRoiPoolGeometry& g, const float* rois) {
     bool finite = std::isfinite(extent[0]) && std::isfinite(extent[1]);
     for (float v : scaled) finite = finite && std::isfinite(v);
     if (!finite) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "rois[", r, "] ", corners, " times spatial_scale (", g.spatial_scale,
-          ") does not fit in float32"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("rois[", r, "] ", corners, " times spatial_scale (",
+                       g.spatial_scale, ") does not fit in float32"));
     }
     if (g.sampling_ratio <= 0) {
       const double grid_h = std::max(1.0, std::ceil(box.height / g.out_height));
       const double grid_w = std::max(1.0, std::ceil(box.width / g.out_width));
       if (grid_h * grid_w > static_cast<double>(kMaxSamplesPerBin)) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "rois[", r, "] ", corners, " is too large for sampling_ratio <= 0: its "
-            "bins would need ", grid_h, " x ", grid_w, " samples each (at most ",
-            kMaxSamplesPerBin, "); pass a positive sampling_ratio"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("rois[", r, "] ", corners,
+                         " is too large for sampling_ratio <= 0: its "
+                         "bins would need ",
+                         grid_h, " x ", grid_w, " samples each (at most ",
+                         kMaxSamplesPerBin, "); pass a positive sampling_ratio"));
       }
     }
   }
@@ -145,8 +131,8 @@ absl::Status Prepare(const DeformRoiPoolAttrs& attrs, OpKernelContext* context,
                      DeformRoiPoolGeometry* g) {
   const Tensor& rois = context->input(1);
   TF_RETURN_IF_ERROR(MakeGeometry(attrs, context->input(0).shape(), rois.shape(),
-                                  context->input(2).shape(),
-                                  context->input(3).shape(), g));
+                                  context->input(2).shape(), context->input(3).shape(),
+                                  g));
   return CheckRois(*g, rois.flat<float>().data());
 }
 
@@ -161,9 +147,9 @@ class DeformRoiPoolOp : public OpKernel {
     DeformRoiPoolGeometry g;
     OP_REQUIRES_OK(context, Prepare(attrs_, context, &g));
     TensorShape output_shape;
-    OP_REQUIRES_OK(context, TensorShape::BuildTensorShape(
-                                {g.num_rois, g.out_height, g.out_width, g.channels},
-                                &output_shape));
+    OP_REQUIRES_OK(
+        context, TensorShape::BuildTensorShape(
+                     {g.num_rois, g.out_height, g.out_width, g.channels}, &output_shape));
     Tensor* output = nullptr;
     OP_REQUIRES_OK(context, context->allocate_output(0, output_shape, &output));
     if (output->NumElements() == 0) return;
@@ -198,21 +184,21 @@ class DeformRoiPoolGradOp : public OpKernel {
     DeformRoiPoolGeometry g;
     OP_REQUIRES_OK(context, Prepare(attrs_, context, &g));
     const Tensor& output_grad = context->input(4);
-    OP_REQUIRES(
-        context,
-        HasShape(output_grad.shape(), {g.num_rois, g.out_height, g.out_width, g.channels}),
-        ShapeError("output_grad",
-                   absl::StrCat("[", g.num_rois, ", ", g.out_height, ", ", g.out_width,
-                                ", ", g.channels,
-                                "] ([num_rois, output_size[0], output_size[1], "
-                                "channels])"),
-                   output_grad.shape()));
+    OP_REQUIRES(context,
+                HasShape(output_grad.shape(),
+                         {g.num_rois, g.out_height, g.out_width, g.channels}),
+                ShapeError("output_grad",
+                           absl::StrCat("[", g.num_rois, ", ", g.out_height, ", ",
+                                        g.out_width, ", ", g.channels,
+                                        "] ([num_rois, output_size[0], output_size[1], "
+                                        "channels])"),
+                           output_grad.shape()));
 
     Tensor* grads[3];
     for (int i = 0; i < 3; ++i) {
-      OP_REQUIRES_OK(context, context->allocate_output(
-                                  i, context->input(i == 0 ? 0 : i + 1).shape(),
-                                  &grads[i]));
+      OP_REQUIRES_OK(
+          context, context->allocate_output(i, context->input(i == 0 ? 0 : i + 1).shape(),
+                                            &grads[i]));
     }
     const Device& device = context->eigen_device<Device>();
     // (The GPU functor handles empty tensors itself; these Eigen expressions are
@@ -238,40 +224,33 @@ class DeformRoiPoolGradOp : public OpKernel {
   DeformRoiPoolAttrs attrs_;
 };
 
-#define DCN_REGISTER_CPU(T)                                                   \
-  REGISTER_KERNEL_BUILDER(Name("DcnDeformRoiPool")                            \
-                              .Device(::tensorflow::DEVICE_CPU)               \
-                              .TypeConstraint<T>("T"),                        \
-                          DeformRoiPoolOp<CPUDevice, T>);                     \
-  REGISTER_KERNEL_BUILDER(Name("DcnDeformRoiPoolGrad")                        \
-                              .Device(::tensorflow::DEVICE_CPU)               \
-                              .TypeConstraint<T>("T"),                        \
+#define DCN_REGISTER_CPU(T)                                                             \
+  REGISTER_KERNEL_BUILDER(                                                              \
+      Name("DcnDeformRoiPool").Device(::tensorflow::DEVICE_CPU).TypeConstraint<T>("T"), \
+      DeformRoiPoolOp<CPUDevice, T>);                                                   \
+  REGISTER_KERNEL_BUILDER(Name("DcnDeformRoiPoolGrad")                                  \
+                              .Device(::tensorflow::DEVICE_CPU)                         \
+                              .TypeConstraint<T>("T"),                                  \
                           DeformRoiPoolGradOp<CPUDevice, T>);
-DCN_REGISTER_CPU(Eigen::half)
-DCN_REGISTER_CPU(Eigen::bfloat16)
-DCN_REGISTER_CPU(float)
-DCN_REGISTER_CPU(double)
+DCN_CALL_FLOAT_TYPES(DCN_REGISTER_CPU)
 #undef DCN_REGISTER_CPU
 
 #if GOOGLE_CUDA
-// The functors are specialised for the GPU in deform_roi_pool_kernels.cu.cc. The RoIs
-// stay in host memory: CheckRois reads them before anything is launched.
+// The functors are specialised for the GPU in cuda/deform_roi_pool_gpu.cu.cc. The
+// RoIs stay in host memory: CheckRois reads them before anything is launched.
 using GPUDevice = Eigen::GpuDevice;
-#define DCN_REGISTER_GPU(T)                                                   \
-  REGISTER_KERNEL_BUILDER(Name("DcnDeformRoiPool")                            \
-                              .Device(::tensorflow::DEVICE_GPU)               \
-                              .HostMemory("rois")                             \
-                              .TypeConstraint<T>("T"),                        \
-                          DeformRoiPoolOp<GPUDevice, T>);                     \
-  REGISTER_KERNEL_BUILDER(Name("DcnDeformRoiPoolGrad")                        \
-                              .Device(::tensorflow::DEVICE_GPU)               \
-                              .HostMemory("rois")                             \
-                              .TypeConstraint<T>("T"),                        \
+#define DCN_REGISTER_GPU(T)                                     \
+  REGISTER_KERNEL_BUILDER(Name("DcnDeformRoiPool")              \
+                              .Device(::tensorflow::DEVICE_GPU) \
+                              .HostMemory("rois")               \
+                              .TypeConstraint<T>("T"),          \
+                          DeformRoiPoolOp<GPUDevice, T>);       \
+  REGISTER_KERNEL_BUILDER(Name("DcnDeformRoiPoolGrad")          \
+                              .Device(::tensorflow::DEVICE_GPU) \
+                              .HostMemory("rois")               \
+                              .TypeConstraint<T>("T"),          \
                           DeformRoiPoolGradOp<GPUDevice, T>);
-DCN_REGISTER_GPU(Eigen::half)
-DCN_REGISTER_GPU(Eigen::bfloat16)
-DCN_REGISTER_GPU(float)
-DCN_REGISTER_GPU(double)
+DCN_CALL_FLOAT_TYPES(DCN_REGISTER_GPU)
 #undef DCN_REGISTER_GPU
 #endif  // GOOGLE_CUDA
 

@@ -4,6 +4,7 @@
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/shape_inference.h"
 #include "tf_ops/cc/kernels/deform_conv_attrs.h"
+#include "tf_ops/cc/kernels/float_types.h"
 
 namespace keras_dcn {
 namespace {
@@ -16,8 +17,8 @@ using ::tensorflow::shape_inference::ShapeHandle;
 absl::Status ExpectDim(InferenceContext* c, DimensionHandle dim, int64_t expected,
                        const char* what) {
   if (c->ValueKnown(dim) && c->Value(dim) != expected) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        what, " must be ", expected, ", got ", c->Value(dim)));
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, " must be ", expected, ", got ", c->Value(dim)));
   }
   return absl::OkStatus();
 }
@@ -42,23 +43,22 @@ absl::Status InferOutputShape(InferenceContext* c, ShapeHandle* output) {
   if (c->ValueKnown(channels)) {
     const int64_t in_channels = c->Value(channels);
     if (in_channels % attrs.groups != 0) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "input channels (", in_channels, ") must be divisible by groups (",
-          attrs.groups, ")"));
+      return absl::InvalidArgumentError(absl::StrCat("input channels (", in_channels,
+                                                     ") must be divisible by groups (",
+                                                     attrs.groups, ")"));
     }
     if (in_channels % attrs.deformable_groups != 0) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "input channels (", in_channels,
-          ") must be divisible by deformable_groups (", attrs.deformable_groups,
-          ")"));
+          "input channels (", in_channels, ") must be divisible by deformable_groups (",
+          attrs.deformable_groups, ")"));
     }
     TF_RETURN_IF_ERROR(ExpectDim(c, c->Dim(kernel, 2), in_channels / attrs.groups,
                                  "kernel dimension 2 (input channels / groups)"));
   }
   if (c->ValueKnown(filters) && c->Value(filters) % attrs.groups != 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "filters (kernel dimension 3, ", c->Value(filters),
-        ") must be divisible by groups (", attrs.groups, ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("filters (kernel dimension 3, ", c->Value(filters),
+                     ") must be divisible by groups (", attrs.groups, ")"));
   }
 
   DimensionHandle out_dims[2];
@@ -73,29 +73,29 @@ absl::Status InferOutputShape(InferenceContext* c, ShapeHandle* output) {
     if (c->ValueKnown(in) && c->ValueKnown(k)) {
       int64_t out = 0, pad = 0;
       const bool explicit_pad = attrs.padding == Padding::kExplicit;
-      if (!ConvOutputSize(c->Value(in), c->Value(k), attrs.strides[axis],
-                          attrs.dilations[axis], attrs.padding,
-                          explicit_pad ? attrs.explicit_paddings[2 * axis] : 0,
-                          explicit_pad ? attrs.explicit_paddings[2 * axis + 1] : 0,
-                          &out, &pad)) {
+      if (!ConvOutputSize(
+              c->Value(in), c->Value(k), attrs.strides[axis], attrs.dilations[axis],
+              attrs.padding, explicit_pad ? attrs.explicit_paddings[2 * axis] : 0,
+              explicit_pad ? attrs.explicit_paddings[2 * axis + 1] : 0, &out, &pad)) {
         return absl::InvalidArgumentError(absl::StrCat(
             "the dilated kernel (", (c->Value(k) - 1) * attrs.dilations[axis] + 1,
             ") is larger than the padded input along ", axis == 0 ? "height" : "width"));
       }
       out_dims[axis] = c->MakeDim(out);
     }
-    TF_RETURN_IF_ERROR(c->Merge(out_dims[axis], c->Dim(offsets, 1 + axis), &out_dims[axis]));
+    TF_RETURN_IF_ERROR(
+        c->Merge(out_dims[axis], c->Dim(offsets, 1 + axis), &out_dims[axis]));
     TF_RETURN_IF_ERROR(c->Merge(out_dims[axis], c->Dim(mask, 1 + axis), &out_dims[axis]));
   }
 
   if (c->ValueKnown(c->Dim(kernel, 0)) && c->ValueKnown(c->Dim(kernel, 1))) {
-    if (2.0 * attrs.deformable_groups * c->Value(c->Dim(kernel, 0)) *
-            c->Value(c->Dim(kernel, 1)) > 0x1p62) {
+    const int64_t kh = c->Value(c->Dim(kernel, 0));
+    const int64_t kw = c->Value(c->Dim(kernel, 1));
+    if (2.0 * attrs.deformable_groups * kh * kw > 0x1p62) {
       return absl::InvalidArgumentError(
           "2 * deformable_groups * kh * kw must be smaller than 2^62");
     }
-    const int64_t taps =
-        attrs.deformable_groups * c->Value(c->Dim(kernel, 0)) * c->Value(c->Dim(kernel, 1));
+    const int64_t taps = attrs.deformable_groups * kh * kw;
     TF_RETURN_IF_ERROR(ExpectDim(c, c->Dim(offsets, 3), 2 * taps,
                                  "offsets channels (2 * deformable_groups * kh * kw)"));
     TF_RETURN_IF_ERROR(ExpectDim(c, c->Dim(mask, 3), taps,
@@ -134,7 +134,7 @@ REGISTER_OP("DcnDeformConv2D")
     .Input("kernel: T")
     .Input("bias: T")
     .Output("output: T")
-    .Attr("T: {half, bfloat16, float, double}")
+    .Attr(FloatTypeAttr())
     .Attr("strides: list(int) = [1, 1]")
     .Attr("dilations: list(int) = [1, 1]")
     .Attr("padding: {'VALID', 'SAME', 'EXPLICIT'} = 'VALID'")
@@ -170,7 +170,7 @@ REGISTER_OP("DcnDeformConv2DGrad")
     .Output("mask_grad: T")
     .Output("kernel_grad: T")
     .Output("bias_grad: T")
-    .Attr("T: {half, bfloat16, float, double}")
+    .Attr(FloatTypeAttr())
     .Attr("strides: list(int) = [1, 1]")
     .Attr("dilations: list(int) = [1, 1]")
     .Attr("padding: {'VALID', 'SAME', 'EXPLICIT'} = 'VALID'")

@@ -4,6 +4,7 @@
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/shape_inference.h"
 #include "tf_ops/cc/kernels/deform_roi_pool_attrs.h"
+#include "tf_ops/cc/kernels/float_types.h"
 
 namespace keras_dcn {
 namespace {
@@ -16,8 +17,8 @@ using ::tensorflow::shape_inference::ShapeHandle;
 absl::Status MergeDim(InferenceContext* c, DimensionHandle other, const char* what,
                       DimensionHandle* dim) {
   if (c->ValueKnown(*dim) && c->ValueKnown(other) && c->Value(*dim) != c->Value(other)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        what, " must be ", c->Value(*dim), ", got ", c->Value(other)));
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, " must be ", c->Value(*dim), ", got ", c->Value(other)));
   }
   return c->Merge(*dim, other, dim);
 }
@@ -35,27 +36,29 @@ absl::Status InferOutputShape(InferenceContext* c, ShapeHandle* output) {
   TF_RETURN_IF_ERROR(c->WithRank(c->input(3), 4, &mask));
 
   DimensionHandle columns = c->MakeDim(5);
-  TF_RETURN_IF_ERROR(MergeDim(c, c->Dim(rois, 1), "rois dimension 1 "
-                              "(batch_index, x1, y1, x2, y2)", &columns));
+  TF_RETURN_IF_ERROR(MergeDim(c, c->Dim(rois, 1),
+                              "rois dimension 1 "
+                              "(batch_index, x1, y1, x2, y2)",
+                              &columns));
 
   DimensionHandle num_rois = c->Dim(rois, 0);
-  TF_RETURN_IF_ERROR(MergeDim(c, c->Dim(offsets, 0),
-                              "offsets dimension 0 (num_rois)", &num_rois));
-  TF_RETURN_IF_ERROR(MergeDim(c, c->Dim(mask, 0), "mask dimension 0 (num_rois)",
-                              &num_rois));
+  TF_RETURN_IF_ERROR(
+      MergeDim(c, c->Dim(offsets, 0), "offsets dimension 0 (num_rois)", &num_rois));
+  TF_RETURN_IF_ERROR(
+      MergeDim(c, c->Dim(mask, 0), "mask dimension 0 (num_rois)", &num_rois));
   DimensionHandle out_height = c->MakeDim(attrs.output_size[0]);
   DimensionHandle out_width = c->MakeDim(attrs.output_size[1]);
   TF_RETURN_IF_ERROR(MergeDim(c, c->Dim(offsets, 1),
                               "offsets dimension 1 (output_size[0])", &out_height));
-  TF_RETURN_IF_ERROR(MergeDim(c, c->Dim(mask, 1), "mask dimension 1 (output_size[0])",
-                              &out_height));
+  TF_RETURN_IF_ERROR(
+      MergeDim(c, c->Dim(mask, 1), "mask dimension 1 (output_size[0])", &out_height));
   TF_RETURN_IF_ERROR(MergeDim(c, c->Dim(offsets, 2),
                               "offsets dimension 2 (output_size[1])", &out_width));
-  TF_RETURN_IF_ERROR(MergeDim(c, c->Dim(mask, 2), "mask dimension 2 (output_size[1])",
-                              &out_width));
+  TF_RETURN_IF_ERROR(
+      MergeDim(c, c->Dim(mask, 2), "mask dimension 2 (output_size[1])", &out_width));
   DimensionHandle pair = c->MakeDim(2);
-  TF_RETURN_IF_ERROR(MergeDim(c, c->Dim(offsets, 3), "offsets dimension 3 (dy, dx)",
-                              &pair));
+  TF_RETURN_IF_ERROR(
+      MergeDim(c, c->Dim(offsets, 3), "offsets dimension 3 (dy, dx)", &pair));
   DimensionHandle one = c->MakeDim(1);
   TF_RETURN_IF_ERROR(MergeDim(c, c->Dim(mask, 3), "mask dimension 3", &one));
 
@@ -77,16 +80,16 @@ absl::Status BackwardShape(InferenceContext* c) {
   ShapeHandle features = c->input(0);
   TF_RETURN_IF_ERROR(c->ReplaceDim(features, 3, c->Dim(output_grad, 3), &features));
   ShapeHandle offsets, mask;
-  TF_RETURN_IF_ERROR(c->Merge(c->input(2), c->MakeShape({c->Dim(output_grad, 0),
-                                                         c->Dim(output_grad, 1),
-                                                         c->Dim(output_grad, 2),
-                                                         c->MakeDim(2)}),
-                              &offsets));
-  TF_RETURN_IF_ERROR(c->Merge(c->input(3), c->MakeShape({c->Dim(output_grad, 0),
-                                                         c->Dim(output_grad, 1),
-                                                         c->Dim(output_grad, 2),
-                                                         c->MakeDim(1)}),
-                              &mask));
+  TF_RETURN_IF_ERROR(
+      c->Merge(c->input(2),
+               c->MakeShape({c->Dim(output_grad, 0), c->Dim(output_grad, 1),
+                             c->Dim(output_grad, 2), c->MakeDim(2)}),
+               &offsets));
+  TF_RETURN_IF_ERROR(
+      c->Merge(c->input(3),
+               c->MakeShape({c->Dim(output_grad, 0), c->Dim(output_grad, 1),
+                             c->Dim(output_grad, 2), c->MakeDim(1)}),
+               &mask));
   c->set_output(0, features);
   c->set_output(1, offsets);
   c->set_output(2, mask);
@@ -101,7 +104,7 @@ REGISTER_OP("DcnDeformRoiPool")
     .Input("offsets: T")
     .Input("mask: T")
     .Output("output: T")
-    .Attr("T: {half, bfloat16, float, double}")
+    .Attr(FloatTypeAttr())
     .Attr("output_size: list(int) = [7, 7]")
     .Attr("spatial_scale: float = 1.0")
     .Attr("sampling_ratio: int = 2")
@@ -139,7 +142,7 @@ REGISTER_OP("DcnDeformRoiPoolGrad")
     .Output("features_grad: T")
     .Output("offsets_grad: T")
     .Output("mask_grad: T")
-    .Attr("T: {half, bfloat16, float, double}")
+    .Attr(FloatTypeAttr())
     .Attr("output_size: list(int) = [7, 7]")
     .Attr("spatial_scale: float = 1.0")
     .Attr("sampling_ratio: int = 2")

@@ -2,8 +2,8 @@
 //
 // This header does not depend on TensorFlow: it is plain C++ that nvcc can compile
 // for the device as well as the host.
-#ifndef KERAS_DCN_TF_OPS_CC_KERNELS_BILINEAR_H_
-#define KERAS_DCN_TF_OPS_CC_KERNELS_BILINEAR_H_
+#ifndef KERAS_DCN_TF_OPS_CC_KERNELS_PORTABLE_BILINEAR_H_
+#define KERAS_DCN_TF_OPS_CC_KERNELS_PORTABLE_BILINEAR_H_
 
 #include <cmath>
 #include <cstdint>
@@ -75,4 +75,4 @@ DCN_HOST_DEVICE bool SetupBilinear(Acc y, Acc x, int64_t height, int64_t width,
 
 }  // namespace keras_dcn
 
-#endif  // KERAS_DCN_TF_OPS_CC_KERNELS_BILINEAR_H_
+#endif  // KERAS_DCN_TF_OPS_CC_KERNELS_PORTABLE_BILINEAR_H_

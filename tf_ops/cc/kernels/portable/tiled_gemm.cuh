@@ -14,14 +14,14 @@
 // Atomic mode may split K over grid.z ("split-K"): each block adds the product of one
 // slice of K, which keeps a long, thin product (the kernel gradient: K is the number
 // of output pixels) spread over enough blocks.
-#ifndef KERAS_DCN_TF_OPS_CC_KERNELS_TILED_GEMM_CUH_
-#define KERAS_DCN_TF_OPS_CC_KERNELS_TILED_GEMM_CUH_
+#ifndef KERAS_DCN_TF_OPS_CC_KERNELS_PORTABLE_TILED_GEMM_CUH_
+#define KERAS_DCN_TF_OPS_CC_KERNELS_PORTABLE_TILED_GEMM_CUH_
 
 #include <algorithm>
 #include <cstdint>
 #include <type_traits>
 
-#include "tf_ops/cc/kernels/gpu_utils.cuh"
+#include "tf_ops/cc/kernels/portable/gpu_utils.cuh"
 
 namespace keras_dcn {
 namespace gpu {
@@ -29,8 +29,8 @@ namespace gpu {
 // CUDA's limit on grid.z.
 constexpr int64_t kMaxGridZ = 65535;
 
-template <typename Acc, typename TA, typename TB, typename TC, bool kTransA,
-          bool kTransB, bool kAtomic>
+template <typename Acc, typename TA, typename TB, typename TC, bool kTransA, bool kTransB,
+          bool kAtomic>
 struct TiledGemm {
   static constexpr int kTileM = 128;
   static constexpr int kTileN = 64;
@@ -226,4 +226,4 @@ void RunGemm(const Exec& exec, G gemm, int64_t split_k = 0) {
 }  // namespace gpu
 }  // namespace keras_dcn
 
-#endif  // KERAS_DCN_TF_OPS_CC_KERNELS_TILED_GEMM_CUH_
+#endif  // KERAS_DCN_TF_OPS_CC_KERNELS_PORTABLE_TILED_GEMM_CUH_

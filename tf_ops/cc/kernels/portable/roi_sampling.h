@@ -13,13 +13,13 @@
 //   value = sum_{a, b in {0, 1}} ys[iy].weight[a] * xs[ix].weight[b]
 //                                * map[ys[iy].index[a], xs[ix].index[b]]
 // where ys / xs are AxisSample values of the bin's rows and columns.
-#ifndef KERAS_DCN_TF_OPS_CC_KERNELS_ROI_SAMPLING_H_
-#define KERAS_DCN_TF_OPS_CC_KERNELS_ROI_SAMPLING_H_
+#ifndef KERAS_DCN_TF_OPS_CC_KERNELS_PORTABLE_ROI_SAMPLING_H_
+#define KERAS_DCN_TF_OPS_CC_KERNELS_PORTABLE_ROI_SAMPLING_H_
 
 #include <cmath>
 #include <cstdint>
 
-#include "tf_ops/cc/kernels/bilinear.h"  // DCN_HOST_DEVICE
+#include "tf_ops/cc/kernels/portable/bilinear.h"  // DCN_HOST_DEVICE
 
 namespace keras_dcn {
 
@@ -38,8 +38,7 @@ struct RoiBox {
 // mmcv); without it the size is raised to at least one feature pixel (the original
 // RoIAlign). The size is x2 - x1 scaled, whatever `aligned` says.
 template <typename Acc, typename R>
-DCN_HOST_DEVICE RoiBox<Acc> RoiBoxOnMap(const R* roi, Acc spatial_scale,
-                                        bool aligned) {
+DCN_HOST_DEVICE RoiBox<Acc> RoiBoxOnMap(const R* roi, Acc spatial_scale, bool aligned) {
   const Acc shift = aligned ? Acc(0.5) : Acc(0);
   RoiBox<Acc> box;
   const Acc x1 = static_cast<Acc>(roi[1]) * spatial_scale;
@@ -63,8 +62,7 @@ DCN_HOST_DEVICE RoiBox<Acc> RoiBoxOnMap(const R* roi, Acc spatial_scale,
 // rejects boxes whose grid would exceed kMaxSamplesPerBin (deform_roi_pool.h), so
 // the result always fits.
 template <typename Acc>
-DCN_HOST_DEVICE int64_t SamplesPerBin(Acc extent, int64_t bins,
-                                      int64_t sampling_ratio) {
+DCN_HOST_DEVICE int64_t SamplesPerBin(Acc extent, int64_t bins, int64_t sampling_ratio) {
   if (sampling_ratio > 0) return sampling_ratio;
   const Acc n = ceil(extent / static_cast<Acc>(bins));
   return n < Acc(1) ? int64_t{1} : static_cast<int64_t>(n);
@@ -73,8 +71,7 @@ DCN_HOST_DEVICE int64_t SamplesPerBin(Acc extent, int64_t bins,
 // The bin-relative position of sample `i` of `grid` in a bin of length `bin`:
 // (i + 0.5) * bin / grid, measured from the bin's (shifted) start `bin_start`.
 template <typename Acc>
-DCN_HOST_DEVICE Acc SampleCoordinate(Acc bin_start, Acc bin, int64_t i,
-                                     int64_t grid) {
+DCN_HOST_DEVICE Acc SampleCoordinate(Acc bin_start, Acc bin, int64_t i, int64_t grid) {
   return bin_start + (static_cast<Acc>(i) + Acc(0.5)) * bin / static_cast<Acc>(grid);
 }
 
@@ -136,10 +133,9 @@ struct BinOrigin {
 };
 
 template <typename Acc>
-DCN_HOST_DEVICE BinOrigin<Acc> ShiftedBin(const RoiBox<Acc>& box, int64_t ph,
-                                          int64_t pw, int64_t out_height,
-                                          int64_t out_width, Acc gamma, Acc dy,
-                                          Acc dx) {
+DCN_HOST_DEVICE BinOrigin<Acc> ShiftedBin(const RoiBox<Acc>& box, int64_t ph, int64_t pw,
+                                          int64_t out_height, int64_t out_width,
+                                          Acc gamma, Acc dy, Acc dx) {
   BinOrigin<Acc> bin;
   bin.height = box.height / static_cast<Acc>(out_height);
   bin.width = box.width / static_cast<Acc>(out_width);
@@ -150,4 +146,4 @@ DCN_HOST_DEVICE BinOrigin<Acc> ShiftedBin(const RoiBox<Acc>& box, int64_t ph,
 
 }  // namespace keras_dcn
 
-#endif  // KERAS_DCN_TF_OPS_CC_KERNELS_ROI_SAMPLING_H_
+#endif  // KERAS_DCN_TF_OPS_CC_KERNELS_PORTABLE_ROI_SAMPLING_H_

@@ -1,5 +1,5 @@
-// Building blocks of the CUDA kernels: accumulation types, conversions, atomics, a
-// scratch-memory layout and two executors that run "for every work item" loops.
+// Building blocks of the CUDA kernels: conversions, atomics, a scratch-memory layout
+// and two executors that run "for every work item" loops.
 //
 // This header does not depend on TensorFlow. Every kernel of the ops is a functor
 // whose `operator()(Index i)` does one work item and is DCN_HOST_DEVICE; an executor
@@ -8,14 +8,13 @@
 //   * HostExecutor runs a plain loop on the host. Compiled by a host compiler alone,
 //     these headers give the same kernel bodies without any CUDA runtime, which is
 //     how the device code is checked on machines without a GPU (tests/gpu/).
-#ifndef KERAS_DCN_TF_OPS_CC_KERNELS_GPU_UTILS_CUH_
-#define KERAS_DCN_TF_OPS_CC_KERNELS_GPU_UTILS_CUH_
+#ifndef KERAS_DCN_TF_OPS_CC_KERNELS_PORTABLE_GPU_UTILS_CUH_
+#define KERAS_DCN_TF_OPS_CC_KERNELS_PORTABLE_GPU_UTILS_CUH_
 
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
-#include <type_traits>
 #include <vector>
 
 #if defined(__CUDACC__)
@@ -24,23 +23,11 @@
 #include <cuda_runtime.h>
 #endif
 
-#include "tf_ops/cc/kernels/bilinear.h"  // DCN_HOST_DEVICE
+#include "tf_ops/cc/kernels/portable/accumulator.h"
+#include "tf_ops/cc/kernels/portable/bilinear.h"  // DCN_HOST_DEVICE
 
 namespace keras_dcn {
 namespace gpu {
-
-// The type sums are kept in: float for half types and float, double for double.
-template <typename T>
-struct AccOf {
-  using type = float;
-};
-template <>
-struct AccOf<double> {
-  using type = double;
-};
-
-template <typename T>
-constexpr bool kIsAcc = std::is_same<T, typename AccOf<T>::type>::value;
 
 // Value conversion between an element type and an accumulation type.
 template <typename To, typename From>
@@ -172,7 +159,8 @@ constexpr int kForEachThreads = 256;
 constexpr int64_t kMaxForEachBlocks = int64_t{1} << 16;
 
 template <typename F, typename Index>
-__global__ void __launch_bounds__(kForEachThreads) ForEachKernel(const F f, const Index n) {
+__global__ void __launch_bounds__(kForEachThreads)
+    ForEachKernel(const F f, const Index n) {
   const Index stride = static_cast<Index>(blockDim.x) * static_cast<Index>(gridDim.x);
   for (Index i = static_cast<Index>(blockIdx.x) * static_cast<Index>(blockDim.x) +
                  static_cast<Index>(threadIdx.x);
@@ -214,8 +202,9 @@ class CudaExecutor {
     if (n <= 0) return;
     const int64_t blocks =
         std::min(kMaxForEachBlocks, (n + kForEachThreads - 1) / kForEachThreads);
-    ForEachKernel<F, Index><<<static_cast<unsigned>(blocks), kForEachThreads, 0, stream_>>>(
-        f, static_cast<Index>(n));
+    ForEachKernel<F, Index>
+        <<<static_cast<unsigned>(blocks), kForEachThreads, 0, stream_>>>(
+            f, static_cast<Index>(n));
   }
 
   template <typename G>
@@ -246,4 +235,4 @@ class CudaExecutor {
 }  // namespace gpu
 }  // namespace keras_dcn
 
-#endif  // KERAS_DCN_TF_OPS_CC_KERNELS_GPU_UTILS_CUH_
+#endif  // KERAS_DCN_TF_OPS_CC_KERNELS_PORTABLE_GPU_UTILS_CUH_

@@ -1,13 +1,15 @@
-// GPU specialisations of the DeformConv2D functors (deform_conv.h): thin launchers of
-// the CUDA kernels in deform_conv.cuh on the op's stream. Compiled by nvcc only.
+// GPU specialisations of the DeformConv2D functors (portable/deform_conv.h): thin
+// launchers of the CUDA kernels in portable/deform_conv.cuh on the op's stream.
+// Compiled by nvcc only.
 #if GOOGLE_CUDA
 #ifndef EIGEN_USE_GPU
 #define EIGEN_USE_GPU
 #endif
 
-#include "tf_ops/cc/kernels/deform_conv.cuh"
-#include "tf_ops/cc/kernels/deform_conv.h"
-#include "tf_ops/cc/kernels/tf_gpu_launch.cuh"
+#include "tf_ops/cc/kernels/cuda/tf_gpu_launch.cuh"
+#include "tf_ops/cc/kernels/float_types.h"
+#include "tf_ops/cc/kernels/portable/deform_conv.cuh"
+#include "tf_ops/cc/kernels/portable/deform_conv.h"
 #include "unsupported/Eigen/CXX11/Tensor"
 
 namespace keras_dcn {
@@ -18,17 +20,17 @@ using GPUDevice = Eigen::GpuDevice;
 template <typename T>
 struct DeformConv2DForward<GPUDevice, T> {
   void operator()(const GPUDevice& device, const DeformConvGeometry& geometry,
-                  const T* input, const T* offsets, const T* mask,
-                  const T* kernel, const T* bias, T* output) {
+                  const T* input, const T* offsets, const T* mask, const T* kernel,
+                  const T* bias, T* output) {
     using D = typename gpu::CudaTypeOf<T>::type;
     const gpu::DeformConvTuning tuning;
-    gpu::DeviceScratch scratch(
-        device, gpu::DeformConvForwardScratchBytes<D>(geometry, tuning));
+    gpu::DeviceScratch scratch(device,
+                               gpu::DeformConvForwardScratchBytes<D>(geometry, tuning));
     if (!scratch.ok()) return;
     gpu::DeformConvForward<D>(gpu::CudaExecutor(device.stream()), geometry, tuning,
-                              gpu::AsCuda(input), gpu::AsCuda(offsets),
-                              gpu::AsCuda(mask), gpu::AsCuda(kernel),
-                              gpu::AsCuda(bias), gpu::AsCuda(output), scratch.get());
+                              gpu::AsCuda(input), gpu::AsCuda(offsets), gpu::AsCuda(mask),
+                              gpu::AsCuda(kernel), gpu::AsCuda(bias), gpu::AsCuda(output),
+                              scratch.get());
     gpu::CheckLaunches(cudaGetLastError(), "DcnDeformConv2D");
   }
 };
@@ -36,13 +38,13 @@ struct DeformConv2DForward<GPUDevice, T> {
 template <typename T>
 struct DeformConv2DBackward<GPUDevice, T> {
   void operator()(const GPUDevice& device, const DeformConvGeometry& geometry,
-                  const T* input, const T* offsets, const T* mask,
-                  const T* kernel, const T* output_grad, T* input_grad,
-                  T* offsets_grad, T* mask_grad, T* kernel_grad, T* bias_grad) {
+                  const T* input, const T* offsets, const T* mask, const T* kernel,
+                  const T* output_grad, T* input_grad, T* offsets_grad, T* mask_grad,
+                  T* kernel_grad, T* bias_grad) {
     using D = typename gpu::CudaTypeOf<T>::type;
     const gpu::DeformConvTuning tuning;
-    gpu::DeviceScratch scratch(
-        device, gpu::DeformConvBackwardScratchBytes<D>(geometry, tuning));
+    gpu::DeviceScratch scratch(device,
+                               gpu::DeformConvBackwardScratchBytes<D>(geometry, tuning));
     if (!scratch.ok()) return;
     gpu::DeformConvBackward<D>(
         gpu::CudaExecutor(device.stream()), geometry, tuning, gpu::AsCuda(input),
@@ -54,13 +56,10 @@ struct DeformConv2DBackward<GPUDevice, T> {
   }
 };
 
-#define DCN_INSTANTIATE(T)                              \
-  template struct DeformConv2DForward<GPUDevice, T>;   \
+#define DCN_INSTANTIATE(T)                           \
+  template struct DeformConv2DForward<GPUDevice, T>; \
   template struct DeformConv2DBackward<GPUDevice, T>;
-DCN_INSTANTIATE(Eigen::half)
-DCN_INSTANTIATE(Eigen::bfloat16)
-DCN_INSTANTIATE(float)
-DCN_INSTANTIATE(double)
+DCN_CALL_FLOAT_TYPES(DCN_INSTANTIATE)
 #undef DCN_INSTANTIATE
 
 }  // namespace functor

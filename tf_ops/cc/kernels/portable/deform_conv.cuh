@@ -1,6 +1,6 @@
 // CUDA kernels of DeformConv2D, forward and every gradient. No TensorFlow here.
 //
-// The math and layouts are those of deform_conv_cpu.cc (see deform_conv.h): the
+// The math and layouts are those of cpu/deform_conv_cpu.cc (see deform_conv.h): the
 // output pixels, as rows of the flattened [batch * out_height * out_width] grid, are
 // processed in chunks. For a chunk, the bilinear im2col (SampleColumns) fills a column
 // matrix `cols` [rows, groups * taps * cg] (per row: conv group, kernel tap, channel)
@@ -24,8 +24,8 @@
 // `exec` is a CudaExecutor (all pointers on its device, work queued on its stream) or
 // a HostExecutor (gpu_utils.cuh); `scratch` holds the bytes the *ScratchBytes
 // function asked for. Every output is fully overwritten.
-#ifndef KERAS_DCN_TF_OPS_CC_KERNELS_DEFORM_CONV_CUH_
-#define KERAS_DCN_TF_OPS_CC_KERNELS_DEFORM_CONV_CUH_
+#ifndef KERAS_DCN_TF_OPS_CC_KERNELS_PORTABLE_DEFORM_CONV_CUH_
+#define KERAS_DCN_TF_OPS_CC_KERNELS_PORTABLE_DEFORM_CONV_CUH_
 
 #include <algorithm>
 #include <cstddef>
@@ -33,10 +33,10 @@
 #include <iterator>
 #include <type_traits>
 
-#include "tf_ops/cc/kernels/bilinear.h"
-#include "tf_ops/cc/kernels/deform_conv.h"
-#include "tf_ops/cc/kernels/gpu_utils.cuh"
-#include "tf_ops/cc/kernels/tiled_gemm.cuh"
+#include "tf_ops/cc/kernels/portable/bilinear.h"
+#include "tf_ops/cc/kernels/portable/deform_conv.h"
+#include "tf_ops/cc/kernels/portable/gpu_utils.cuh"
+#include "tf_ops/cc/kernels/portable/tiled_gemm.cuh"
 
 namespace keras_dcn {
 namespace gpu {
@@ -61,8 +61,8 @@ struct Dims {
   Index in_height, in_width, in_channels, image_size;
   Index out_width, pixels, filters;
   Index kernel_w, taps, per_row;  // per_row: sampling points per output pixel
-  Index cg, cd, fg;               // channels per group / deformable group, filters per group
-  Index width, group_width;       // of a column row, of one conv group's part of it
+  Index cg, cd, fg;          // channels per group / deformable group, filters per group
+  Index width, group_width;  // of a column row, of one conv group's part of it
   Index stride_h, stride_w, dilation_h, dilation_w, pad_top, pad_left;
 };
 
@@ -291,7 +291,7 @@ inline int64_t LargestIndex(const DeformConvGeometry& g, int64_t chunk_rows) {
 // Scratch buffers, carved from `layout` (sizes only when it has no base).
 template <typename T>
 struct ForwardScratch {
-  using Acc = typename AccOf<T>::type;
+  using Acc = typename AccumulatorOf<T>::type;
   int64_t chunk_rows;
   Acc* cols;
 
@@ -304,7 +304,7 @@ struct ForwardScratch {
 
 template <typename T>
 struct BackwardScratch {
-  using Acc = typename AccOf<T>::type;
+  using Acc = typename AccumulatorOf<T>::type;
   int64_t chunk_rows;
   Acc* cols;
   Acc* cols_grad;
@@ -318,7 +318,7 @@ struct BackwardScratch {
     chunk_rows = ChunkRows(g, tuning);
     cols = layout->Take<Acc>(chunk_rows * g.taps() * g.in_channels);
     cols_grad = layout->Take<Acc>(chunk_rows * g.taps() * g.in_channels);
-    if (!kIsAcc<T>) {
+    if (!kIsAccumulator<T>) {
       input_grad = layout->Take<Acc>(g.batch * g.in_height * g.in_width * g.in_channels);
       kernel_grad = layout->Take<Acc>(g.taps() * g.channels_per_group() * g.filters);
       bias_grad = layout->Take<Acc>(g.filters);
@@ -338,10 +338,10 @@ Acc* SumTarget(T* output, Acc* scratch) {
 }
 
 template <typename Index, typename T, typename Exec>
-void Forward(const Exec& exec, const DeformConvGeometry& g, const DeformConvTuning& tuning,
-             const T* input, const T* offsets, const T* mask, const T* kernel,
-             const T* bias, T* output, void* scratch) {
-  using Acc = typename AccOf<T>::type;
+void Forward(const Exec& exec, const DeformConvGeometry& g,
+             const DeformConvTuning& tuning, const T* input, const T* offsets,
+             const T* mask, const T* kernel, const T* bias, T* output, void* scratch) {
+  using Acc = typename AccumulatorOf<T>::type;
   ScratchLayout layout(scratch);
   const ForwardScratch<T> buffers(g, tuning, &layout);
   const int64_t total = TotalRows(g);
@@ -358,7 +358,8 @@ void Forward(const Exec& exec, const DeformConvGeometry& g, const DeformConvTuni
     sample.cols = buffers.cols;
     exec.template ForEach<Index>(rows * width, sample);
 
-    // output[rows, group's filters] = cols[rows, group's part] x kernel[:, group's filters]
+    // output[rows, group's filters] =
+    //     cols[rows, group's part] x kernel[:, group's filters]
     TiledGemm<Acc, Acc, T, T, false, false, false> gemm;
     gemm.m = rows;
     gemm.n = g.filters_per_group();
@@ -385,7 +386,7 @@ void Backward(const Exec& exec, const DeformConvGeometry& g,
               const T* mask, const T* kernel, const T* output_grad, T* input_grad,
               T* offsets_grad, T* mask_grad, T* kernel_grad, T* bias_grad,
               void* scratch) {
-  using Acc = typename AccOf<T>::type;
+  using Acc = typename AccumulatorOf<T>::type;
   ScratchLayout layout(scratch);
   const BackwardScratch<T> buffers(g, tuning, &layout);
   const int64_t total = TotalRows(g);
@@ -486,7 +487,7 @@ void Backward(const Exec& exec, const DeformConvGeometry& g,
     exec.template ForEach<Index>((rows + kBiasRows - 1) / kBiasRows * g.filters, bias);
   }
 
-  if constexpr (!kIsAcc<T>) {
+  if constexpr (!kIsAccumulator<T>) {
     exec.template ForEach<Index>(input_size,
                                  StoreConverted<T, Acc, Index>{input_sum, input_grad});
     exec.template ForEach<Index>(kernel_size,
@@ -516,9 +517,9 @@ size_t DeformConvBackwardScratchBytes(const DeformConvGeometry& g,
 
 template <typename T, typename Exec>
 void DeformConvForward(const Exec& exec, const DeformConvGeometry& g,
-                       const DeformConvTuning& tuning, const T* input,
-                       const T* offsets, const T* mask, const T* kernel, const T* bias,
-                       T* output, void* scratch) {
+                       const DeformConvTuning& tuning, const T* input, const T* offsets,
+                       const T* mask, const T* kernel, const T* bias, T* output,
+                       void* scratch) {
   namespace internal = deform_conv_internal;
   const int64_t largest = internal::LargestIndex(g, internal::ChunkRows(g, tuning));
   if (exec.NeedsWideIndex(largest)) {
@@ -532,10 +533,10 @@ void DeformConvForward(const Exec& exec, const DeformConvGeometry& g,
 
 template <typename T, typename Exec>
 void DeformConvBackward(const Exec& exec, const DeformConvGeometry& g,
-                        const DeformConvTuning& tuning, const T* input,
-                        const T* offsets, const T* mask, const T* kernel,
-                        const T* output_grad, T* input_grad, T* offsets_grad,
-                        T* mask_grad, T* kernel_grad, T* bias_grad, void* scratch) {
+                        const DeformConvTuning& tuning, const T* input, const T* offsets,
+                        const T* mask, const T* kernel, const T* output_grad,
+                        T* input_grad, T* offsets_grad, T* mask_grad, T* kernel_grad,
+                        T* bias_grad, void* scratch) {
   namespace internal = deform_conv_internal;
   const int64_t largest = internal::LargestIndex(g, internal::ChunkRows(g, tuning));
   if (exec.NeedsWideIndex(largest)) {
@@ -552,4 +553,4 @@ void DeformConvBackward(const Exec& exec, const DeformConvGeometry& g,
 }  // namespace gpu
 }  // namespace keras_dcn
 
-#endif  // KERAS_DCN_TF_OPS_CC_KERNELS_DEFORM_CONV_CUH_
+#endif  // KERAS_DCN_TF_OPS_CC_KERNELS_PORTABLE_DEFORM_CONV_CUH_

@@ -1,6 +1,6 @@
-// GPU specialisations of the DeformRoiPool functors (deform_roi_pool.h): thin
-// launchers of the CUDA kernels in deform_roi_pool.cuh on the op's stream. Compiled
-// by nvcc only.
+// GPU specialisations of the DeformRoiPool functors (portable/deform_roi_pool.h):
+// thin launchers of the CUDA kernels in portable/deform_roi_pool.cuh on the op's
+// stream. Compiled by nvcc only.
 //
 // The GPU op kernels keep `rois` in host memory (HostMemory("rois")): the op kernel
 // checks every RoI on the host before any launch. The launchers copy them to the
@@ -12,10 +12,11 @@
 
 #include <vector>
 
-#include "tf_ops/cc/kernels/deform_roi_pool.cuh"
-#include "tf_ops/cc/kernels/deform_roi_pool.h"
-#include "tf_ops/cc/kernels/gpu_utils.cuh"
-#include "tf_ops/cc/kernels/tf_gpu_launch.cuh"
+#include "tf_ops/cc/kernels/cuda/tf_gpu_launch.cuh"
+#include "tf_ops/cc/kernels/float_types.h"
+#include "tf_ops/cc/kernels/portable/deform_roi_pool.cuh"
+#include "tf_ops/cc/kernels/portable/deform_roi_pool.h"
+#include "tf_ops/cc/kernels/portable/gpu_utils.cuh"
 #include "unsupported/Eigen/CXX11/Tensor"
 
 namespace keras_dcn {
@@ -40,14 +41,15 @@ void CopyRoisToDevice(const gpu::CudaExecutor& exec, const float* rois, int64_t 
 template <typename T>
 struct DeformRoiPoolForward<GPUDevice, T> {
   void operator()(const GPUDevice& device, const DeformRoiPoolGeometry& geometry,
-                  const T* features, const float* rois, const T* offsets,
-                  const T* mask, T* output) {
+                  const T* features, const float* rois, const T* offsets, const T* mask,
+                  T* output) {
     using D = typename gpu::CudaTypeOf<T>::type;
     gpu::ScratchLayout layout;
     layout.Take<float>(geometry.num_rois * 5);
     gpu::DeviceScratch scratch(device, layout.size());
     if (!scratch.ok()) return;
-    float* device_rois = gpu::ScratchLayout(scratch.get()).Take<float>(geometry.num_rois * 5);
+    float* device_rois =
+        gpu::ScratchLayout(scratch.get()).Take<float>(geometry.num_rois * 5);
     const gpu::CudaExecutor exec(device.stream());
     CopyRoisToDevice(exec, rois, geometry.num_rois, device_rois);
     gpu::DeformRoiPoolForward<D>(exec, geometry, gpu::AsCuda(features), device_rois,
@@ -60,9 +62,8 @@ struct DeformRoiPoolForward<GPUDevice, T> {
 template <typename T>
 struct DeformRoiPoolBackward<GPUDevice, T> {
   void operator()(const GPUDevice& device, const DeformRoiPoolGeometry& geometry,
-                  const T* features, const float* rois, const T* offsets,
-                  const T* mask, const T* output_grad, T* features_grad,
-                  T* offsets_grad, T* mask_grad) {
+                  const T* features, const float* rois, const T* offsets, const T* mask,
+                  const T* output_grad, T* features_grad, T* offsets_grad, T* mask_grad) {
     using D = typename gpu::CudaTypeOf<T>::type;
     const size_t kernel_bytes = gpu::DeformRoiPoolBackwardScratchBytes<D>(geometry);
     gpu::ScratchLayout layout;
@@ -83,13 +84,10 @@ struct DeformRoiPoolBackward<GPUDevice, T> {
   }
 };
 
-#define DCN_INSTANTIATE(T)                                \
-  template struct DeformRoiPoolForward<GPUDevice, T>;    \
+#define DCN_INSTANTIATE(T)                            \
+  template struct DeformRoiPoolForward<GPUDevice, T>; \
   template struct DeformRoiPoolBackward<GPUDevice, T>;
-DCN_INSTANTIATE(Eigen::half)
-DCN_INSTANTIATE(Eigen::bfloat16)
-DCN_INSTANTIATE(float)
-DCN_INSTANTIATE(double)
+DCN_CALL_FLOAT_TYPES(DCN_INSTANTIATE)
 #undef DCN_INSTANTIATE
 
 }  // namespace functor

@@ -1,20 +1,20 @@
-// What the TensorFlow GPU launchers (*_kernels.cu.cc) share: the CUDA element type of
+// What the TensorFlow GPU launchers (cuda/*_gpu.cu.cc) share: the CUDA element type of
 // each TensorFlow type, and scratch memory from the op's GPU allocator.
 //
-// Unlike the other .cuh headers this one depends on TensorFlow's Eigen, and only
+// Unlike the .cuh headers in portable/ this one depends on TensorFlow's Eigen, and only
 // nvcc-compiled launchers include it.
-#ifndef KERAS_DCN_TF_OPS_CC_KERNELS_TF_GPU_LAUNCH_CUH_
-#define KERAS_DCN_TF_OPS_CC_KERNELS_TF_GPU_LAUNCH_CUH_
+#ifndef KERAS_DCN_TF_OPS_CC_KERNELS_CUDA_TF_GPU_LAUNCH_CUH_
+#define KERAS_DCN_TF_OPS_CC_KERNELS_CUDA_TF_GPU_LAUNCH_CUH_
 
 #if GOOGLE_CUDA
-
-#include <cstddef>
-#include <cstdio>
-#include <cstdlib>
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime_api.h>
+
+#include <cstddef>
+#include <cstdio>
+#include <cstdlib>
 
 #include "unsupported/Eigen/CXX11/Tensor"
 
@@ -36,7 +36,8 @@ struct CudaTypeOf<Eigen::bfloat16> {
   using type = __nv_bfloat16;
 };
 static_assert(sizeof(Eigen::half) == sizeof(__half), "half layouts differ");
-static_assert(sizeof(Eigen::bfloat16) == sizeof(__nv_bfloat16), "bfloat16 layouts differ");
+static_assert(sizeof(Eigen::bfloat16) == sizeof(__nv_bfloat16),
+              "bfloat16 layouts differ");
 
 template <typename T>
 const typename CudaTypeOf<T>::type* AsCuda(const T* p) {
@@ -55,7 +56,8 @@ typename CudaTypeOf<T>::type* AsCuda(T* p) {
 class DeviceScratch {
  public:
   DeviceScratch(const Eigen::GpuDevice& device, size_t bytes)
-      : device_(device), data_(bytes > 0 ? device.allocate(bytes) : nullptr),
+      : device_(device),
+        data_(bytes > 0 ? device.allocate(bytes) : nullptr),
         ok_(bytes == 0 || data_ != nullptr) {}
   ~DeviceScratch() {
     if (data_ != nullptr) device_.deallocate(data_);
@@ -92,4 +94,4 @@ inline void CheckLaunches(cudaError_t status, const char* op) {
 }  // namespace keras_dcn
 
 #endif  // GOOGLE_CUDA
-#endif  // KERAS_DCN_TF_OPS_CC_KERNELS_TF_GPU_LAUNCH_CUH_
+#endif  // KERAS_DCN_TF_OPS_CC_KERNELS_CUDA_TF_GPU_LAUNCH_CUH_

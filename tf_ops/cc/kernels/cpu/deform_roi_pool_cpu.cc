@@ -1,8 +1,8 @@
 // CPU math of DeformRoiPool.
 //
-// Bilinear weights factor into rows and columns (roi_sampling.h), and so does the
-// sum over a bin's samples: with Wy[r] the summed vertical weights of the bin's
-// samples on row r and Wx[c] those on column c,
+// Bilinear weights factor into rows and columns (portable/roi_sampling.h), and so
+// does the sum over a bin's samples: with Wy[r] the summed vertical weights of the
+// bin's samples on row r and Wx[c] those on column c,
 //   sum over samples of value = sum_{r, c} Wy[r] * Wx[c] * features[r, c],
 // and the same holds with the slopes in place of Wy (d/dy) or Wx (d/dx). So every
 // bin first merges its samples into a short list of rows and one of columns, then
@@ -11,8 +11,8 @@
 // 4 * grid_h * grid_w.
 //
 // Forward and the offset / mask gradients: every output bin is independent, so the
-// bins are split over the intra-op thread pool and each bin loops over the
-// channels, which are contiguous (channels last).
+// bins are split over the intra-op thread pool (parallel.h) and each bin loops over
+// the channels, which are contiguous (channels last).
 //
 // Features gradient: bins of overlapping RoIs (and neighbouring samples of one bin)
 // add into the same feature pixels, so it is split by (image, block of channels)
@@ -31,10 +31,11 @@
 #include <vector>
 
 #include "Eigen/Core"
-#include "tensorflow/core/framework/types.h"
-#include "tf_ops/cc/kernels/cpu_utils.h"
-#include "tf_ops/cc/kernels/deform_roi_pool.h"
-#include "tf_ops/cc/kernels/roi_sampling.h"
+#include "tf_ops/cc/kernels/cpu/accumulation.h"
+#include "tf_ops/cc/kernels/cpu/parallel.h"
+#include "tf_ops/cc/kernels/float_types.h"
+#include "tf_ops/cc/kernels/portable/deform_roi_pool.h"
+#include "tf_ops/cc/kernels/portable/roi_sampling.h"
 #include "unsupported/Eigen/CXX11/Tensor"
 
 namespace keras_dcn {
@@ -54,14 +55,15 @@ struct AxisTap {
   Acc slope;
 };
 
-// The sample points of one bin, split into rows and columns (see roi_sampling.h),
-// and the rows and columns they read (see the file comment).
+// The sample points of one bin, split into rows and columns (see
+// portable/roi_sampling.h), and the rows and columns they read (see the file
+// comment).
 template <typename Acc>
 struct BinSamples {
   int64_t image = 0;
   Acc roi_height = 0;  // of the RoI box, for the offset gradient
   Acc roi_width = 0;
-  Acc inv_count = 0;   // 1 / (grid_h * grid_w)
+  Acc inv_count = 0;  // 1 / (grid_h * grid_w)
   std::vector<AxisSample<Acc>> ys;
   std::vector<AxisSample<Acc>> xs;
   std::vector<AxisTap<Acc>> rows;
@@ -137,7 +139,8 @@ double MeanSamplesPerBin(const DeformRoiPoolGeometry& g, const float* rois) {
   }
   double total = 0;
   for (int64_t r = 0; r < g.num_rois; ++r) {
-    const RoiBox<double> box = RoiBoxOnMap<double>(rois + r * 5, g.spatial_scale, g.aligned);
+    const RoiBox<double> box =
+        RoiBoxOnMap<double>(rois + r * 5, g.spatial_scale, g.aligned);
     total += static_cast<double>(SamplesPerBin<double>(box.height, g.out_height, 0)) *
              static_cast<double>(SamplesPerBin<double>(box.width, g.out_width, 0));
   }
@@ -159,10 +162,10 @@ inline void AddScaled(Acc w, const T* src, int64_t n, Acc* dst) {
 
 // dst[c] += w0 * s0[c] + w1 * s1[c] + w2 * s2[c] + w3 * s3[c] for c in [0, n).
 template <typename T, typename Acc>
-inline void AddScaled4(const Acc* w, const T* s0, const T* s1, const T* s2,
-                       const T* s3, int64_t n, Acc* dst) {
+inline void AddScaled4(const Acc* w, const T* s0, const T* s1, const T* s2, const T* s3,
+                       int64_t n, Acc* dst) {
   ArrayOf(dst, n) += w[0] * CastArray<Acc>(s0, n) + w[1] * CastArray<Acc>(s1, n) +
-                 w[2] * CastArray<Acc>(s2, n) + w[3] * CastArray<Acc>(s3, n);
+                     w[2] * CastArray<Acc>(s2, n) + w[3] * CastArray<Acc>(s3, n);
 }
 
 // d0[c] += w0 * src[c], d1[c] += w1 * src[c], d2[c] += w2 * src[c] for c in [0, n).
@@ -196,44 +199,41 @@ struct ForwardImpl {
   using Acc = typename AccumulatorOf<T>::type;
 
   static void Run(const CPUDevice& device, const DeformRoiPoolGeometry& g,
-                  const T* features, const float* rois, const T* offsets,
-                  const T* mask, T* output) {
+                  const T* features, const float* rois, const T* offsets, const T* mask,
+                  T* output) {
     const int64_t channels = g.channels;
     const double cost = MeanSamplesPerBin(g, rois) * channels * 9.0 + 100.0;
-    device.parallelFor(
-        g.num_bins(), Eigen::TensorOpCost(0, 0, cost),
-        [&](Eigen::Index begin, Eigen::Index end) {
-          BinSamples<Acc> s;
-          std::vector<Acc> acc(channels);
-          for (Eigen::Index bin = begin; bin < end; ++bin) {
-            LocateBin<T, Acc>(g, rois, offsets, bin, &s);
-            const T* image = features + s.image * g.image_size();
-            std::fill(acc.begin(), acc.end(), Acc(0));
-            for (const AxisTap<Acc>& row : s.rows) {
-              // Four columns at a time, then the rest one by one.
-              size_t i = 0;
-              for (; i + 4 <= s.cols.size(); i += 4) {
-                const AxisTap<Acc>* c = &s.cols[i];
-                const Acc w[4] = {row.weight * c[0].weight, row.weight * c[1].weight,
-                                  row.weight * c[2].weight, row.weight * c[3].weight};
-                AddScaled4(w, Pixel(image, g, row.index, c[0].index),
-                           Pixel(image, g, row.index, c[1].index),
-                           Pixel(image, g, row.index, c[2].index),
-                           Pixel(image, g, row.index, c[3].index), channels, acc.data());
-              }
-              for (; i < s.cols.size(); ++i) {
-                AddScaled(row.weight * s.cols[i].weight,
-                          Pixel(image, g, row.index, s.cols[i].index), channels,
-                          acc.data());
-              }
-            }
-            const Acc scale = static_cast<Acc>(mask[bin]) * s.inv_count;
-            T* out = output + bin * channels;
-            for (int64_t c = 0; c < channels; ++c) {
-              out[c] = static_cast<T>(acc[c] * scale);
-            }
+    ParallelFor(device, g.num_bins(), cost, [&](int64_t begin, int64_t end) {
+      BinSamples<Acc> s;
+      std::vector<Acc> acc(channels);
+      for (int64_t bin = begin; bin < end; ++bin) {
+        LocateBin<T, Acc>(g, rois, offsets, bin, &s);
+        const T* image = features + s.image * g.image_size();
+        std::fill(acc.begin(), acc.end(), Acc(0));
+        for (const AxisTap<Acc>& row : s.rows) {
+          // Four columns at a time, then the rest one by one.
+          size_t i = 0;
+          for (; i + 4 <= s.cols.size(); i += 4) {
+            const AxisTap<Acc>* c = &s.cols[i];
+            const Acc w[4] = {row.weight * c[0].weight, row.weight * c[1].weight,
+                              row.weight * c[2].weight, row.weight * c[3].weight};
+            AddScaled4(w, Pixel(image, g, row.index, c[0].index),
+                       Pixel(image, g, row.index, c[1].index),
+                       Pixel(image, g, row.index, c[2].index),
+                       Pixel(image, g, row.index, c[3].index), channels, acc.data());
           }
-        });
+          for (; i < s.cols.size(); ++i) {
+            AddScaled(row.weight * s.cols[i].weight,
+                      Pixel(image, g, row.index, s.cols[i].index), channels, acc.data());
+          }
+        }
+        const Acc scale = static_cast<Acc>(mask[bin]) * s.inv_count;
+        T* out = output + bin * channels;
+        for (int64_t c = 0; c < channels; ++c) {
+          out[c] = static_cast<T>(acc[c] * scale);
+        }
+      }
+    });
   }
 };
 
@@ -242,14 +242,12 @@ struct BackwardImpl {
   using Acc = typename AccumulatorOf<T>::type;
 
   static void Run(const CPUDevice& device, const DeformRoiPoolGeometry& g,
-                  const T* features, const float* rois, const T* offsets,
-                  const T* mask, const T* output_grad, T* features_grad,
-                  T* offsets_grad, T* mask_grad) {
+                  const T* features, const float* rois, const T* offsets, const T* mask,
+                  const T* output_grad, T* features_grad, T* offsets_grad, T* mask_grad) {
     const double samples = MeanSamplesPerBin(g, rois);
     CoordinateGradients(device, g, samples, features, rois, offsets, mask, output_grad,
                         offsets_grad, mask_grad);
-    FeaturesGradient(device, g, samples, rois, offsets, mask, output_grad,
-                     features_grad);
+    FeaturesGradient(device, g, samples, rois, offsets, mask, output_grad, features_grad);
   }
 
   // Offset and mask gradients, one bin at a time. Per channel the bin accumulates
@@ -263,39 +261,38 @@ struct BackwardImpl {
     using Vector = Eigen::Map<const Eigen::Matrix<Acc, Eigen::Dynamic, 1>>;
     const int64_t channels = g.channels;
     const Acc gamma = static_cast<Acc>(g.gamma);
-    device.parallelFor(
-        g.num_bins(), Eigen::TensorOpCost(0, 0, samples * channels * 13.0 + 100.0),
-        [&](Eigen::Index begin, Eigen::Index end) {
-          BinSamples<Acc> s;
-          std::vector<Acc> grad_buffer(kIsAccumulator<T> ? 0 : channels);
-          std::vector<Acc> value(channels), slope_y(channels), slope_x(channels);
-          for (Eigen::Index bin = begin; bin < end; ++bin) {
-            LocateBin<T, Acc>(g, rois, offsets, bin, &s);
-            const T* image = features + s.image * g.image_size();
-            std::fill(value.begin(), value.end(), Acc(0));
-            std::fill(slope_y.begin(), slope_y.end(), Acc(0));
-            std::fill(slope_x.begin(), slope_x.end(), Acc(0));
-            Acc* v = value.data();
-            Acc* vy = slope_y.data();
-            Acc* vx = slope_x.data();
-            for (const AxisTap<Acc>& row : s.rows) {
-              for (const AxisTap<Acc>& col : s.cols) {
-                AddScaledTo3(row.weight * col.weight, row.slope * col.weight,
-                             row.weight * col.slope, Pixel(image, g, row.index, col.index),
-                             channels, v, vy, vx);
-              }
-            }
-            const Vector grad(LoadAccumulated<T>(output_grad + bin * channels, channels,
-                                                 grad_buffer.data()),
-                              channels);
-            const Acc m = static_cast<Acc>(mask[bin]) * s.inv_count;
-            mask_grad[bin] = static_cast<T>(grad.dot(Vector(v, channels)) * s.inv_count);
-            offsets_grad[bin * 2] = static_cast<T>(m * gamma * s.roi_height *
-                                                   grad.dot(Vector(vy, channels)));
-            offsets_grad[bin * 2 + 1] = static_cast<T>(m * gamma * s.roi_width *
-                                                       grad.dot(Vector(vx, channels)));
+    ParallelFor(device, g.num_bins(), samples * channels * 13.0 + 100.0,
+                [&](int64_t begin, int64_t end) {
+      BinSamples<Acc> s;
+      std::vector<Acc> grad_buffer(kIsAccumulator<T> ? 0 : channels);
+      std::vector<Acc> value(channels), slope_y(channels), slope_x(channels);
+      for (int64_t bin = begin; bin < end; ++bin) {
+        LocateBin<T, Acc>(g, rois, offsets, bin, &s);
+        const T* image = features + s.image * g.image_size();
+        std::fill(value.begin(), value.end(), Acc(0));
+        std::fill(slope_y.begin(), slope_y.end(), Acc(0));
+        std::fill(slope_x.begin(), slope_x.end(), Acc(0));
+        Acc* v = value.data();
+        Acc* vy = slope_y.data();
+        Acc* vx = slope_x.data();
+        for (const AxisTap<Acc>& row : s.rows) {
+          for (const AxisTap<Acc>& col : s.cols) {
+            AddScaledTo3(row.weight * col.weight, row.slope * col.weight,
+                         row.weight * col.slope, Pixel(image, g, row.index, col.index),
+                         channels, v, vy, vx);
           }
-        });
+        }
+        const Vector grad(LoadAccumulated<T>(output_grad + bin * channels, channels,
+                                             grad_buffer.data()),
+                          channels);
+        const Acc m = static_cast<Acc>(mask[bin]) * s.inv_count;
+        mask_grad[bin] = static_cast<T>(grad.dot(Vector(v, channels)) * s.inv_count);
+        offsets_grad[bin * 2] =
+            static_cast<T>(m * gamma * s.roi_height * grad.dot(Vector(vy, channels)));
+        offsets_grad[bin * 2 + 1] =
+            static_cast<T>(m * gamma * s.roi_width * grad.dot(Vector(vx, channels)));
+      }
+    });
   }
 
   // Features gradient, split over (image, channel block) tasks (see the file
@@ -321,7 +318,7 @@ struct BackwardImpl {
 
     // Few, wide channel blocks (fewer tasks recompute the geometry), but enough
     // tasks to keep every thread busy; none narrower than a cache line.
-    const int64_t threads = std::max(1, device.numThreads());
+    const int64_t threads = ThreadCount(device);
     const int64_t max_blocks = (channels + kMinChannelBlock - 1) / kMinChannelBlock;
     const int64_t wanted = (2 * threads + g.batch - 1) / std::max<int64_t>(1, g.batch);
     int64_t block = (channels + std::min(max_blocks, wanted) - 1) /
@@ -334,53 +331,52 @@ struct BackwardImpl {
     const int64_t pixels = g.height * g.width;
     const double rois_per_image =
         g.batch > 0 ? static_cast<double>(g.num_rois) / g.batch : 0.0;
-    const double cost = rois_per_image * g.bins_per_roi() * (samples * block * 9.0 + 100.0) +
-                        2.0 * pixels * block;
-    device.parallelFor(
-        g.batch * blocks, Eigen::TensorOpCost(0, 0, cost),
-        [&](Eigen::Index task_begin, Eigen::Index task_end) {
-          BinSamples<Acc> s;
-          std::vector<Acc> grad_buffer(kIsAccumulator<T> ? 0 : block);
-          for (Eigen::Index task = task_begin; task < task_end; ++task) {
-            // Block-major, so that a thread's run of tasks spans every image and
-            // RoIs spread unevenly over the images still share the work out.
-            const int64_t n = task % g.batch;
-            const int64_t c0 = (task / g.batch) * block;
-            const int64_t width = std::min(channels, c0 + block) - c0;
-            Acc* image_grad = grad_acc + n * image_size + c0;
-            for (int64_t p = 0; p < pixels; ++p) {
-              std::fill(image_grad + p * channels, image_grad + p * channels + width,
-                        Acc(0));
-            }
-            for (int64_t k = starts[n]; k < starts[n + 1]; ++k) {
-              const int64_t r = order[k];
-              for (int64_t bin = r * g.bins_per_roi(); bin < (r + 1) * g.bins_per_roi();
-                   ++bin) {
-                const Acc m = static_cast<Acc>(mask[bin]);
-                if (m == Acc(0)) continue;  // the bin reads nothing
-                LocateBin<T, Acc>(g, rois, offsets, bin, &s);
-                const Acc* grad = LoadAccumulated<T>(output_grad + bin * channels + c0,
-                                                     width, grad_buffer.data());
-                const Acc scale = m * s.inv_count;
-                for (const AxisTap<Acc>& row : s.rows) {
-                  Acc* dst = image_grad + row.index * g.width * channels;
-                  for (const AxisTap<Acc>& col : s.cols) {
-                    AddScaled(row.weight * col.weight * scale, grad, width,
-                              dst + col.index * channels);
-                  }
-                }
-              }
-            }
-            if constexpr (!kIsAccumulator<T>) {
-              T* out = features_grad + n * image_size + c0;
-              for (int64_t p = 0; p < pixels; ++p) {
-                for (int64_t c = 0; c < width; ++c) {
-                  out[p * channels + c] = static_cast<T>(image_grad[p * channels + c]);
-                }
+    const double cost =
+        rois_per_image * g.bins_per_roi() * (samples * block * 9.0 + 100.0) +
+        2.0 * pixels * block;
+    ParallelFor(device, g.batch * blocks, cost,
+                [&](int64_t task_begin, int64_t task_end) {
+      BinSamples<Acc> s;
+      std::vector<Acc> grad_buffer(kIsAccumulator<T> ? 0 : block);
+      for (int64_t task = task_begin; task < task_end; ++task) {
+        // Block-major, so that a thread's run of tasks spans every image and
+        // RoIs spread unevenly over the images still share the work out.
+        const int64_t n = task % g.batch;
+        const int64_t c0 = (task / g.batch) * block;
+        const int64_t width = std::min(channels, c0 + block) - c0;
+        Acc* image_grad = grad_acc + n * image_size + c0;
+        for (int64_t p = 0; p < pixels; ++p) {
+          std::fill(image_grad + p * channels, image_grad + p * channels + width, Acc(0));
+        }
+        for (int64_t k = starts[n]; k < starts[n + 1]; ++k) {
+          const int64_t r = order[k];
+          for (int64_t bin = r * g.bins_per_roi(); bin < (r + 1) * g.bins_per_roi();
+               ++bin) {
+            const Acc m = static_cast<Acc>(mask[bin]);
+            if (m == Acc(0)) continue;  // the bin reads nothing
+            LocateBin<T, Acc>(g, rois, offsets, bin, &s);
+            const Acc* grad = LoadAccumulated<T>(output_grad + bin * channels + c0, width,
+                                                 grad_buffer.data());
+            const Acc scale = m * s.inv_count;
+            for (const AxisTap<Acc>& row : s.rows) {
+              Acc* dst = image_grad + row.index * g.width * channels;
+              for (const AxisTap<Acc>& col : s.cols) {
+                AddScaled(row.weight * col.weight * scale, grad, width,
+                          dst + col.index * channels);
               }
             }
           }
-        });
+        }
+        if constexpr (!kIsAccumulator<T>) {
+          T* out = features_grad + n * image_size + c0;
+          for (int64_t p = 0; p < pixels; ++p) {
+            for (int64_t c = 0; c < width; ++c) {
+              out[p * channels + c] = static_cast<T>(image_grad[p * channels + c]);
+            }
+          }
+        }
+      }
+    });
   }
 };
 
@@ -391,8 +387,8 @@ namespace functor {
 template <typename T>
 struct DeformRoiPoolForward<CPUDevice, T> {
   void operator()(const CPUDevice& device, const DeformRoiPoolGeometry& geometry,
-                  const T* features, const float* rois, const T* offsets,
-                  const T* mask, T* output) {
+                  const T* features, const float* rois, const T* offsets, const T* mask,
+                  T* output) {
     ForwardImpl<T>::Run(device, geometry, features, rois, offsets, mask, output);
   }
 };
@@ -400,21 +396,17 @@ struct DeformRoiPoolForward<CPUDevice, T> {
 template <typename T>
 struct DeformRoiPoolBackward<CPUDevice, T> {
   void operator()(const CPUDevice& device, const DeformRoiPoolGeometry& geometry,
-                  const T* features, const float* rois, const T* offsets,
-                  const T* mask, const T* output_grad, T* features_grad,
-                  T* offsets_grad, T* mask_grad) {
+                  const T* features, const float* rois, const T* offsets, const T* mask,
+                  const T* output_grad, T* features_grad, T* offsets_grad, T* mask_grad) {
     BackwardImpl<T>::Run(device, geometry, features, rois, offsets, mask, output_grad,
                          features_grad, offsets_grad, mask_grad);
   }
 };
 
-#define DCN_INSTANTIATE(T)                                \
-  template struct DeformRoiPoolForward<CPUDevice, T>;    \
+#define DCN_INSTANTIATE(T)                            \
+  template struct DeformRoiPoolForward<CPUDevice, T>; \
   template struct DeformRoiPoolBackward<CPUDevice, T>;
-DCN_INSTANTIATE(Eigen::half)
-DCN_INSTANTIATE(Eigen::bfloat16)
-DCN_INSTANTIATE(float)
-DCN_INSTANTIATE(double)
+DCN_CALL_FLOAT_TYPES(DCN_INSTANTIATE)
 #undef DCN_INSTANTIATE
 
 }  // namespace functor

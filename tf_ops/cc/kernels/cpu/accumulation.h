@@ -1,31 +1,19 @@
-// Accumulation-type helpers for the CPU kernels: half types are computed in float,
-// float in float and double in double. Where T already is the accumulation type the
-// helpers hand out the caller's own buffers, so nothing is copied. The *OnAllThreads
-// helpers convert large buffers on the device's thread pool.
-#ifndef KERAS_DCN_TF_OPS_CC_KERNELS_CPU_UTILS_H_
-#define KERAS_DCN_TF_OPS_CC_KERNELS_CPU_UTILS_H_
+// Accumulation-type buffers of the CPU kernels: half types are computed in float, float
+// in float and double in double (AccumulatorOf, portable/accumulator.h). Where T
+// already is the accumulation type the helpers hand out the caller's own buffers, so
+// nothing is copied. The *OnAllThreads helpers convert large buffers on the device's
+// thread pool.
+#ifndef KERAS_DCN_TF_OPS_CC_KERNELS_CPU_ACCUMULATION_H_
+#define KERAS_DCN_TF_OPS_CC_KERNELS_CPU_ACCUMULATION_H_
 
 #include <cstdint>
-#include <type_traits>
 #include <vector>
 
 #define EIGEN_USE_THREADS
+#include "tf_ops/cc/kernels/portable/accumulator.h"
 #include "unsupported/Eigen/CXX11/Tensor"
 
 namespace keras_dcn {
-
-template <typename T>
-struct AccumulatorOf {
-  using type = float;
-};
-template <>
-struct AccumulatorOf<double> {
-  using type = double;
-};
-
-template <typename T>
-constexpr bool kIsAccumulator =
-    std::is_same<T, typename AccumulatorOf<T>::type>::value;
 
 // `n` values at `values` as an Eigen array (a vectorised view of a plain buffer).
 template <typename T>
@@ -56,8 +44,7 @@ typename AccumulatorOf<T>::type* AccumulatorTarget(
 
 // Writes `n` accumulated values to `out` (nothing to do when they are already there).
 template <typename T>
-void StoreAccumulated(const typename AccumulatorOf<T>::type* values, int64_t n,
-                      T* out) {
+void StoreAccumulated(const typename AccumulatorOf<T>::type* values, int64_t n, T* out) {
   if constexpr (kIsAccumulator<T>) {
     if (values == out) return;
   }
@@ -125,11 +112,10 @@ const typename AccumulatorOf<T>::type* InAccumulator(
 // are already there).
 template <typename T>
 void StoreOnAllThreads(const Eigen::ThreadPoolDevice& device,
-                       const typename AccumulatorOf<T>::type* values, int64_t n,
-                       T* out) {
+                       const typename AccumulatorOf<T>::type* values, int64_t n, T* out) {
   if constexpr (!kIsAccumulator<T>) ConvertOnAllThreads(device, values, n, out);
 }
 
 }  // namespace keras_dcn
 
-#endif  // KERAS_DCN_TF_OPS_CC_KERNELS_CPU_UTILS_H_
+#endif  // KERAS_DCN_TF_OPS_CC_KERNELS_CPU_ACCUMULATION_H_

@@ -9,7 +9,7 @@
 //
 // The micro-kernels carry their instruction set in a target attribute, so the library
 // builds for any x86-64 CPU and uses them only where CpuGemmIsaInUse() allows.
-#include "tf_ops/cc/kernels/cpu_gemm.h"
+#include "tf_ops/cc/kernels/cpu/cpu_gemm.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -66,13 +66,15 @@ struct Accumulators {
         init ? _mm512_maskz_loadu_ps(high_mask, init + 16) : _mm512_setzero_ps();
     for (int i = 0; i < Rows; ++i) {
       low[i] = accumulate ? _mm512_maskz_loadu_ps(low_mask, c + i * ldc) : init_low;
-      high[i] = accumulate ? _mm512_maskz_loadu_ps(high_mask, c + i * ldc + 16)
-                           : init_high;
+      high[i] =
+          accumulate ? _mm512_maskz_loadu_ps(high_mask, c + i * ldc + 16) : init_high;
     }
   }
 
-  __attribute__((target("avx512f"), always_inline)) inline void Store(
-      __mmask16 low_mask, __mmask16 high_mask, float* c, int64_t ldc) const {
+  __attribute__((target("avx512f"), always_inline)) inline void Store(__mmask16 low_mask,
+                                                                      __mmask16 high_mask,
+                                                                      float* c,
+                                                                      int64_t ldc) const {
     for (int i = 0; i < Rows; ++i) {
       _mm512_mask_storeu_ps(c + i * ldc, low_mask, low[i]);
       _mm512_mask_storeu_ps(c + i * ldc + 16, high_mask, high[i]);
@@ -85,9 +87,11 @@ struct Accumulators {
 template <bool TransposedA>
 struct FloatTile {
   template <int Rows>
-  __attribute__((target("avx512f"))) static void Run(
-      const float* a, int64_t lda, const float* b, int64_t depth, const float* init,
-      bool accumulate, __mmask16 low, __mmask16 high, float* c, int64_t ldc) {
+  __attribute__((target("avx512f"))) static void Run(const float* a, int64_t lda,
+                                                     const float* b, int64_t depth,
+                                                     const float* init, bool accumulate,
+                                                     __mmask16 low, __mmask16 high,
+                                                     float* c, int64_t ldc) {
     Accumulators<Rows> acc;
     acc.Start(init, accumulate, low, high, c, ldc);
     for (int64_t k = 0; k < depth; ++k) {
@@ -109,9 +113,8 @@ struct FloatTile {
 struct Bfloat16Tile {
   template <int Rows>
   __attribute__((target("avx512f,avx512bf16"))) static void Run(
-      const uint16_t* a, int64_t lda, const uint32_t* b, int64_t depth,
-      const float* init, bool accumulate, __mmask16 low, __mmask16 high, float* c,
-      int64_t ldc) {
+      const uint16_t* a, int64_t lda, const uint32_t* b, int64_t depth, const float* init,
+      bool accumulate, __mmask16 low, __mmask16 high, float* c, int64_t ldc) {
     Accumulators<Rows> acc;
     acc.Start(init, accumulate, low, high, c, ldc);
     for (int64_t p = 0; p < (depth + 1) / 2; ++p) {
@@ -226,9 +229,9 @@ void AddTransposedProduct(const float* a, int64_t lda, int64_t rows,
 
 void MultiplyRows(const uint16_t* a, int64_t lda, int64_t rows, const PackedMatrix& b,
                   const float* init, float* c, int64_t ldc) {
-  MultiplyPanels<Bfloat16Tile>(
-      a, lda, lda, rows, b, [&](int64_t panel) { return b.pair_panel(panel); }, init,
-      /*accumulate=*/false, c, ldc);
+  MultiplyPanels<Bfloat16Tile>(a, lda, lda, rows, b,
+                               [&](int64_t panel) { return b.pair_panel(panel); }, init,
+                               /*accumulate=*/false, c, ldc);
 }
 
 #else  // Elsewhere the ISA in use is kGeneric, and callers never get here.

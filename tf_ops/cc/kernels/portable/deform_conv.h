@@ -8,8 +8,8 @@
 //   kernel    [kh, kw, in_channels / groups, filters]   (Keras' Conv2D layout)
 //   bias      [filters]
 //   output    [batch, out_height, out_width, filters]
-#ifndef KERAS_DCN_TF_OPS_CC_KERNELS_DEFORM_CONV_H_
-#define KERAS_DCN_TF_OPS_CC_KERNELS_DEFORM_CONV_H_
+#ifndef KERAS_DCN_TF_OPS_CC_KERNELS_PORTABLE_DEFORM_CONV_H_
+#define KERAS_DCN_TF_OPS_CC_KERNELS_PORTABLE_DEFORM_CONV_H_
 
 #include <algorithm>
 #include <cstdint>
@@ -55,9 +55,9 @@ constexpr int64_t kMaxConvSize = int64_t{1} << 30;
 // computes them: VALID pads nothing, SAME pads to ceil(in / stride) outputs with the
 // odd pixel at the end, EXPLICIT uses (pad_before, pad_after). Returns false when
 // the dilated kernel does not fit in the padded input.
-inline bool ConvOutputSize(int64_t in, int64_t kernel, int64_t stride,
-                           int64_t dilation, Padding padding, int64_t pad_before,
-                           int64_t pad_after, int64_t* out, int64_t* leading_pad) {
+inline bool ConvOutputSize(int64_t in, int64_t kernel, int64_t stride, int64_t dilation,
+                           Padding padding, int64_t pad_before, int64_t pad_after,
+                           int64_t* out, int64_t* leading_pad) {
   const int64_t effective_kernel = (kernel - 1) * dilation + 1;
   if (padding == Padding::kValid) {
     pad_before = pad_after = 0;
@@ -82,8 +82,8 @@ namespace functor {
 template <typename Device, typename T>
 struct DeformConv2DForward {
   void operator()(const Device& device, const DeformConvGeometry& geometry,
-                  const T* input, const T* offsets, const T* mask,
-                  const T* kernel, const T* bias, T* output);
+                  const T* input, const T* offsets, const T* mask, const T* kernel,
+                  const T* bias, T* output);
 };
 
 // Gradients of the loss with respect to every input, given its gradient with
@@ -91,12 +91,12 @@ struct DeformConv2DForward {
 template <typename Device, typename T>
 struct DeformConv2DBackward {
   void operator()(const Device& device, const DeformConvGeometry& geometry,
-                  const T* input, const T* offsets, const T* mask,
-                  const T* kernel, const T* output_grad, T* input_grad,
-                  T* offsets_grad, T* mask_grad, T* kernel_grad, T* bias_grad);
+                  const T* input, const T* offsets, const T* mask, const T* kernel,
+                  const T* output_grad, T* input_grad, T* offsets_grad, T* mask_grad,
+                  T* kernel_grad, T* bias_grad);
 };
 
 }  // namespace functor
 }  // namespace keras_dcn
 
-#endif  // KERAS_DCN_TF_OPS_CC_KERNELS_DEFORM_CONV_H_
+#endif  // KERAS_DCN_TF_OPS_CC_KERNELS_PORTABLE_DEFORM_CONV_H_

@@ -1,6 +1,6 @@
 // CUDA kernels of DeformRoiPool, forward and gradients. No TensorFlow here.
 //
-// The math and layouts are those of deform_roi_pool_cpu.cc (see deform_roi_pool.h
+// The math and layouts are those of cpu/deform_roi_pool_cpu.cc (see deform_roi_pool.h
 // and roi_sampling.h):
 //   * Forward: one work item per (bin, channel) sums the bin's bilinear samples of
 //     its channel; consecutive items read consecutive channels (channels last).
@@ -20,17 +20,17 @@
 //                            scratch)
 // with every pointer, `rois` included, on the executor's device (gpu_utils.cuh).
 // The RoIs must have passed the op kernel's checks (batch index in range, finite).
-#ifndef KERAS_DCN_TF_OPS_CC_KERNELS_DEFORM_ROI_POOL_CUH_
-#define KERAS_DCN_TF_OPS_CC_KERNELS_DEFORM_ROI_POOL_CUH_
+#ifndef KERAS_DCN_TF_OPS_CC_KERNELS_PORTABLE_DEFORM_ROI_POOL_CUH_
+#define KERAS_DCN_TF_OPS_CC_KERNELS_PORTABLE_DEFORM_ROI_POOL_CUH_
 
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <iterator>
 
-#include "tf_ops/cc/kernels/deform_roi_pool.h"
-#include "tf_ops/cc/kernels/gpu_utils.cuh"
-#include "tf_ops/cc/kernels/roi_sampling.h"
+#include "tf_ops/cc/kernels/portable/deform_roi_pool.h"
+#include "tf_ops/cc/kernels/portable/gpu_utils.cuh"
+#include "tf_ops/cc/kernels/portable/roi_sampling.h"
 
 namespace keras_dcn {
 namespace gpu {
@@ -85,7 +85,8 @@ DCN_HOST_DEVICE Bin<Acc> LocateBin(const Dims<Index>& d, const float* rois,
   const Index ph = in_roi / d.out_width;
   const Index pw = in_roi - ph * d.out_width;
   const float* roi = rois + static_cast<int64_t>(r) * 5;
-  const RoiBox<Acc> box = RoiBoxOnMap<Acc>(roi, static_cast<Acc>(d.spatial_scale), d.aligned);
+  const RoiBox<Acc> box =
+      RoiBoxOnMap<Acc>(roi, static_cast<Acc>(d.spatial_scale), d.aligned);
   Bin<Acc> b;
   b.image = static_cast<int64_t>(roi[0]);
   b.roi_height = box.height;
@@ -93,9 +94,9 @@ DCN_HOST_DEVICE Bin<Acc> LocateBin(const Dims<Index>& d, const float* rois,
   b.grid_h = SamplesPerBin<Acc>(box.height, d.out_height, d.sampling_ratio);
   b.grid_w = SamplesPerBin<Acc>(box.width, d.out_width, d.sampling_ratio);
   b.inv_count = Acc(1) / static_cast<Acc>(b.grid_h * b.grid_w);
-  b.origin = ShiftedBin<Acc>(box, ph, pw, d.out_height, d.out_width,
-                             static_cast<Acc>(d.gamma), Convert<Acc>(offsets[bin * 2]),
-                             Convert<Acc>(offsets[bin * 2 + 1]));
+  b.origin =
+      ShiftedBin<Acc>(box, ph, pw, d.out_height, d.out_width, static_cast<Acc>(d.gamma),
+                      Convert<Acc>(offsets[bin * 2]), Convert<Acc>(offsets[bin * 2 + 1]));
   return b;
 }
 
@@ -249,18 +250,18 @@ inline int64_t LargestIndex(const DeformRoiPoolGeometry& g) {
 
 template <typename T>
 struct BackwardScratch {
-  using Acc = typename AccOf<T>::type;
+  using Acc = typename AccumulatorOf<T>::type;
   Acc* features_grad = nullptr;  // narrow types only
 
   BackwardScratch(const DeformRoiPoolGeometry& g, ScratchLayout* layout) {
-    if (!kIsAcc<T>) features_grad = layout->Take<Acc>(g.batch * g.image_size());
+    if (!kIsAccumulator<T>) features_grad = layout->Take<Acc>(g.batch * g.image_size());
   }
 };
 
 template <typename Index, typename T, typename Exec>
 void Forward(const Exec& exec, const DeformRoiPoolGeometry& g, const T* features,
              const float* rois, const T* offsets, const T* mask, T* output) {
-  using Acc = typename AccOf<T>::type;
+  using Acc = typename AccumulatorOf<T>::type;
   PoolBins<T, Acc, Index> pool;
   pool.d = MakeDims<Index>(g);
   pool.features = features;
@@ -275,7 +276,7 @@ template <typename Index, typename T, typename Exec>
 void Backward(const Exec& exec, const DeformRoiPoolGeometry& g, const T* features,
               const float* rois, const T* offsets, const T* mask, const T* output_grad,
               T* features_grad, T* offsets_grad, T* mask_grad, void* scratch) {
-  using Acc = typename AccOf<T>::type;
+  using Acc = typename AccumulatorOf<T>::type;
   ScratchLayout layout(scratch);
   const BackwardScratch<T> buffers(g, &layout);
   const Dims<Index> d = MakeDims<Index>(g);
@@ -293,7 +294,7 @@ void Backward(const Exec& exec, const DeformRoiPoolGeometry& g, const T* feature
   exec.template ForEach<Index>(g.num_bins(), coordinates);
 
   Acc* features_sum;
-  if constexpr (kIsAcc<T>) {
+  if constexpr (kIsAccumulator<T>) {
     features_sum = features_grad;
   } else {
     features_sum = buffers.features_grad;
@@ -307,7 +308,7 @@ void Backward(const Exec& exec, const DeformRoiPoolGeometry& g, const T* feature
   scatter.output_grad = output_grad;
   scatter.features_grad = features_sum;
   exec.template ForEach<Index>(g.num_bins() * g.channels, scatter);
-  if constexpr (!kIsAcc<T>) {
+  if constexpr (!kIsAccumulator<T>) {
     exec.template ForEach<Index>(
         features_size, StoreConverted<T, Acc, Index>{features_sum, features_grad});
   }
@@ -352,4 +353,4 @@ void DeformRoiPoolBackward(const Exec& exec, const DeformRoiPoolGeometry& g,
 }  // namespace gpu
 }  // namespace keras_dcn
 
-#endif  // KERAS_DCN_TF_OPS_CC_KERNELS_DEFORM_ROI_POOL_CUH_
+#endif  // KERAS_DCN_TF_OPS_CC_KERNELS_PORTABLE_DEFORM_ROI_POOL_CUH_

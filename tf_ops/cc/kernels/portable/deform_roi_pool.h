@@ -11,8 +11,8 @@
 // Output bin (r, ph, pw) is the mean of grid_h x grid_w bilinear samples of the
 // features of image rois[r, 0], taken in the bin after moving it by the offsets,
 // times mask[r, ph, pw]. The geometry lives in roi_sampling.h.
-#ifndef KERAS_DCN_TF_OPS_CC_KERNELS_DEFORM_ROI_POOL_H_
-#define KERAS_DCN_TF_OPS_CC_KERNELS_DEFORM_ROI_POOL_H_
+#ifndef KERAS_DCN_TF_OPS_CC_KERNELS_PORTABLE_DEFORM_ROI_POOL_H_
+#define KERAS_DCN_TF_OPS_CC_KERNELS_PORTABLE_DEFORM_ROI_POOL_H_
 
 #include <cstdint>
 
@@ -51,8 +51,8 @@ namespace functor {
 template <typename Device, typename T>
 struct DeformRoiPoolForward {
   void operator()(const Device& device, const DeformRoiPoolGeometry& geometry,
-                  const T* features, const float* rois, const T* offsets,
-                  const T* mask, T* output);
+                  const T* features, const float* rois, const T* offsets, const T* mask,
+                  T* output);
 };
 
 // Gradients of the loss with respect to features, offsets and mask, given its
@@ -60,12 +60,11 @@ struct DeformRoiPoolForward {
 template <typename Device, typename T>
 struct DeformRoiPoolBackward {
   void operator()(const Device& device, const DeformRoiPoolGeometry& geometry,
-                  const T* features, const float* rois, const T* offsets,
-                  const T* mask, const T* output_grad, T* features_grad,
-                  T* offsets_grad, T* mask_grad);
+                  const T* features, const float* rois, const T* offsets, const T* mask,
+                  const T* output_grad, T* features_grad, T* offsets_grad, T* mask_grad);
 };
 
 }  // namespace functor
 }  // namespace keras_dcn
 
-#endif  // KERAS_DCN_TF_OPS_CC_KERNELS_DEFORM_ROI_POOL_H_
+#endif  // KERAS_DCN_TF_OPS_CC_KERNELS_PORTABLE_DEFORM_ROI_POOL_H_

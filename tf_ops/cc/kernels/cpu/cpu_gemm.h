@@ -8,8 +8,8 @@
 // The environment variable KERAS_DCN_MAX_CPU_ISA caps the instruction set used:
 // "generic" (no micro-kernels), "avx512" (float only) or "avx512_bf16" (the default
 // when the CPU has it).
-#ifndef KERAS_DCN_TF_OPS_CC_KERNELS_CPU_GEMM_H_
-#define KERAS_DCN_TF_OPS_CC_KERNELS_CPU_GEMM_H_
+#ifndef KERAS_DCN_TF_OPS_CC_KERNELS_CPU_CPU_GEMM_H_
+#define KERAS_DCN_TF_OPS_CC_KERNELS_CPU_CPU_GEMM_H_
 
 #include <algorithm>
 #include <cstdint>
@@ -46,8 +46,8 @@ class PackedMatrix {
   // Packs panels [first, last) of B[k, n] = source[k * k_stride + n * n_stride]
   // (a float panel from values convertible to float).
   template <typename Source>
-  void PackFloat(const Source* source, int64_t k_stride, int64_t n_stride,
-                 int64_t first, int64_t last);
+  void PackFloat(const Source* source, int64_t k_stride, int64_t n_stride, int64_t first,
+                 int64_t last);
   // Packs bfloat16 panels [first, last); `source` holds bfloat16 bit patterns.
   void PackBfloat16(const uint16_t* source, int64_t k_stride, int64_t n_stride,
                     int64_t first, int64_t last);
@@ -94,7 +94,9 @@ void PackedMatrix::PackFloat(const Source* source, int64_t k_stride, int64_t n_s
       if (n_stride == 1) {
         for (int64_t j = 0; j < width; ++j) dst[j] = static_cast<float>(row[j]);
       } else {
-        for (int64_t j = 0; j < width; ++j) dst[j] = static_cast<float>(row[j * n_stride]);
+        for (int64_t j = 0; j < width; ++j) {
+          dst[j] = static_cast<float>(row[j * n_stride]);
+        }
       }
       for (int64_t j = width; j < kPanelColumns; ++j) dst[j] = 0.0f;
     }
@@ -103,4 +105,4 @@ void PackedMatrix::PackFloat(const Source* source, int64_t k_stride, int64_t n_s
 
 }  // namespace keras_dcn
 
-#endif  // KERAS_DCN_TF_OPS_CC_KERNELS_CPU_GEMM_H_
+#endif  // KERAS_DCN_TF_OPS_CC_KERNELS_CPU_CPU_GEMM_H_

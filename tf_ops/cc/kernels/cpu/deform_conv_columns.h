@@ -1,0 +1,221 @@
+// The bilinear im2col of the DeformConv2D CPU kernels (deform_conv_cpu.cc), for one
+// chunk of output pixels at a time: the chunk's sampling points and its column matrix
+// `cols` of shape [rows, groups * taps * channels_per_group] (per row: conv group,
+// then kernel tap, then channel), and the sizes of chunks and of the row blocks that
+// the threads sample and multiply while the block is in their cache.
+#ifndef KERAS_DCN_TF_OPS_CC_KERNELS_CPU_DEFORM_CONV_COLUMNS_H_
+#define KERAS_DCN_TF_OPS_CC_KERNELS_CPU_DEFORM_CONV_COLUMNS_H_
+
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+#define EIGEN_USE_THREADS
+#include "tf_ops/cc/kernels/cpu/accumulation.h"
+#include "tf_ops/cc/kernels/cpu/parallel.h"
+#include "tf_ops/cc/kernels/portable/bilinear.h"
+#include "tf_ops/cc/kernels/portable/deform_conv.h"
+#include "unsupported/Eigen/CXX11/Tensor"
+
+namespace keras_dcn {
+namespace deform_conv_cpu {
+
+// A read-only row-major matrix in a plain buffer, as an Eigen tensor (for
+// contractions).
+template <typename Acc>
+using ConstMatrix =
+    Eigen::TensorMap<Eigen::Tensor<const Acc, 2, Eigen::RowMajor, Eigen::Index>>;
+
+// Values of `cols` a chunk holds at most (8 MiB of float): enough rows per thread
+// for the products to run at full speed, few enough to bound the memory.
+constexpr int64_t kChunkElements = int64_t{1} << 21;
+
+// Rows per chunk of an image's `pixels` output pixels for a column matrix `width`
+// wide: as many as kChunkElements allows, spread evenly over the chunks.
+inline int64_t ChunkRows(int64_t pixels, int64_t width) {
+  const int64_t most = std::max<int64_t>(1, kChunkElements / width);
+  const int64_t chunks = (pixels + most - 1) / most;
+  return (pixels + chunks - 1) / chunks;
+}
+
+// Values of a thread's block of `cols` that stay in its L2 cache between sampling
+// and multiplying (1 MiB of float).
+constexpr int64_t kBlockElements = int64_t{1} << 18;
+// A block's product streams the whole kernel through the cache: blocks have at
+// least kernel size / kRowsPerKernelValues rows (and kMinBlockRows), so that every
+// kernel value read is used for enough rows.
+constexpr int64_t kRowsPerKernelValues = int64_t{1} << 12;
+constexpr int64_t kMinBlockRows = 128;
+
+// Rows per block of a chunk of `rows` rows of a column matrix `width` wide, for a
+// kernel of `kernel_size` values: at most what fits kBlockElements, or the minimum
+// above if that is more, in a block count that is a multiple of the thread count,
+// so that every thread gets the same share.
+inline int64_t BlockRows(const Eigen::ThreadPoolDevice& device, int64_t rows,
+                         int64_t width, int64_t kernel_size) {
+  const int64_t threads = ThreadCount(device);
+  const int64_t least = std::max(kMinBlockRows, kernel_size / kRowsPerKernelValues);
+  const int64_t target = std::max(least, kBlockElements / width);
+  const int64_t rounds = (rows + target * threads - 1) / (target * threads);
+  const int64_t blocks = rounds * threads;
+  return (rows + blocks - 1) / blocks;
+}
+
+// A run of input channels that lies in one conv group and one deformable group.
+struct ChannelRun {
+  int64_t begin;
+  int64_t end;
+  int64_t group;
+  int64_t deformable_group;
+};
+
+// Splits [0, in_channels) at every conv-group and deformable-group boundary.
+inline std::vector<ChannelRun> ChannelRuns(const DeformConvGeometry& g) {
+  const int64_t cg = g.channels_per_group();
+  const int64_t cd = g.channels_per_deformable_group();
+  std::vector<ChannelRun> runs;
+  int64_t begin = 0;
+  while (begin < g.in_channels) {
+    const int64_t group = begin / cg;
+    const int64_t dgroup = begin / cd;
+    const int64_t end = std::min((group + 1) * cg, (dgroup + 1) * cd);
+    runs.push_back({begin, end, group, dgroup});
+    begin = end;
+  }
+  return runs;
+}
+
+// Geometry of the sampling points of the output pixels [row_begin, row_end) of the
+// flattened [batch * out_height * out_width] grid: one BilinearPoint per pixel,
+// deformable group and tap, in that order, written to `points`. Point offsets are
+// relative to the pixel's own image.
+template <typename T, typename Acc>
+void LocatePoints(const DeformConvGeometry& g, const T* offsets, int64_t row_begin,
+                  int64_t row_end, BilinearPoint<Acc>* points) {
+  const int64_t taps = g.taps();
+  const int64_t per_row = g.deformable_groups * taps;
+  const int64_t pixels = g.out_pixels_per_image();
+  for (int64_t row = row_begin; row < row_end; ++row) {
+    const int64_t pixel = row % pixels;
+    const int64_t ho = pixel / g.out_width;
+    const int64_t wo = pixel % g.out_width;
+    const T* row_offsets = offsets + row * per_row * 2;
+    BilinearPoint<Acc>* row_points = points + (row - row_begin) * per_row;
+    for (int64_t dg = 0; dg < g.deformable_groups; ++dg) {
+      for (int64_t i = 0; i < g.kernel_h; ++i) {
+        for (int64_t j = 0; j < g.kernel_w; ++j) {
+          const int64_t tap = dg * taps + i * g.kernel_w + j;
+          const Acc y = static_cast<Acc>(ho * g.stride_h - g.pad_top + i * g.dilation_h) +
+                        static_cast<Acc>(row_offsets[tap * 2]);
+          const Acc x =
+              static_cast<Acc>(wo * g.stride_w - g.pad_left + j * g.dilation_w) +
+              static_cast<Acc>(row_offsets[tap * 2 + 1]);
+          SetupBilinear<Acc>(y, x, g.in_height, g.in_width, g.in_width * g.in_channels,
+                             g.in_channels, &row_points[tap]);
+        }
+      }
+    }
+  }
+}
+
+// dst[c] = scale * value of `point` at channel c, for c in [0, n), computed in Acc
+// and stored as Column; src points at the first channel of the run in the image.
+template <typename T, typename Acc, typename Column>
+inline void SampleRun(const BilinearPoint<Acc>& point, Acc scale, const T* src, int64_t n,
+                      Column* dst) {
+  auto out = ArrayOf(dst, n);
+  auto neighbour = [&](int k) { return CastArray<Acc>(src + point.offset[k], n); };
+  switch (point.count) {
+    case 4:
+      out = ((point.weight[0] * scale) * neighbour(0) +
+             (point.weight[1] * scale) * neighbour(1) +
+             (point.weight[2] * scale) * neighbour(2) +
+             (point.weight[3] * scale) * neighbour(3))
+                .template cast<Column>();
+      return;
+    case 2:
+      out = ((point.weight[0] * scale) * neighbour(0) +
+             (point.weight[1] * scale) * neighbour(1))
+                .template cast<Column>();
+      return;
+    case 1:
+      out = ((point.weight[0] * scale) * neighbour(0)).template cast<Column>();
+      return;
+    default:  // 0: the neighbours inside the map form a rectangle of 4, 2, 1 or none
+      out.setZero();
+  }
+}
+
+// Fills the rows of the column matrix (see the top of this file) of the output pixels
+// [row_begin, row_end), all in one image, from their sampling points.
+template <typename T, typename Acc, typename Column>
+void FillColumns(const DeformConvGeometry& g, const std::vector<ChannelRun>& runs,
+                 const T* image, const T* mask, int64_t row_begin, int64_t row_end,
+                 const BilinearPoint<Acc>* points, Column* cols) {
+  const int64_t taps = g.taps();
+  const int64_t cg = g.channels_per_group();
+  const int64_t width = taps * g.in_channels;
+  const int64_t per_row = g.deformable_groups * taps;
+  for (int64_t row = row_begin; row < row_end; ++row) {
+    const T* row_mask = mask + row * per_row;
+    const BilinearPoint<Acc>* row_points = points + (row - row_begin) * per_row;
+    Column* row_cols = cols + (row - row_begin) * width;
+    for (const ChannelRun& run : runs) {
+      for (int64_t k = 0; k < taps; ++k) {
+        const int64_t tap = run.deformable_group * taps + k;
+        Column* dst =
+            row_cols + (run.group * taps + k) * cg + (run.begin - run.group * cg);
+        SampleRun<T, Acc, Column>(row_points[tap], static_cast<Acc>(row_mask[tap]),
+                                  image + run.begin, run.end - run.begin, dst);
+      }
+    }
+  }
+}
+
+// Sizes and buffers shared by the forward and backward passes: the channel runs and
+// the per-chunk column matrix (of Column values) and sampling points.
+template <typename T, typename Column = typename AccumulatorOf<T>::type>
+struct ChunkedColumns {
+  using Acc = typename AccumulatorOf<T>::type;
+
+  explicit ChunkedColumns(const DeformConvGeometry& g)
+      : g(g),
+        taps(g.taps()),
+        cg(g.channels_per_group()),
+        fg(g.filters_per_group()),
+        width(g.taps() * g.in_channels),
+        per_row(g.deformable_groups * g.taps()),
+        pixels(g.out_pixels_per_image()),
+        image_size(g.in_height * g.in_width * g.in_channels),
+        kernel_size(g.taps() * g.channels_per_group() * g.filters),
+        chunk_rows(ChunkRows(g.out_pixels_per_image(), g.taps() * g.in_channels)),
+        runs(ChannelRuns(g)),
+        cols(chunk_rows * width),
+        points(chunk_rows * per_row) {}
+
+  // Samples the chunk rows [begin, end) (their global rows start at `row_begin`),
+  // all in the image `image`.
+  void Fill(const T* image, const T* offsets, const T* mask, int64_t row_begin,
+            int64_t begin, int64_t end) {
+    BilinearPoint<Acc>* block_points = points.data() + begin * per_row;
+    LocatePoints<T, Acc>(g, offsets, row_begin + begin, row_begin + end, block_points);
+    FillColumns<T, Acc, Column>(g, runs, image, mask, row_begin + begin, row_begin + end,
+                                block_points, cols.data() + begin * width);
+  }
+
+  // The first `rows` rows of the column matrix, for a tensor contraction.
+  ConstMatrix<Column> ColumnMatrix(int64_t rows) const {
+    return ConstMatrix<Column>(cols.data(), rows, width);
+  }
+
+  const DeformConvGeometry& g;
+  const int64_t taps, cg, fg, width, per_row, pixels, image_size, kernel_size, chunk_rows;
+  const std::vector<ChannelRun> runs;
+  std::vector<Column> cols;
+  std::vector<BilinearPoint<Acc>> points;
+};
+
+}  // namespace deform_conv_cpu
+}  // namespace keras_dcn
+
+#endif  // KERAS_DCN_TF_OPS_CC_KERNELS_CPU_DEFORM_CONV_COLUMNS_H_

@@ -1,0 +1,358 @@
+// CPU math of DeformConv2D: bilinear im2col over chunks of output pixels, then GEMM.
+//
+// The output pixels of an image are cut into chunks. For a chunk, the sampled and
+// modulated input values form a column matrix `cols` of shape [rows, groups * taps *
+// channels_per_group] (per row: conv group, then kernel tap, then channel), and every
+// conv group is one matrix product with its slice of the kernel, seen as
+// [taps * channels_per_group, filters] (the row-major flattening of Keras'
+// [kh, kw, in/groups, filters] layout).
+//
+// A chunk's rows are cut into blocks that fit a thread's L2 cache (BlockRows), run in
+// parallel. A thread samples a block and multiplies it by the kernel at once, while
+// the block is in its cache (forward; backward: the column gradient and the offset /
+// mask gradients). The products run on cpu_gemm.h's micro-kernels, which read the
+// block where it was written and the kernel packed once per call, or on Eigen's
+// products where the CPU lacks AVX-512 (and for double). The kernel gradient, a sum
+// over all rows, splits its own rows between the threads (an Eigen tensor contraction
+// on all threads without the micro-kernels), and the input gradient is scattered by
+// channel ranges, so no two threads write the same element.
+//
+// Temporary memory does not grow with the batch: the column matrix of one chunk (at
+// most kChunkElements values; the backward pass also holds its gradient), the chunk's
+// sampling points and the packed kernel. float16 and bfloat16 are read as they are
+// and computed in float (the backward pass accumulates one image of input gradient
+// and the kernel gradient in float); bfloat16 on the bfloat16 micro-kernels keeps its
+// forward column matrix in bfloat16 and multiplies bfloat16 pairs into float sums.
+//
+// This file holds the two passes; the column matrix of a chunk is built in
+// deform_conv_columns.h, the products with the kernel run through
+// deform_conv_products.h, and the work is shared out over the threads by parallel.h.
+#define EIGEN_USE_THREADS
+
+#include <algorithm>
+#include <type_traits>
+#include <vector>
+
+#include "tf_ops/cc/kernels/cpu/accumulation.h"
+#include "tf_ops/cc/kernels/cpu/cpu_gemm.h"
+#include "tf_ops/cc/kernels/cpu/deform_conv_columns.h"
+#include "tf_ops/cc/kernels/cpu/deform_conv_products.h"
+#include "tf_ops/cc/kernels/cpu/parallel.h"
+#include "tf_ops/cc/kernels/float_types.h"
+#include "tf_ops/cc/kernels/portable/bilinear.h"
+#include "tf_ops/cc/kernels/portable/deform_conv.h"
+#include "unsupported/Eigen/CXX11/Tensor"
+
+namespace keras_dcn {
+namespace deform_conv_cpu {
+namespace {
+
+using CPUDevice = Eigen::ThreadPoolDevice;
+using Index = Eigen::Index;
+
+// A row-major matrix in a plain buffer, as an Eigen tensor (see ConstMatrix).
+template <typename Acc>
+using Matrix = Eigen::TensorMap<Eigen::Tensor<Acc, 2, Eigen::RowMajor, Index>>;
+// A read-only vector in a plain buffer, as an Eigen matrix.
+template <typename Acc>
+using Vector = Eigen::Map<const Eigen::Matrix<Acc, Eigen::Dynamic, 1>>;
+
+// Columns [begin, begin + count) of a row-major matrix expression.
+template <typename M>
+auto Columns(M matrix, Index begin, Index count) {
+  return matrix.slice(Eigen::array<Index, 2>{0, begin},
+                      Eigen::array<Index, 2>{matrix.dimension(0), count});
+}
+
+// The forward pass with a column matrix of Column values: Acc, or bfloat16 on the
+// bfloat16 path.
+template <typename T, typename Column>
+struct ForwardImpl {
+  using Acc = typename AccumulatorOf<T>::type;
+
+  static void Run(const CPUDevice& device, const DeformConvGeometry& g, const T* input,
+                  const T* offsets, const T* mask, const T* kernel, const T* bias,
+                  T* output) {
+    ChunkedColumns<T, Column> c(g);
+    const KernelOperand<T> kernel_operand(device, g, kernel, /*transposed=*/false);
+    const AccumulatorCopy<T> bias_acc(bias, g.filters);
+    std::vector<Acc> out_acc(kIsAccumulator<T> ? 0 : c.chunk_rows * g.filters);
+
+    for (int64_t n = 0; n < g.batch; ++n) {
+      const T* image = input + n * c.image_size;
+      for (int64_t first = 0; first < c.pixels; first += c.chunk_rows) {
+        const int64_t row_begin = n * c.pixels + first;
+        const int64_t rows = std::min(c.chunk_rows, c.pixels - first);
+        T* chunk_output = output + row_begin * g.filters;
+        Acc* out = AccumulatorTarget<T>(chunk_output, out_acc.data());
+        const int64_t block = BlockRows(device, rows, c.width, c.kernel_size);
+        ForBlocks(device, rows, block, [&](int64_t begin, int64_t end) {
+          c.Fill(image, offsets, mask, row_begin, begin, end);
+          for (int64_t group = 0; group < g.groups; ++group) {
+            kernel_operand.Multiply(
+                group, c.cols.data() + begin * c.width + group * c.taps * c.cg, c.width,
+                end - begin, bias_acc.data() + group * c.fg,
+                out + begin * g.filters + group * c.fg, g.filters);
+          }
+          StoreAccumulated<T>(out + begin * g.filters, (end - begin) * g.filters,
+                              chunk_output + begin * g.filters);
+        });
+      }
+    }
+  }
+};
+
+template <typename T>
+struct BackwardImpl {
+  using Acc = typename AccumulatorOf<T>::type;
+
+  static void Run(const CPUDevice& device, const DeformConvGeometry& g, const T* input,
+                  const T* offsets, const T* mask, const T* kernel, const T* output_grad,
+                  T* input_grad, T* offsets_grad, T* mask_grad, T* kernel_grad,
+                  T* bias_grad) {
+    ChunkedColumns<T> c(g);
+    const KernelOperand<T> kernel_operand(device, g, kernel, /*transposed=*/true);
+    const int64_t kernel_size = c.kernel_size;
+    std::vector<Acc> kernel_grad_acc(kIsAccumulator<T> ? 0 : kernel_size);
+    Acc* kernel_grad_out = AccumulatorTarget<T>(kernel_grad, kernel_grad_acc.data());
+    std::fill(kernel_grad_out, kernel_grad_out + kernel_size, Acc(0));
+    std::vector<Acc> bias_grad_acc(g.filters, Acc(0));
+    // Input gradient of one image, accumulated in Acc when T is narrower.
+    std::vector<Acc> image_grad_acc(kIsAccumulator<T> ? 0 : c.image_size);
+    std::vector<Acc> cols_grad(c.chunk_rows * c.width);
+    std::vector<Acc> out_grad_acc;
+
+    for (int64_t n = 0; n < g.batch; ++n) {
+      const T* image = input + n * c.image_size;
+      Acc* image_grad =
+          AccumulatorTarget<T>(input_grad + n * c.image_size, image_grad_acc.data());
+      std::fill(image_grad, image_grad + c.image_size, Acc(0));
+
+      for (int64_t first = 0; first < c.pixels; first += c.chunk_rows) {
+        const int64_t row_begin = n * c.pixels + first;
+        const int64_t rows = std::min(c.chunk_rows, c.pixels - first);
+        const Acc* out_grad = InAccumulator<T>(
+            device, output_grad + row_begin * g.filters, rows * g.filters, &out_grad_acc);
+
+        // 1. Per row block: columns, their gradient out_grad x kernel^T, and the
+        //    offset and mask gradients.
+        const int64_t block = BlockRows(device, rows, c.width, c.kernel_size);
+        ForBlocks(device, rows, block, [&](int64_t begin, int64_t end) {
+          c.Fill(image, offsets, mask, row_begin, begin, end);
+          ColumnGradients(c, kernel_operand, output_grad + row_begin * g.filters,
+                          out_grad, begin, end, cols_grad.data());
+          CoordinateGradients(c, image, mask, row_begin, begin, end, cols_grad.data(),
+                              offsets_grad, mask_grad);
+        });
+
+        // 2. Kernel gradient += cols^T x out_grad, on all threads; bias gradient
+        //    += the sum of out_grad.
+        AddKernelGradient(device, c, kernel_operand.path(), out_grad, rows,
+                          kernel_grad_out);
+        for (int64_t r = 0; r < rows; ++r) {
+          for (int64_t f = 0; f < g.filters; ++f) {
+            bias_grad_acc[f] += out_grad[r * g.filters + f];
+          }
+        }
+
+        // 3. Input gradient: scatter the column gradients back to the four
+        //    neighbours of every point, split into one wide channel range per
+        //    thread, so no two threads write the same element.
+        ForBlocks(device, g.in_channels, PerThread(device, g.in_channels),
+                  [&](int64_t begin, int64_t end) {
+          ScatterInputGradient(c, mask, row_begin, rows, begin, end, cols_grad.data(),
+                               image_grad);
+        });
+      }
+      StoreOnAllThreads<T>(device, image_grad, c.image_size,
+                           input_grad + n * c.image_size);
+    }
+    StoreOnAllThreads<T>(device, kernel_grad_out, kernel_size, kernel_grad);
+    StoreAccumulated<T>(bias_grad_acc.data(), g.filters, bias_grad);
+  }
+
+  // cols_grad rows [begin, end) = out_grad x kernel^T, one conv group after the
+  // other: on the bfloat16 path from the op's bfloat16 output_grad itself (both given
+  // from the chunk's first row), else from out_grad in Acc.
+  static void ColumnGradients(const ChunkedColumns<T>& c, const KernelOperand<T>& kernel,
+                              const T* output_grad, const Acc* out_grad, int64_t begin,
+                              int64_t end, Acc* cols_grad) {
+    const int64_t filters = c.g.filters;
+    for (int64_t group = 0; group < c.g.groups; ++group) {
+      Acc* dcols = cols_grad + begin * c.width + group * c.taps * c.cg;
+      const int64_t offset = begin * filters + group * c.fg;
+      if constexpr (std::is_same<T, Eigen::bfloat16>::value) {
+        if (kernel.path() == ProductPath::kBfloat16) {
+          kernel.Multiply(group, output_grad + offset, filters, end - begin, nullptr,
+                          dcols, c.width);
+          continue;
+        }
+      }
+      kernel.Multiply(group, out_grad + offset, filters, end - begin, nullptr, dcols,
+                      c.width);
+    }
+  }
+
+  // kernel_grad += cols^T x out_grad over the chunk's `rows` rows, per conv group, on
+  // all threads: with the micro-kernels, out_grad packed once and the kernel
+  // gradient's rows split between the threads; else an Eigen tensor contraction.
+  static void AddKernelGradient(const CPUDevice& device, const ChunkedColumns<T>& c,
+                                ProductPath path, const Acc* out_grad, int64_t rows,
+                                Acc* kernel_grad) {
+    const DeformConvGeometry& g = c.g;
+    const int64_t depth = c.taps * c.cg;
+    if constexpr (std::is_same<Acc, float>::value) {  // double always takes Eigen's
+      if (path != ProductPath::kEigen) {
+        for (int64_t group = 0; group < g.groups; ++group) {
+          PackedMatrix packed(rows, c.fg, /*bfloat16_pairs=*/false);
+          ForBlocks(device, packed.panels(), PerThread(device, packed.panels()),
+                    [&](int64_t first, int64_t last) {
+            packed.PackFloat(out_grad + group * c.fg, g.filters, 1, first, last);
+          });
+          const int64_t share = PerThread(device, depth);
+          const int64_t block = (share + kTileRows - 1) / kTileRows * kTileRows;
+          ForBlocks(device, depth, block, [&](int64_t begin, int64_t end) {
+            AddTransposedProduct(
+                c.cols.data() + group * depth + begin, c.width, end - begin, packed,
+                kernel_grad + begin * g.filters + group * c.fg, g.filters);
+          });
+        }
+        return;
+      }
+    }
+    Matrix<Acc> kernel_grad_matrix(kernel_grad, depth, g.filters);
+    const ConstMatrix<Acc> out_grad_matrix(out_grad, rows, g.filters);
+    const Eigen::array<Eigen::IndexPair<Index>, 1> over_rows = {
+        Eigen::IndexPair<Index>(0, 0)};
+    if (g.groups == 1) {  // no slicing: Eigen's plain contraction is faster
+      kernel_grad_matrix.device(device) +=
+          c.ColumnMatrix(rows).contract(out_grad_matrix, over_rows);
+      return;
+    }
+    for (int64_t group = 0; group < g.groups; ++group) {
+      Columns(kernel_grad_matrix, group * c.fg, c.fg).device(device) +=
+          Columns(c.ColumnMatrix(rows), group * depth, depth)
+              .contract(Columns(out_grad_matrix, group * c.fg, c.fg), over_rows);
+    }
+  }
+
+  // Offset and mask gradients of the chunk rows [begin, end) (relative to row_begin).
+  static void CoordinateGradients(const ChunkedColumns<T>& c, const T* image,
+                                  const T* mask, int64_t row_begin, int64_t begin,
+                                  int64_t end, const Acc* cols_grad, T* offsets_grad,
+                                  T* mask_grad) {
+    const int64_t per_row = c.per_row;
+    std::vector<Acc> value(per_row), grad_y(per_row), grad_x(per_row);
+    for (int64_t r = begin; r < end; ++r) {
+      const int64_t row = row_begin + r;
+      std::fill(value.begin(), value.end(), Acc(0));
+      std::fill(grad_y.begin(), grad_y.end(), Acc(0));
+      std::fill(grad_x.begin(), grad_x.end(), Acc(0));
+      for (const ChannelRun& run : c.runs) {
+        const int64_t n = run.end - run.begin;
+        for (int64_t k = 0; k < c.taps; ++k) {
+          const int64_t tap = run.deformable_group * c.taps + k;
+          const BilinearPoint<Acc>& point = c.points[r * per_row + tap];
+          const Acc* dcol = cols_grad + r * c.width + (run.group * c.taps + k) * c.cg +
+                            (run.begin - run.group * c.cg);
+          Acc v = 0, gy = 0, gx = 0;
+          const Vector<Acc> dcol_vector(dcol, n);
+          for (int q = 0; q < point.count; ++q) {
+            // Eigen's dot product is vectorised; a plain loop is not, since the
+            // compiler may not reorder the sum.
+            const Acc dot = dcol_vector.dot(
+                Vector<T>(image + point.offset[q] + run.begin, n).template cast<Acc>());
+            v += point.weight[q] * dot;
+            gy += point.weight_y[q] * dot;
+            gx += point.weight_x[q] * dot;
+          }
+          value[tap] += v;
+          grad_y[tap] += gy;
+          grad_x[tap] += gx;
+        }
+      }
+      const T* row_mask = mask + row * per_row;
+      for (int64_t tap = 0; tap < per_row; ++tap) {
+        const Acc m = static_cast<Acc>(row_mask[tap]);
+        mask_grad[row * per_row + tap] = static_cast<T>(value[tap]);
+        offsets_grad[(row * per_row + tap) * 2] = static_cast<T>(m * grad_y[tap]);
+        offsets_grad[(row * per_row + tap) * 2 + 1] = static_cast<T>(m * grad_x[tap]);
+      }
+    }
+  }
+
+  // Adds the input gradient of the chunk's `rows` rows, channels [c_begin, c_end).
+  static void ScatterInputGradient(const ChunkedColumns<T>& c, const T* mask,
+                                   int64_t row_begin, int64_t rows, int64_t c_begin,
+                                   int64_t c_end, const Acc* cols_grad, Acc* image_grad) {
+    const int64_t per_row = c.per_row;
+    for (int64_t r = 0; r < rows; ++r) {
+      const T* row_mask = mask + (row_begin + r) * per_row;
+      for (const ChannelRun& run : c.runs) {
+        const int64_t lo = std::max(run.begin, c_begin);
+        const int64_t hi = std::min(run.end, c_end);
+        if (lo >= hi) continue;
+        for (int64_t k = 0; k < c.taps; ++k) {
+          const int64_t tap = run.deformable_group * c.taps + k;
+          const BilinearPoint<Acc>& point = c.points[r * per_row + tap];
+          if (point.count == 0) continue;
+          const Acc m = static_cast<Acc>(row_mask[tap]);
+          const Acc* dcol = cols_grad + r * c.width + (run.group * c.taps + k) * c.cg +
+                            (lo - run.group * c.cg);
+          for (int q = 0; q < point.count; ++q) {
+            const Acc w = point.weight[q] * m;
+            Acc* d = image_grad + point.offset[q] + lo;
+            for (int64_t ch = 0; ch < hi - lo; ++ch) d[ch] += w * dcol[ch];
+          }
+        }
+      }
+    }
+  }
+};
+
+}  // namespace
+}  // namespace deform_conv_cpu
+
+namespace functor {
+
+using CPUDevice = Eigen::ThreadPoolDevice;
+
+template <typename T>
+struct DeformConv2DForward<CPUDevice, T> {
+  void operator()(const CPUDevice& device, const DeformConvGeometry& geometry,
+                  const T* input, const T* offsets, const T* mask, const T* kernel,
+                  const T* bias, T* output) {
+    using Acc = typename AccumulatorOf<T>::type;
+    if constexpr (std::is_same<T, Eigen::bfloat16>::value) {
+      if (deform_conv_cpu::ProductPathFor<T>() ==
+          deform_conv_cpu::ProductPath::kBfloat16) {
+        deform_conv_cpu::ForwardImpl<T, Eigen::bfloat16>::Run(
+            device, geometry, input, offsets, mask, kernel, bias, output);
+        return;
+      }
+    }
+    deform_conv_cpu::ForwardImpl<T, Acc>::Run(device, geometry, input, offsets, mask,
+                                              kernel, bias, output);
+  }
+};
+
+template <typename T>
+struct DeformConv2DBackward<CPUDevice, T> {
+  void operator()(const CPUDevice& device, const DeformConvGeometry& geometry,
+                  const T* input, const T* offsets, const T* mask, const T* kernel,
+                  const T* output_grad, T* input_grad, T* offsets_grad, T* mask_grad,
+                  T* kernel_grad, T* bias_grad) {
+    deform_conv_cpu::BackwardImpl<T>::Run(device, geometry, input, offsets, mask, kernel,
+                                          output_grad, input_grad, offsets_grad,
+                                          mask_grad, kernel_grad, bias_grad);
+  }
+};
+
+#define DCN_INSTANTIATE(T)                           \
+  template struct DeformConv2DForward<CPUDevice, T>; \
+  template struct DeformConv2DBackward<CPUDevice, T>;
+DCN_CALL_FLOAT_TYPES(DCN_INSTANTIATE)
+#undef DCN_INSTANTIATE
+
+}  // namespace functor
+}  // namespace keras_dcn
