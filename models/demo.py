@@ -39,79 +39,79 @@ from models.maskrcnn.experiments import SYNTHETIC_EXPERIMENT
 
 
 def _parse(argv):
-  parser = argparse.ArgumentParser(prog="python -m models.demo", description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--out", default=synthetic_run.run_dir("demo"),
-                      help="run folder (default runs/demo)")
-  parser.add_argument("--data", default=os.path.join("data", "synthetic_demo"),
-                      help="data set folder (default data/synthetic_demo)")
-  parser.add_argument("--train-images", type=int, default=600)
-  parser.add_argument("--val-images", type=int, default=50)
-  parser.add_argument("--size", type=int, default=128, help="image side (multiple of 32)")
-  parser.add_argument("--steps", type=int, default=400, help="training steps")
-  parser.add_argument("--batch", type=int, default=4, help="global batch size")
-  parser.add_argument("--variant", default="dcnv2",
-                      choices=sorted(dcn_config.VARIANTS) + [dcn_config.CUSTOM])
-  parser.add_argument("--score-threshold", type=float, default=0.15,
-                      help="draw detections above this score (a short run scores low)")
-  parser.add_argument("--seed", type=int, default=0)
-  return parser.parse_args(argv)
+    parser = argparse.ArgumentParser(prog="python -m models.demo", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default=synthetic_run.run_dir("demo"),
+                        help="run folder (default runs/demo)")
+    parser.add_argument("--data", default=os.path.join("data", "synthetic_demo"),
+                        help="data set folder (default data/synthetic_demo)")
+    parser.add_argument("--train-images", type=int, default=600)
+    parser.add_argument("--val-images", type=int, default=50)
+    parser.add_argument("--size", type=int, default=128, help="image side (multiple of 32)")
+    parser.add_argument("--steps", type=int, default=400, help="training steps")
+    parser.add_argument("--batch", type=int, default=4, help="global batch size")
+    parser.add_argument("--variant", default="dcnv2",
+                        choices=sorted(dcn_config.VARIANTS) + [dcn_config.CUSTOM])
+    parser.add_argument("--score-threshold", type=float, default=0.15,
+                        help="draw detections above this score (a short run scores low)")
+    parser.add_argument("--seed", type=int, default=0)
+    return parser.parse_args(argv)
 
 
 def _stage(title):
-  print(f"\n== {title}", flush=True)
+    print(f"\n== {title}", flush=True)
 
 
 def main(argv=None):
-  args = _parse(argv)
-  started = time.perf_counter()
-  tf_keras.utils.set_random_seed(args.seed)
+    args = _parse(argv)
+    started = time.perf_counter()
+    tf_keras.utils.set_random_seed(args.seed)
 
-  _stage(f"data: {args.train_images} + {args.val_images} synthetic images of "
-         f"{args.size}x{args.size} in {args.data}")
-  data = synthetic_run.prepare_data(args.data, args.train_images, args.val_images,
-                                    args.size, args.seed)
-  print("reused (up to date)" if data["reused"] else "generated", flush=True)
+    _stage(f"data: {args.train_images} + {args.val_images} synthetic images of "
+           f"{args.size}x{args.size} in {args.data}")
+    data = synthetic_run.prepare_data(args.data, args.train_images, args.val_images,
+                                      args.size, args.seed)
+    print("reused (up to date)" if data["reused"] else "generated", flush=True)
 
-  overrides = synthetic_run.budget_overrides(
-      data, args.size, args.batch, args.steps, args.variant, validation_steps=5,
-      seed=args.seed)
-  params = runtime.experiment_params(SYNTHETIC_EXPERIMENT, overrides)
-  _stage(f"training {dcn_config.describe(params.task.model)}; {args.steps} steps of "
-         f"batch {args.batch} (Keras fit; checkpoints in {args.out})")
-  timer = keras_train.StepTimer()
-  model, _ = keras_train.train(params, args.out, verbose=1 if sys.stdout.isatty() else 2,
-                               callbacks=[timer])
-  if timer.durations:
-    print(f"median train step: {timer.median():.2f} s", flush=True)
+    overrides = synthetic_run.budget_overrides(
+        data, args.size, args.batch, args.steps, args.variant, validation_steps=5,
+        seed=args.seed)
+    params = runtime.experiment_params(SYNTHETIC_EXPERIMENT, overrides)
+    _stage(f"training {dcn_config.describe(params.task.model)}; {args.steps} steps of "
+           f"batch {args.batch} (Keras fit; checkpoints in {args.out})")
+    timer = keras_train.StepTimer()
+    model, _ = keras_train.train(params, args.out, verbose=1 if sys.stdout.isatty() else 2,
+                                 callbacks=[timer])
+    if timer.durations:
+        print(f"median train step: {timer.median():.2f} s", flush=True)
 
-  _stage("COCO evaluation (Model Garden's evaluator, pycocotools)")
-  metrics = evaluate.evaluate_model(params, model, logging_dir=args.out)
-  metrics["checkpoint"] = tf.train.latest_checkpoint(args.out)
-  metrics_path = evaluate.write_metrics(metrics, args.out)
-  print(evaluate.format_table({args.variant: metrics}), flush=True)
+    _stage("COCO evaluation (Model Garden's evaluator, pycocotools)")
+    metrics = evaluate.evaluate_model(params, model, logging_dir=args.out)
+    metrics["checkpoint"] = tf.train.latest_checkpoint(args.out)
+    metrics_path = evaluate.write_metrics(metrics, args.out)
+    print(evaluate.format_table({args.variant: metrics}), flush=True)
 
-  _stage("SavedModel export (Model Garden's DetectionModule)")
-  saved_model = export.export(params, args.out, os.path.join(args.out, "export"))
-  print(saved_model, flush=True)
+    _stage("SavedModel export (Model Garden's DetectionModule)")
+    saved_model = export.export(params, args.out, os.path.join(args.out, "export"))
+    print(saved_model, flush=True)
 
-  _stage("reload in a fresh process and draw")
-  image = os.path.join(data["root"], "val", "000001.png")
-  picture = os.path.join(args.out, "prediction.png")
-  subprocess.run(
-      [sys.executable, "-m", "models.predict", f"--saved_model={saved_model}",
-       f"--image={image}", f"--out={picture}",
-       f"--score_threshold={args.score_threshold}",
-       f"--class_names={','.join(synthetic_run.CLASS_NAMES)}"],
-      check=True)
+    _stage("reload in a fresh process and draw")
+    image = os.path.join(data["root"], "val", "000001.png")
+    picture = os.path.join(args.out, "prediction.png")
+    subprocess.run(
+        [sys.executable, "-m", "models.predict", f"--saved_model={saved_model}",
+         f"--image={image}", f"--out={picture}",
+         f"--score_threshold={args.score_threshold}",
+         f"--class_names={','.join(synthetic_run.CLASS_NAMES)}"],
+        check=True)
 
-  minutes = (time.perf_counter() - started) / 60
-  _stage(f"done in {minutes:.1f} min")
-  print(f"metrics:     {metrics_path}")
-  print(f"checkpoint:  {metrics['checkpoint']}")
-  print(f"SavedModel:  {saved_model}")
-  print(f"picture:     {picture}")
+    minutes = (time.perf_counter() - started) / 60
+    _stage(f"done in {minutes:.1f} min")
+    print(f"metrics:     {metrics_path}")
+    print(f"checkpoint:  {metrics['checkpoint']}")
+    print(f"SavedModel:  {saved_model}")
+    print(f"picture:     {picture}")
 
 
 if __name__ == "__main__":
-  main()
+    main()

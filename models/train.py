@@ -35,54 +35,54 @@ flags.DEFINE_integer("verbose", 1, "Keras fit verbosity (keras trainer).")
 
 
 class _LastEvalLogs:
-  """An Orbit eval action that keeps the logs of the latest evaluation."""
+    """An Orbit eval action that keeps the logs of the latest evaluation."""
 
-  def __init__(self):
-    self.logs = None
+    def __init__(self):
+        self.logs = None
 
-  def __call__(self, logs):
-    self.logs = logs
+    def __call__(self, logs):
+        self.logs = logs
 
 
 def run(params, model_dir: str, mode: str, trainer: str = "orbit", cpu_replicas: int = 0,
         verbose: int = 1):
-  """Trains and / or evaluates; returns the evaluation metrics (or None)."""
-  strategy = runtime.distribution_strategy(params, cpu_replicas)
-  logging.info("%s with %d replica(s): %s", type(strategy).__name__,
-               strategy.num_replicas_in_sync, ", ".join(
-                   d for d in getattr(strategy.extended, "worker_devices", ())))
-  if trainer == "orbit":
-    if "train" in mode:  # the Keras trainer writes it itself
-      train_utils.serialize_config(params, model_dir)
-    with strategy.scope():
-      task = task_factory.get_task(params.task, logging_dir=model_dir)
-    last_eval = _LastEvalLogs()
-    train_lib.run_experiment(
-        distribution_strategy=strategy, task=task, mode=mode, params=params,
-        model_dir=model_dir, eval_actions=[last_eval])
-    metrics = evaluate.coco_metrics(last_eval.logs) if last_eval.logs else None
-  else:
-    if mode not in ("train", "train_and_eval", "eval"):
-      raise ValueError(f"--trainer=keras supports train, train_and_eval and eval, got {mode}")
-    if "train" in mode:
-      keras_train.train(params, model_dir, strategy=strategy, verbose=verbose)
-    metrics = None
-    if mode != "train":
-      metrics = evaluate.evaluate(params, model_dir)
-  if metrics:
-    path = evaluate.write_metrics(metrics, model_dir)
-    print(evaluate.format_table({model_dir: metrics}))
-    print(f"metrics: {path}")
-  return metrics
+    """Trains and / or evaluates; returns the evaluation metrics (or None)."""
+    strategy = runtime.distribution_strategy(params, cpu_replicas)
+    logging.info("%s with %d replica(s): %s", type(strategy).__name__,
+                 strategy.num_replicas_in_sync, ", ".join(
+                     d for d in getattr(strategy.extended, "worker_devices", ())))
+    if trainer == "orbit":
+        if "train" in mode:  # the Keras trainer writes it itself
+            train_utils.serialize_config(params, model_dir)
+        with strategy.scope():
+            task = task_factory.get_task(params.task, logging_dir=model_dir)
+        last_eval = _LastEvalLogs()
+        train_lib.run_experiment(
+            distribution_strategy=strategy, task=task, mode=mode, params=params,
+            model_dir=model_dir, eval_actions=[last_eval])
+        metrics = evaluate.coco_metrics(last_eval.logs) if last_eval.logs else None
+    else:
+        if mode not in ("train", "train_and_eval", "eval"):
+            raise ValueError(f"--trainer=keras supports train, train_and_eval and eval, got {mode}")
+        if "train" in mode:
+            keras_train.train(params, model_dir, strategy=strategy, verbose=verbose)
+        metrics = None
+        if mode != "train":
+            metrics = evaluate.evaluate(params, model_dir)
+    if metrics:
+        path = evaluate.write_metrics(metrics, model_dir)
+        print(evaluate.format_table({model_dir: metrics}))
+        print(f"metrics: {path}")
+    return metrics
 
 
 def main(_):
-  params = train_utils.parse_configuration(FLAGS)
-  run(params, FLAGS.model_dir, FLAGS.mode, FLAGS.trainer, FLAGS.cpu_replicas,
-      FLAGS.verbose)
+    params = train_utils.parse_configuration(FLAGS)
+    run(params, FLAGS.model_dir, FLAGS.mode, FLAGS.trainer, FLAGS.cpu_replicas,
+        FLAGS.verbose)
 
 
 if __name__ == "__main__":
-  tfm_flags.define_flags()
-  flags.mark_flags_as_required(["experiment", "mode", "model_dir"])
-  app.run(main)
+    tfm_flags.define_flags()
+    flags.mark_flags_as_required(["experiment", "mode", "model_dir"])
+    app.run(main)

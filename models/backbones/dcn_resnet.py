@@ -37,73 +37,73 @@ STAGES = (2, 3, 4, 5)
 
 
 class _DeformableBlockMixin:
-  """Deformable settings of a Model Garden block and the factory of its deformable
-  3x3 convolutions; put first in the bases, before the Model Garden block."""
+    """Deformable settings of a Model Garden block and the factory of its deformable
+    3x3 convolutions; put first in the bases, before the Model Garden block."""
 
-  def __init__(self, *args, deformable: bool = True, modulated: bool = True,
-               deformable_groups: int = 1, offset_lr_multiplier: float = 0.1,
-               **kwargs):
-    super().__init__(*args, **kwargs)
-    self._deformable = bool(deformable)
-    self._modulated = bool(modulated)
-    self._deformable_groups = int(deformable_groups)
-    self._offset_lr_multiplier = float(offset_lr_multiplier)
+    def __init__(self, *args, deformable: bool = True, modulated: bool = True,
+                 deformable_groups: int = 1, offset_lr_multiplier: float = 0.1,
+                 **kwargs):
+        super().__init__(*args, **kwargs)
+        self._deformable = bool(deformable)
+        self._modulated = bool(modulated)
+        self._deformable_groups = int(deformable_groups)
+        self._offset_lr_multiplier = float(offset_lr_multiplier)
 
-  def _deform_conv(self, strides, dilation_rate=1, padding="same"):
-    """A `DeformConv2D` with the arguments Model Garden gives the 3x3 `Conv2D`."""
-    return dcn_layers.DeformConv2D(
-        filters=self._filters,
-        kernel_size=3,
-        strides=strides,
-        padding=padding,
-        dilation_rate=dilation_rate,
-        use_bias=False,
-        deformable_groups=self._deformable_groups,
-        modulated=self._modulated,
-        offset_lr_multiplier=self._offset_lr_multiplier,
-        kernel_initializer=tf_utils.clone_initializer(self._kernel_initializer),
-        kernel_regularizer=self._kernel_regularizer)
+    def _deform_conv(self, strides, dilation_rate=1, padding="same"):
+        """A `DeformConv2D` with the arguments Model Garden gives the 3x3 `Conv2D`."""
+        return dcn_layers.DeformConv2D(
+            filters=self._filters,
+            kernel_size=3,
+            strides=strides,
+            padding=padding,
+            dilation_rate=dilation_rate,
+            use_bias=False,
+            deformable_groups=self._deformable_groups,
+            modulated=self._modulated,
+            offset_lr_multiplier=self._offset_lr_multiplier,
+            kernel_initializer=tf_utils.clone_initializer(self._kernel_initializer),
+            kernel_regularizer=self._kernel_regularizer)
 
-  def get_config(self):
-    return {
-        **super().get_config(),
-        "deformable": self._deformable,
-        "modulated": self._modulated,
-        "deformable_groups": self._deformable_groups,
-        "offset_lr_multiplier": self._offset_lr_multiplier,
-    }
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "deformable": self._deformable,
+            "modulated": self._modulated,
+            "deformable_groups": self._deformable_groups,
+            "offset_lr_multiplier": self._offset_lr_multiplier,
+        }
 
 
 @tf_keras.utils.register_keras_serializable(package=PACKAGE)
 class DeformableResidualBlock(_DeformableBlockMixin, nn_blocks.ResidualBlock):
-  """Model Garden's basic residual block whose two 3x3 convolutions are deformable.
+    """Model Garden's basic residual block whose two 3x3 convolutions are deformable.
 
-  `[B, H, W, Cin]` -> `[B, H/s, W/s, filters]`. With `deformable=False` it is
-  exactly `nn_blocks.ResidualBlock`.
-  """
+    `[B, H, W, Cin]` -> `[B, H/s, W/s, filters]`. With `deformable=False` it is
+    exactly `nn_blocks.ResidualBlock`.
+    """
 
-  def build(self, input_shape):
-    super().build(input_shape)
-    if self._deformable:
-      # Model Garden pads explicitly before a 'valid' _conv1 when asked to.
-      self._conv1 = self._deform_conv(
-          self._strides, padding="valid" if self._use_explicit_padding else "same")
-      self._conv2 = self._deform_conv(1)
+    def build(self, input_shape):
+        super().build(input_shape)
+        if self._deformable:
+            # Model Garden pads explicitly before a 'valid' _conv1 when asked to.
+            self._conv1 = self._deform_conv(
+                self._strides, padding="valid" if self._use_explicit_padding else "same")
+            self._conv2 = self._deform_conv(1)
 
 
 @tf_keras.utils.register_keras_serializable(package=PACKAGE)
 class DeformableBottleneckBlock(_DeformableBlockMixin, nn_blocks.BottleneckBlock):
-  """Model Garden's bottleneck block with a deformable 3x3 convolution.
+    """Model Garden's bottleneck block with a deformable 3x3 convolution.
 
-  `[B, H, W, Cin]` -> `[B, H/s, W/s, 4 * filters]`. With `deformable=False` it is
-  exactly `nn_blocks.BottleneckBlock`.
-  """
+    `[B, H, W, Cin]` -> `[B, H/s, W/s, 4 * filters]`. With `deformable=False` it is
+    exactly `nn_blocks.BottleneckBlock`.
+    """
 
-  def build(self, input_shape):
-    super().build(input_shape)
-    if self._deformable:
-      self._conv2 = self._deform_conv(self._strides,
-                                      dilation_rate=self._dilation_rate)
+    def build(self, input_shape):
+        super().build(input_shape)
+        if self._deformable:
+            self._conv2 = self._deform_conv(self._strides,
+                                            dilation_rate=self._dilation_rate)
 
 
 _DEFORMABLE_BLOCKS = {
@@ -113,61 +113,61 @@ _DEFORMABLE_BLOCKS = {
 
 
 def _stage_of(block_group_name: str) -> int:
-  """Stage number of Model Garden's block group name `block_group_l{stage}`."""
-  return int(block_group_name.rsplit("_l", 1)[1])
+    """Stage number of Model Garden's block group name `block_group_l{stage}`."""
+    return int(block_group_name.rsplit("_l", 1)[1])
 
 
 @tf_keras.utils.register_keras_serializable(package=PACKAGE)
 class DeformableResNet(resnet.ResNet):
-  """Model Garden's ResNet with deformable 3x3 convolutions in `deformable_stages`.
+    """Model Garden's ResNet with deformable 3x3 convolutions in `deformable_stages`.
 
-  Args:
-    model_id: ResNet depth (18, 34, 50, 101, ...).
-    deformable_stages: stages (2..5) made deformable; () gives the plain ResNet
-      (same layers, variables and outputs as `resnet.ResNet`).
-    modulated: DCNv2 modulated convolutions (True) or DCNv1 (False).
-    deformable_groups: offset groups per deformable convolution.
-    offset_lr_multiplier: learning-rate factor of the offset / mask branches.
-    **kwargs: the arguments of `official.vision.modeling.backbones.ResNet`.
-  """
+    Args:
+      model_id: ResNet depth (18, 34, 50, 101, ...).
+      deformable_stages: stages (2..5) made deformable; () gives the plain ResNet
+        (same layers, variables and outputs as `resnet.ResNet`).
+      modulated: DCNv2 modulated convolutions (True) or DCNv1 (False).
+      deformable_groups: offset groups per deformable convolution.
+      offset_lr_multiplier: learning-rate factor of the offset / mask branches.
+      **kwargs: the arguments of `official.vision.modeling.backbones.ResNet`.
+    """
 
-  def __init__(self, model_id: int, deformable_stages: Sequence[int] = (3, 4, 5),
-               modulated: bool = True, deformable_groups: int = 1,
-               offset_lr_multiplier: float = 0.1, **kwargs):
-    stages = sorted({int(s) for s in deformable_stages})
-    if not set(stages) <= set(STAGES):
-      raise ValueError(
-          f"deformable_stages must be a subset of {STAGES}, got {list(deformable_stages)}")
-    # A frozenset: Keras' attribute tracking rejects an empty tuple before
-    # `Model.__init__` has run.
-    self._deformable_stages = frozenset(stages)
-    self._modulated = bool(modulated)
-    self._deformable_groups = int(deformable_groups)
-    self._offset_lr_multiplier = float(offset_lr_multiplier)
-    super().__init__(model_id=model_id, **kwargs)
+    def __init__(self, model_id: int, deformable_stages: Sequence[int] = (3, 4, 5),
+                 modulated: bool = True, deformable_groups: int = 1,
+                 offset_lr_multiplier: float = 0.1, **kwargs):
+        stages = sorted({int(s) for s in deformable_stages})
+        if not set(stages) <= set(STAGES):
+            raise ValueError(
+                f"deformable_stages must be a subset of {STAGES}, got {list(deformable_stages)}")
+        # A frozenset: Keras' attribute tracking rejects an empty tuple before
+        # `Model.__init__` has run.
+        self._deformable_stages = frozenset(stages)
+        self._modulated = bool(modulated)
+        self._deformable_groups = int(deformable_groups)
+        self._offset_lr_multiplier = float(offset_lr_multiplier)
+        super().__init__(model_id=model_id, **kwargs)
 
-  def _block_group(self, inputs, filters, strides, block_fn, block_repeats=1,
-                   stochastic_depth_drop_rate=0.0, name="block_group"):
-    """Model Garden's block group, with deformable blocks in deformable stages."""
-    if _stage_of(name) in self._deformable_stages:
-      block_fn = functools.partial(
-          _DEFORMABLE_BLOCKS[block_fn],
-          deformable=True,
-          modulated=self._modulated,
-          deformable_groups=self._deformable_groups,
-          offset_lr_multiplier=self._offset_lr_multiplier)
-    return super()._block_group(
-        inputs, filters, strides, block_fn, block_repeats=block_repeats,
-        stochastic_depth_drop_rate=stochastic_depth_drop_rate, name=name)
+    def _block_group(self, inputs, filters, strides, block_fn, block_repeats=1,
+                     stochastic_depth_drop_rate=0.0, name="block_group"):
+        """Model Garden's block group, with deformable blocks in deformable stages."""
+        if _stage_of(name) in self._deformable_stages:
+            block_fn = functools.partial(
+                _DEFORMABLE_BLOCKS[block_fn],
+                deformable=True,
+                modulated=self._modulated,
+                deformable_groups=self._deformable_groups,
+                offset_lr_multiplier=self._offset_lr_multiplier)
+        return super()._block_group(
+            inputs, filters, strides, block_fn, block_repeats=block_repeats,
+            stochastic_depth_drop_rate=stochastic_depth_drop_rate, name=name)
 
-  def get_config(self):
-    config = super().get_config()
-    config.update(
-        deformable_stages=sorted(self._deformable_stages),
-        modulated=self._modulated,
-        deformable_groups=self._deformable_groups,
-        offset_lr_multiplier=self._offset_lr_multiplier)
-    return config
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            deformable_stages=sorted(self._deformable_stages),
+            modulated=self._modulated,
+            deformable_groups=self._deformable_groups,
+            offset_lr_multiplier=self._offset_lr_multiplier)
+        return config
 
 
 @factory.register_backbone_builder("dcn_resnet")
@@ -177,27 +177,27 @@ def build_dcn_resnet(
     norm_activation_config: hyperparams.Config,
     l2_regularizer: Optional[tf_keras.regularizers.Regularizer] = None,
 ) -> tf_keras.Model:
-  """Builds a `DeformableResNet` from a `Backbone` oneof whose type is `dcn_resnet`."""
-  if backbone_config.type != "dcn_resnet":
-    raise ValueError(f"Expected backbone type 'dcn_resnet', got {backbone_config.type!r}")
-  cfg = backbone_config.get()
-  return DeformableResNet(
-      model_id=cfg.model_id,
-      deformable_stages=cfg.deformable_stages,
-      modulated=cfg.modulated,
-      deformable_groups=cfg.deformable_groups,
-      offset_lr_multiplier=cfg.offset_lr_multiplier,
-      input_specs=input_specs,
-      depth_multiplier=cfg.depth_multiplier,
-      stem_type=cfg.stem_type,
-      resnetd_shortcut=cfg.resnetd_shortcut,
-      replace_stem_max_pool=cfg.replace_stem_max_pool,
-      se_ratio=cfg.se_ratio,
-      init_stochastic_depth_rate=cfg.stochastic_depth_drop_rate,
-      scale_stem=cfg.scale_stem,
-      activation=norm_activation_config.activation,
-      use_sync_bn=norm_activation_config.use_sync_bn,
-      norm_momentum=norm_activation_config.norm_momentum,
-      norm_epsilon=norm_activation_config.norm_epsilon,
-      kernel_regularizer=l2_regularizer,
-      bn_trainable=cfg.bn_trainable)
+    """Builds a `DeformableResNet` from a `Backbone` oneof whose type is `dcn_resnet`."""
+    if backbone_config.type != "dcn_resnet":
+        raise ValueError(f"Expected backbone type 'dcn_resnet', got {backbone_config.type!r}")
+    cfg = backbone_config.get()
+    return DeformableResNet(
+        model_id=cfg.model_id,
+        deformable_stages=cfg.deformable_stages,
+        modulated=cfg.modulated,
+        deformable_groups=cfg.deformable_groups,
+        offset_lr_multiplier=cfg.offset_lr_multiplier,
+        input_specs=input_specs,
+        depth_multiplier=cfg.depth_multiplier,
+        stem_type=cfg.stem_type,
+        resnetd_shortcut=cfg.resnetd_shortcut,
+        replace_stem_max_pool=cfg.replace_stem_max_pool,
+        se_ratio=cfg.se_ratio,
+        init_stochastic_depth_rate=cfg.stochastic_depth_drop_rate,
+        scale_stem=cfg.scale_stem,
+        activation=norm_activation_config.activation,
+        use_sync_bn=norm_activation_config.use_sync_bn,
+        norm_momentum=norm_activation_config.norm_momentum,
+        norm_epsilon=norm_activation_config.norm_epsilon,
+        kernel_regularizer=l2_regularizer,
+        bn_trainable=cfg.bn_trainable)
