@@ -29,10 +29,10 @@ import tensorflow as tf  # noqa: E402
 
 from official.core import task_factory
 
-from models import evaluate
-from models import synthetic_run
-from models.maskrcnn import config as dcn_config
-from models.maskrcnn import keras_train
+from models.configs import maskrcnn as dcn_config
+from models.evaluation import coco
+from models.training import keras_trainer
+from models.training import synthetic_runs
 
 DEFAULT_ROWS = ("regular", "dcnv1", "dcnv2", "regular+mimic", "dcnv2+mimic")
 MIMIC_SUFFIX = "+mimic"
@@ -41,7 +41,7 @@ MIMIC_SUFFIX = "+mimic"
 def _parse(argv):
     parser = argparse.ArgumentParser(prog="python -m models.ablation", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", default=synthetic_run.run_dir("ablation"))
+    parser.add_argument("--out", default=synthetic_runs.run_dir("ablation"))
     parser.add_argument("--data", default=os.path.join("data", "synthetic_demo"))
     parser.add_argument("--variants", default=",".join(DEFAULT_ROWS),
                         help="rows: variants, each optionally with +mimic")
@@ -96,13 +96,13 @@ def run_variant(row, data, args):
     mimic = {"enabled": row.endswith(MIMIC_SUFFIX), "rois_per_image": args.mimic_rois,
              "crop_size": args.mimic_crop}
     model_dir = os.path.join(args.out, row)
-    timer = keras_train.StepTimer()
-    params, model = synthetic_run.train_variant(
+    timer = keras_trainer.StepTimer()
+    params, model = synthetic_runs.train_variant(
         data, variant, model_dir, args.size, args.batch, args.steps, args.seed,
         validation_steps=2, overrides={"task": {"model": {"mimic": mimic}}},
         callbacks=[timer])
-    metrics = evaluate.evaluate_model(params, model, logging_dir=model_dir)
-    evaluate.write_metrics(metrics, model_dir)
+    metrics = coco.evaluate_model(params, model, logging_dir=model_dir)
+    coco.write_metrics(metrics, model_dir)
     result = {
         "metrics": metrics,
         "params": inference_params(model),
@@ -118,8 +118,8 @@ def run_variant(row, data, args):
 def main(argv=None):
     args = _parse(argv)
     variants = [v for v in args.variants.split(",") if v]
-    data = synthetic_run.prepare_data(args.data, args.train_images, args.val_images,
-                                      args.size, args.seed)
+    data = synthetic_runs.prepare_data(args.data, args.train_images, args.val_images,
+                                       args.size, args.seed)
     results = {}
     for variant in variants:
         started = time.perf_counter()
@@ -137,7 +137,7 @@ def main(argv=None):
     print(f"\nAblation on synthetic shapes ({args.size}x{args.size}, {args.steps} steps of "
           f"batch {args.batch}; AP in percent; times: medians of a training step and of the "
           f"inference pass of a batch):")
-    print(evaluate.format_table({v: r["metrics"] for v, r in results.items()}, extra))
+    print(coco.format_table({v: r["metrics"] for v, r in results.items()}, extra))
     os.makedirs(args.out, exist_ok=True)
     path = os.path.join(args.out, "ablation.json")
     with open(path, "w") as f:

@@ -29,19 +29,19 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import tensorflow as tf  # noqa: E402
 import tf_keras
 
-from models import evaluate
-from models import export
-from models import runtime
-from models import synthetic_run
-from models.maskrcnn import config as dcn_config
-from models.maskrcnn import keras_train
-from models.maskrcnn.experiments import SYNTHETIC_EXPERIMENT
+from models.common import runtime
+from models.configs import maskrcnn as dcn_config
+from models.configs.experiments import SYNTHETIC_EXPERIMENT
+from models.evaluation import coco
+from models.serving import detection
+from models.training import keras_trainer
+from models.training import synthetic_runs
 
 
 def _parse(argv):
     parser = argparse.ArgumentParser(prog="python -m models.demo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", default=synthetic_run.run_dir("demo"),
+    parser.add_argument("--out", default=synthetic_runs.run_dir("demo"),
                         help="run folder (default runs/demo)")
     parser.add_argument("--data", default=os.path.join("data", "synthetic_demo"),
                         help="data set folder (default data/synthetic_demo)")
@@ -69,30 +69,30 @@ def main(argv=None):
 
     _stage(f"data: {args.train_images} + {args.val_images} synthetic images of "
            f"{args.size}x{args.size} in {args.data}")
-    data = synthetic_run.prepare_data(args.data, args.train_images, args.val_images,
-                                      args.size, args.seed)
+    data = synthetic_runs.prepare_data(args.data, args.train_images, args.val_images,
+                                       args.size, args.seed)
     print("reused (up to date)" if data["reused"] else "generated", flush=True)
 
-    overrides = synthetic_run.budget_overrides(
+    overrides = synthetic_runs.budget_overrides(
         data, args.size, args.batch, args.steps, args.variant, validation_steps=5,
         seed=args.seed)
     params = runtime.experiment_params(SYNTHETIC_EXPERIMENT, overrides)
     _stage(f"training {dcn_config.describe(params.task.model)}; {args.steps} steps of "
            f"batch {args.batch} (Keras fit; checkpoints in {args.out})")
-    timer = keras_train.StepTimer()
-    model, _ = keras_train.train(params, args.out, verbose=1 if sys.stdout.isatty() else 2,
-                                 callbacks=[timer])
+    timer = keras_trainer.StepTimer()
+    model, _ = keras_trainer.train(params, args.out, verbose=1 if sys.stdout.isatty() else 2,
+                                   callbacks=[timer])
     if timer.durations:
         print(f"median train step: {timer.median():.2f} s", flush=True)
 
     _stage("COCO evaluation (Model Garden's evaluator, pycocotools)")
-    metrics = evaluate.evaluate_model(params, model, logging_dir=args.out)
+    metrics = coco.evaluate_model(params, model, logging_dir=args.out)
     metrics["checkpoint"] = tf.train.latest_checkpoint(args.out)
-    metrics_path = evaluate.write_metrics(metrics, args.out)
-    print(evaluate.format_table({args.variant: metrics}), flush=True)
+    metrics_path = coco.write_metrics(metrics, args.out)
+    print(coco.format_table({args.variant: metrics}), flush=True)
 
     _stage("SavedModel export (Model Garden's DetectionModule)")
-    saved_model = export.export(params, args.out, os.path.join(args.out, "export"))
+    saved_model = detection.export(params, args.out, os.path.join(args.out, "export"))
     print(saved_model, flush=True)
 
     _stage("reload in a fresh process and draw")
@@ -102,7 +102,7 @@ def main(argv=None):
         [sys.executable, "-m", "models.predict", f"--saved_model={saved_model}",
          f"--image={image}", f"--out={picture}",
          f"--score_threshold={args.score_threshold}",
-         f"--class_names={','.join(synthetic_run.CLASS_NAMES)}"],
+         f"--class_names={','.join(synthetic_runs.CLASS_NAMES)}"],
         check=True)
 
     minutes = (time.perf_counter() - started) / 60

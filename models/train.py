@@ -6,7 +6,7 @@
 `--trainer=orbit` (default) runs Model Garden's own trainer
 (`official.core.train_lib.run_experiment`: Orbit controller, checkpoints every
 `trainer.checkpoint_interval` steps, resumes from the latest checkpoint in
-`--model_dir`); `--trainer=keras` runs Keras `model.fit` (`models.maskrcnn.keras_train`)
+`--model_dir`); `--trainer=keras` runs Keras `model.fit` (`models.training.keras_trainer`)
 and, for modes with evaluation, then evaluates the last checkpoint. Evaluation
 results (COCO box and mask AP) are written to `MODEL_DIR/metrics.json`.
 `--cpu_replicas=N` trains with a `MirroredStrategy` over N logical CPU devices.
@@ -21,9 +21,9 @@ from official.core import task_factory
 from official.core import train_lib
 from official.core import train_utils
 
-from models import evaluate
-from models import runtime
-from models.maskrcnn import keras_train
+from models.common import runtime
+from models.evaluation import coco
+from models.training import keras_trainer
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("trainer", "orbit", ["orbit", "keras"],
@@ -60,18 +60,18 @@ def run(params, model_dir: str, mode: str, trainer: str = "orbit", cpu_replicas:
         train_lib.run_experiment(
             distribution_strategy=strategy, task=task, mode=mode, params=params,
             model_dir=model_dir, eval_actions=[last_eval])
-        metrics = evaluate.coco_metrics(last_eval.logs) if last_eval.logs else None
+        metrics = coco.coco_metrics(last_eval.logs) if last_eval.logs else None
     else:
         if mode not in ("train", "train_and_eval", "eval"):
             raise ValueError(f"--trainer=keras supports train, train_and_eval and eval, got {mode}")
         if "train" in mode:
-            keras_train.train(params, model_dir, strategy=strategy, verbose=verbose)
+            keras_trainer.train(params, model_dir, strategy=strategy, verbose=verbose)
         metrics = None
         if mode != "train":
-            metrics = evaluate.evaluate(params, model_dir)
+            metrics = coco.evaluate(params, model_dir)
     if metrics:
-        path = evaluate.write_metrics(metrics, model_dir)
-        print(evaluate.format_table({model_dir: metrics}))
+        path = coco.write_metrics(metrics, model_dir)
+        print(coco.format_table({model_dir: metrics}))
         print(f"metrics: {path}")
     return metrics
 

@@ -37,7 +37,7 @@ def tiny_overrides(tiny_data):
     """`tiny_overrides(variant='dcnv2', train_steps=1)`: overrides of the synthetic
     experiment for a tiny model on `tiny_data`."""
     return lambda variant="dcnv2", train_steps=1: _overrides(tiny_data, variant,
-                                                              train_steps)
+                                                             train_steps)
 
 
 def _overrides(data, variant, train_steps):
@@ -97,8 +97,8 @@ def tiny_run(tmp_path_factory, tiny_overrides):
     import tensorflow as tf
     from official.core import task_factory
     from official.core import train_utils
-    from models import runtime
-    from models.maskrcnn.experiments import SYNTHETIC_EXPERIMENT
+    from models.common import runtime
+    from models.configs.experiments import SYNTHETIC_EXPERIMENT
 
     runs = {}
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
 
-from models import analyze
+from models.analysis import report as analyze
 
 HEIGHT, WIDTH = 21, 31
 

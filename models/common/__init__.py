@@ -1,0 +1,1 @@
+"""Helpers shared by the training, evaluation, serving and analysis code."""
