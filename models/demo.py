@@ -92,7 +92,8 @@ def main(argv=None):
     print(coco.format_table({args.variant: metrics}), flush=True)
 
     _stage("SavedModel export (Model Garden's DetectionModule)")
-    saved_model = detection.export(params, args.out, os.path.join(args.out, "export"))
+    saved_model = detection.export_saved_model(params, args.out,
+                                               os.path.join(args.out, "export"))
     print(saved_model, flush=True)
 
     _stage("reload in a fresh process and draw")

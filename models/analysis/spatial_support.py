@@ -40,7 +40,6 @@ from keras_dcn import analysis
 from models.common import runtime
 from models.configs import maskrcnn as dcn_config
 from models.configs.experiments import SYNTHETIC_EXPERIMENT
-from models.evaluation import coco
 from models.modeling import factory
 
 PARAMS_FILES = ("params.yaml", os.path.join("export", "params.yaml"))
@@ -98,7 +97,7 @@ def load_model(params: cfg.ExperimentConfig, checkpoint: str,
         model_config=analysed, training_branches=False, feature_head=True)
     # A symbolic call creates every variable of the inference path.
     model(tf_keras.Input(input_size), image_shape=tf_keras.Input([2]), training=False)
-    status = tf.train.Checkpoint(model=model).read(coco.latest_checkpoint(checkpoint))
+    status = tf.train.Checkpoint(model=model).read(runtime.latest_checkpoint(checkpoint))
     status.expect_partial()
     trained = dcn_config.resolve_variant(model_config)
     if analysed.backbone == trained.backbone and analysed.roi_aligner == trained.roi_aligner:

@@ -1,10 +1,11 @@
-"""Experiment params and distribution strategies for the model scripts.
+"""What running an experiment needs: its params, its checkpoint, its distribution strategy.
 
 `experiment_params` reads a registered experiment with overrides (dicts, YAML / JSON
 strings or YAML files, applied in order as Model Garden's `--params_override`).
-`distribution_strategy` is Model Garden's strategy of `params.runtime`, or, with
-`cpu_replicas > 1`, a `MirroredStrategy` over that many logical CPU devices (one
-machine's CPU split in replicas, to exercise multi-replica training without GPUs).
+`latest_checkpoint` finds the checkpoint of a run folder. `distribution_strategy` is
+Model Garden's strategy of `params.runtime`, or, with `cpu_replicas > 1`, a
+`MirroredStrategy` over that many logical CPU devices (one machine's CPU split in
+replicas, to exercise multi-replica training without GPUs).
 """
 
 from typing import Optional, Union
@@ -34,6 +35,16 @@ def experiment_params(experiment: str, *overrides: Union[dict, str, None],
     if lock:
         params.lock()
     return params
+
+
+def latest_checkpoint(path: str) -> str:
+    """`path` itself, or the latest checkpoint in the directory `path`."""
+    if tf.io.gfile.isdir(path):
+        found = tf.train.latest_checkpoint(path)
+        if not found:
+            raise FileNotFoundError(f"no checkpoint in {path}")
+        return found
+    return path
 
 
 def split_cpu(replicas: int) -> list:

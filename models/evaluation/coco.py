@@ -1,20 +1,16 @@
-"""COCO evaluation of a Mask R-CNN checkpoint with Model Garden's COCO evaluator.
+"""COCO evaluation of a Mask R-CNN with Model Garden's COCO evaluator.
 
-    python -m models.evaluate --experiment=dcn_maskrcnn_synthetic \\
-        --checkpoint=runs/dcnv2 --name=dcnv2 [--params_override=...]
-
-Runs the task's validation steps over `task.validation_data` (Model Garden's
-`COCOEvaluator`, pycocotools underneath, against `task.annotation_file`), writes box
-and mask AP, AP50, AP75, APs, APm, APl to `runs/<name>/metrics.json` (or
-`--out_dir`) and prints them as a table (in percent).
+`evaluate_model` runs the task's validation steps over `task.validation_data` (Model
+Garden's `COCOEvaluator`, pycocotools underneath, against `task.annotation_file`) and
+returns box and mask AP, AP50, AP75, APs, APm, APl; `evaluate` does so for a
+checkpoint. `write_metrics` writes them to a run's `metrics.json`, `format_table`
+lays out the metrics of several runs side by side (in percent).
 """
 
 import json
 import os
 from typing import Mapping, Optional
 
-from absl import app
-from absl import flags
 import tensorflow as tf
 
 from official.core import config_definitions as cfg
@@ -33,16 +29,6 @@ def coco_metrics(logs: Mapping) -> dict:
         if prefix + "AP" in logs:
             metrics[kind] = {key: float(logs[prefix + key]) for key in METRIC_KEYS}
     return metrics
-
-
-def latest_checkpoint(path: str) -> str:
-    """`path` itself, or the latest checkpoint in the directory `path`."""
-    if tf.io.gfile.isdir(path):
-        found = tf.train.latest_checkpoint(path)
-        if not found:
-            raise FileNotFoundError(f"no checkpoint in {path}")
-        return found
-    return path
 
 
 def evaluate_model(params: cfg.ExperimentConfig, model, task=None,
@@ -65,8 +51,8 @@ def evaluate_model(params: cfg.ExperimentConfig, model, task=None,
 def evaluate(params: cfg.ExperimentConfig, checkpoint: str,
              steps: Optional[int] = None, logging_dir: Optional[str] = None) -> dict:
     """Builds the experiment's model, restores `checkpoint` (file or directory) and
-    returns its COCO metrics, with the checkpoint path and step."""
-    path = latest_checkpoint(checkpoint)
+    returns its COCO metrics, with the checkpoint path."""
+    path = runtime.latest_checkpoint(checkpoint)
     task = task_factory.get_task(params.task, logging_dir=logging_dir)
     model = task.build_model()
     status = tf.train.Checkpoint(model=model).read(path)
@@ -109,27 +95,3 @@ def format_table(rows: Mapping[str, dict], extra: Optional[Mapping[str, dict]] =
     rule = "-" * len(fmt(header))
     return "\n".join([fmt(header), rule] + [fmt(row) for row in lines])
 
-
-FLAGS = flags.FLAGS
-
-
-def main(_):
-    params = runtime.experiment_params(FLAGS.experiment, *FLAGS.config_file or [],
-                                       FLAGS.params_override)
-    run_dir = FLAGS.out_dir or os.path.join("runs", FLAGS.name)
-    metrics = evaluate(params, FLAGS.checkpoint, steps=FLAGS.steps, logging_dir=run_dir)
-    path = write_metrics(metrics, run_dir)
-    print(format_table({FLAGS.name: metrics}))
-    print(f"metrics: {path}")
-
-
-if __name__ == "__main__":
-    flags.DEFINE_string("experiment", None, "registered experiment")
-    flags.DEFINE_multi_string("config_file", None, "YAML overrides, in order")
-    flags.DEFINE_string("params_override", None, "YAML / JSON overrides (last)")
-    flags.DEFINE_string("checkpoint", None, "checkpoint file or directory")
-    flags.DEFINE_string("name", "eval", "run name: results go to runs/<name>")
-    flags.DEFINE_string("out_dir", None, "results folder (default runs/<name>)")
-    flags.DEFINE_integer("steps", None, "validation batches (default: all)")
-    flags.mark_flags_as_required(["experiment", "checkpoint"])
-    app.run(main)

@@ -1,8 +1,5 @@
 """Runs an exported deformable Mask R-CNN SavedModel on images and draws the result.
 
-    python -m models.predict --saved_model=runs/dcnv2/export/saved_model \\
-        --image=data/synthetic/val/000001.png --out=runs/dcnv2/prediction.png
-
 Importing this module imports `keras_dcn`, which registers the custom ops the
 SavedModel calls; nothing else of the training code is needed. `Detector` resizes
 nothing itself: the SavedModel's own preprocessing scales an image to fit
@@ -13,20 +10,18 @@ boxes back to the input image's pixels.
 import os
 from typing import Dict
 
-from absl import app
-from absl import flags
-import cv2
 import numpy as np
 import tensorflow as tf
 import yaml
 
 import keras_dcn  # noqa: F401  registers the deformable ops used by the SavedModel
 
+from models.common import image_files
 from models.serving import drawing
 
 
 class Detector:
-    """A loaded SavedModel of `models.export`, run on one RGB image at a time.
+    """A loaded SavedModel of `models.serving.detection`, run on one RGB image at a time.
 
     Args:
       saved_model_dir: `EXPORT_DIR/saved_model`.
@@ -69,45 +64,16 @@ class Detector:
         return result
 
 
-def read_rgb(path: str) -> np.ndarray:
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise FileNotFoundError(path)
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-
-
 def predict_and_draw(saved_model_dir: str, image_path: str, out_path: str,
                      score_threshold: float = 0.5, class_names=None) -> dict:
     """Loads the SavedModel, detects on `image_path`, writes the picture to `out_path`."""
     detector = Detector(saved_model_dir)
-    image = read_rgb(image_path)
+    image = image_files.read_rgb(image_path)
     detections = detector(image)
     picture = drawing.draw_detections(
         image, detections["boxes"], detections["classes"], detections["scores"],
         detections.get("masks"), class_names=class_names,
         score_threshold=score_threshold)
-    drawing.save_png(out_path, picture)
+    image_files.save_png(out_path, picture)
     return detections
 
-
-FLAGS = flags.FLAGS
-
-
-def main(_):
-    names = FLAGS.class_names.split(",") if FLAGS.class_names else None
-    detections = predict_and_draw(FLAGS.saved_model, FLAGS.image, FLAGS.out,
-                                  FLAGS.score_threshold, names)
-    shown = int((detections["scores"] >= FLAGS.score_threshold).sum())
-    print(f"{len(detections['scores'])} detections, {shown} drawn (score >= "
-          f"{FLAGS.score_threshold}): {FLAGS.out}")
-
-
-if __name__ == "__main__":
-    flags.DEFINE_string("saved_model", None, "EXPORT_DIR/saved_model")
-    flags.DEFINE_string("image", None, "input image (PNG / JPEG)")
-    flags.DEFINE_string("out", "prediction.png", "output picture")
-    flags.DEFINE_float("score_threshold", 0.5, "draw detections above this score")
-    flags.DEFINE_string("class_names", None,
-                        "comma-separated names by class id, starting at 0 (background)")
-    flags.mark_flags_as_required(["saved_model", "image"])
-    app.run(main)

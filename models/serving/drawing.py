@@ -3,7 +3,7 @@
 `draw_detections(image, boxes, classes, scores, masks)` takes one image's
 detections in its own pixel coordinates: boxes `[N, 4]` (y1, x1, y2, x2), masks
 `[N, m, m]` box-relative probabilities (Model Garden's `detection_masks`), and
-returns an RGB uint8 picture; `save_png` writes it.
+returns an RGB uint8 picture.
 """
 
 from typing import Optional, Sequence
@@ -61,10 +61,3 @@ def draw_detections(image: np.ndarray, boxes: np.ndarray, classes: np.ndarray,
                     cv2.FONT_HERSHEY_SIMPLEX, 0.35, color, 1, cv2.LINE_AA)
     return canvas
 
-
-def save_png(path: str, image: np.ndarray) -> str:
-    """Writes an RGB uint8 image as PNG; returns `path`."""
-    if not cv2.imwrite(str(path), cv2.cvtColor(np.asarray(image, np.uint8),
-                                               cv2.COLOR_RGB2BGR)):
-        raise OSError(f"could not write {path}")
-    return str(path)

@@ -1,1 +1,2 @@
-"""Training runs: Keras `fit` trainer and the synthetic runs of the demo, ablation and analysis."""
+"""Training: the Keras `fit` trainer, Model Garden's trainer, and the synthetic runs of
+the demo, the ablation and the analysis."""

@@ -7,7 +7,7 @@ optimizer and learning-rate schedule come from `params.trainer.optimizer_config`
 epoch is `trainer.steps_per_loop` steps; training stops at `trainer.train_steps`.
 
 The experiment goes to `model_dir/params.yaml` (as Model Garden's trainer writes
-it), so the run folder alone rebuilds the model (`models.analyze` does).
+it), so the run folder alone rebuilds the model (`models.analysis` does).
 Checkpoints `model_dir/ckpt-<step>` hold `global_step`, `model` and `optimizer` (the
 layout of Model Garden's trainer: either trainer resumes the other's runs, and
 `models.evaluate` / `models.export` read both) and are
@@ -31,6 +31,8 @@ import tf_keras
 from official.core import config_definitions as cfg
 from official.core import task_factory
 from official.core import train_utils
+
+from models import registry_imports  # noqa: F401  the task of the experiments
 
 
 def _count_records(pattern: str) -> int:

@@ -1,5 +1,5 @@
-"""Set-up shared by the demo and the ablation: the synthetic data set and the
-overrides of `dcn_maskrcnn_synthetic` for a training budget.
+"""Set-up shared by the demo, the ablation and the analysis: the synthetic data set and
+the overrides of `dcn_maskrcnn_synthetic` for a training budget.
 
 `prepare_data` draws the set with `models.data.synthetic` and writes Model Garden
 TFRecords with `models.data.tfrecords` (both reuse what is already up to date);

@@ -11,7 +11,6 @@ from keras_dcn import tf_keras as dcn_layers
 from models.analysis import spatial_support
 from models.common import runtime
 from models.configs.experiments import SYNTHETIC_EXPERIMENT
-from models.evaluation import coco
 from models.modeling.layers.deform_roi_aligner import MultilevelDeformableROIAligner
 
 RNG = np.random.default_rng(8)
@@ -20,7 +19,7 @@ RNG = np.random.default_rng(8)
 def _restored(params, run_dir):
     """The trained model as the task builds it (no analysis changes)."""
     model = task_factory.get_task(params.task).build_model()
-    tf.train.Checkpoint(model=model).read(coco.latest_checkpoint(run_dir)) \
+    tf.train.Checkpoint(model=model).read(runtime.latest_checkpoint(run_dir)) \
         .expect_partial().assert_existing_objects_matched()
     return model
 

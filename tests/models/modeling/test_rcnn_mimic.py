@@ -325,7 +325,8 @@ def test_exported_model_has_no_trace_of_the_branch(tiny_overrides, tiny_data, tm
         task = task_factory.get_task(params.task)
         (tmp_path / name).mkdir()
         checkpoint = _trained_checkpoint(params, task, tmp_path / name)
-        exported[name] = detection.export(params, checkpoint, str(tmp_path / name / "export"))
+        exported[name] = detection.export_saved_model(params, checkpoint,
+                                                      str(tmp_path / name / "export"))
 
     mimic_ops, mimic_names = _serving_ops(exported["mimic"])
     plain_ops, _ = _serving_ops(exported["plain"])

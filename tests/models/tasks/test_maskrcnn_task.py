@@ -1,18 +1,24 @@
-"""Each Mask R-CNN variant builds through the registered task, has the layers its
-variant names, runs a training step and a COCO evaluation (tiny model, eager)."""
+"""models.tasks.maskrcnn: each Mask R-CNN variant builds through the registered task,
+has the layers its variant names, runs a training step and a COCO evaluation (tiny
+model, eager); the task initialises a deformable backbone from a regular checkpoint."""
 
 import numpy as np
 import pytest
+import tensorflow as tf
 import tf_keras
+from official.core import exp_factory
 from official.core import task_factory
+from official.vision.modeling.backbones import resnet
 from official.vision.modeling.layers import roi_aligner
 
 from keras_dcn import tf_keras as dcn_layers
 from models.common import runtime
 from models.configs.experiments import SYNTHETIC_EXPERIMENT as EXPERIMENT
+from models.modeling.backbones.dcn_resnet import DeformableResNet
 from models.modeling.layers.deform_roi_aligner import MultilevelDeformableROIAligner
 from models.tasks import maskrcnn as dcn_task
 
+BACKBONE_SPEC = tf_keras.layers.InputSpec(shape=[None, 64, 64, 3])
 
 # variant -> (deformable convs in ResNet-10 (one basic block, two 3x3 convs, per stage),
 #             modulated,
@@ -74,3 +80,32 @@ def test_variant_builds_trains_and_evaluates(variant, tiny_overrides, batches, t
         assert key in results and "mask_" + key in results
     assert all(np.isfinite(float(v)) for v in results.values())
 
+
+def test_task_initialize_loads_a_regular_backbone_checkpoint(tmp_path):
+    """`DcnMaskRCNNTask.initialize` (init_checkpoint_modules='backbone') accepts a
+    regular ResNet checkpoint, leaving only the offset branches at their zeros, and
+    refuses a checkpoint that misses regular variables."""
+    class Holder(tf.Module):
+        def __init__(self, backbone):
+            super().__init__()
+            self.backbone = backbone
+
+    tf_keras.utils.set_random_seed(1)
+    regular = resnet.ResNet(model_id=18, input_specs=BACKBONE_SPEC)
+    path = tf.train.Checkpoint(backbone=regular).write(str(tmp_path / "resnet18"))
+    params = exp_factory.get_exp_config(EXPERIMENT)
+    params.task.init_checkpoint = path
+    params.task.init_checkpoint_modules = "backbone"
+    task = dcn_task.DcnMaskRCNNTask(params.task)
+
+    deformable = DeformableResNet(model_id=18, input_specs=BACKBONE_SPEC)
+    task.initialize(Holder(deformable))
+    kernel = [v for v in deformable.variables if v.name.endswith("/kernel:0")][0]
+    want = [v for v in regular.variables if v.name.endswith("/kernel:0")][0]
+    np.testing.assert_array_equal(kernel.numpy(), want.numpy())
+
+    # A checkpoint holding the weights under another name has no backbone.
+    params.task.init_checkpoint = tf.train.Checkpoint(decoder=regular).write(
+        str(tmp_path / "elsewhere"))
+    with pytest.raises(AssertionError, match="not in"):
+        dcn_task.DcnMaskRCNNTask(params.task).initialize(Holder(deformable))

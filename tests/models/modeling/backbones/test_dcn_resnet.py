@@ -121,37 +121,3 @@ def test_config_roundtrip():
     assert config["deformable_stages"] == [4, 5] and config["modulated"] is False
     clone = DeformableResNet.from_config(config)
     assert len(_deformable_convs(clone)) == 8
-
-
-def test_task_initialize_loads_a_regular_backbone_checkpoint(tmp_path):
-    """`DcnMaskRCNNTask.initialize` (init_checkpoint_modules='backbone') accepts a
-    regular ResNet checkpoint, leaving only the offset branches at their zeros, and
-    refuses a checkpoint that misses regular variables."""
-    from official.core import exp_factory
-    from models.configs import experiments
-    from models.tasks.maskrcnn import DcnMaskRCNNTask
-
-    class Holder(tf.Module):
-        def __init__(self, backbone):
-            super().__init__()
-            self.backbone = backbone
-
-    tf_keras.utils.set_random_seed(1)
-    regular = resnet.ResNet(model_id=18, input_specs=SPEC)
-    path = tf.train.Checkpoint(backbone=regular).write(str(tmp_path / "resnet18"))
-    params = exp_factory.get_exp_config(experiments.SYNTHETIC_EXPERIMENT)
-    params.task.init_checkpoint = path
-    params.task.init_checkpoint_modules = "backbone"
-    task = DcnMaskRCNNTask(params.task)
-
-    deformable = DeformableResNet(model_id=18, input_specs=SPEC)
-    task.initialize(Holder(deformable))
-    kernel = [v for v in deformable.variables if v.name.endswith("/kernel:0")][0]
-    want = [v for v in regular.variables if v.name.endswith("/kernel:0")][0]
-    np.testing.assert_array_equal(kernel.numpy(), want.numpy())
-
-    # A checkpoint holding the weights under another name has no backbone.
-    params.task.init_checkpoint = tf.train.Checkpoint(decoder=regular).write(
-        str(tmp_path / "elsewhere"))
-    with pytest.raises(AssertionError, match="not in"):
-        DcnMaskRCNNTask(params.task).initialize(Holder(deformable))

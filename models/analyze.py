@@ -1,0 +1,204 @@
+"""Spatial support of the deformable Mask R-CNN: the pictures of Figures 1 and 2 of
+the paper for trained runs (`keras_dcn.analysis`; definitions in its docstrings).
+
+    python -m models.analyze                                  # or: make analysis
+    python -m models.analyze --model_dir regular=runs/ablation/regular \\
+        --model_dir dcnv1=runs/ablation/dcnv1 --model_dir dcnv2=runs/ablation/dcnv2
+    python -m models.analyze --model_dir runs/demo --image photo.png \\
+        --foreground 60,70 --background 10,12 --roi 30,40,100,110
+
+For each run (a row; `--model_dir [NAME=]DIR`, repeatable, the name defaulting to the
+run's variant) it rebuilds the model from `DIR/params.yaml` and the latest checkpoint,
+then analyses three nodes of one image (`models.analysis.report`):
+
+* a foreground and a background node in the last layer of the backbone stage `--level`
+  (5: conv5, the paper's Figure 1): effective receptive field, effective sampling
+  locations of the deformable convolutions of that stage (for a regular run, of its
+  regular 3x3 convolutions, through zero offsets) and the error-bounded saliency region;
+* the Fast R-CNN head's last fc features of a RoI (Figure 2): the same three, with the
+  effective bin locations of the box RoI pooling (Model Garden's RoIAlign for a regular
+  run, deformable RoI pooling otherwise).
+
+The nodes come from `--foreground`, `--background` (`y,x` pixels of the image) and
+`--roi` (`y1,x1,y2,x2`), or else from the image's COCO annotations (`--annotations`):
+the deepest point of the largest instance, the background point farthest from every
+instance, and that instance's box. By default the image is the first validation image
+of the synthetic set in `--data` and its annotations.
+
+Runs: by default `regular=runs/analysis/regular`, `dcnv1=runs/analysis/dcnv1` and
+`dcnv2=runs/demo` (the demo's model). A default run, or a `NAME=DIR` run whose NAME is
+a variant, that has no checkpoint yet is first trained the way `models.demo` trains
+(the synthetic set in `--data`, `--steps` steps of batch `--batch`, same seed and
+schedule), so the three rows have the same budget. On 2 cores the defaults train
+three runs of 400 steps in about 16 minutes, two (about 11 minutes) when runs/demo
+exists; the analysis of the three runs takes about 30 seconds.
+
+Writes `--out/figure1_conv<level>.png` (rows: runs; columns: the three modalities of
+the foreground node, then of the background node), `--out/figure2_roi.png` (rows: runs;
+columns: the three modalities of the RoI's fc node) and `--out/spatial_support.json`
+(nodes, saliency-region sizes and errors, point counts).
+"""
+
+import argparse
+import os
+import time
+
+# TensorFlow's C++ info lines would bury the progress display.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import tensorflow as tf  # noqa: E402
+import tf_keras  # noqa: E402
+
+from models.analysis import annotated_nodes  # noqa: E402
+from models.analysis import report  # noqa: E402
+from models.analysis import spatial_support  # noqa: E402
+from models.common import image_files  # noqa: E402
+from models.configs import maskrcnn as dcn_config  # noqa: E402
+from models.training import synthetic_runs  # noqa: E402
+
+DEFAULT_RUNS = (("regular", os.path.join("runs", "analysis", "regular")),
+                ("dcnv1", os.path.join("runs", "analysis", "dcnv1")),
+                ("dcnv2", synthetic_runs.run_dir("demo")))
+
+
+def _parse(argv):
+    parser = argparse.ArgumentParser(prog="python -m models.analyze", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model_dir", action="append", default=[], metavar="[NAME=]DIR",
+                        help="a run folder (repeatable); default: the three variants")
+    parser.add_argument("--out", default=os.path.join("runs", "analysis"))
+    parser.add_argument("--image", help="image to analyse (default: first validation "
+                        "image of --data)")
+    parser.add_argument("--annotations", help="COCO instances JSON holding --image")
+    parser.add_argument("--foreground", help="y,x pixel of the foreground node")
+    parser.add_argument("--background", help="y,x pixel of the background node")
+    parser.add_argument("--roi", help="y1,x1,y2,x2 of the RoI (pixels)")
+    parser.add_argument("--level", type=int, default=5, help="backbone stage of the "
+                        "Figure 1 nodes (2-5)")
+    parser.add_argument("--error_bound", type=float, default=0.1,
+                        help="relative error of the saliency regions")
+    parser.add_argument("--patch_size", type=int, default=8,
+                        help="side of the saliency search's patches (pixels)")
+    # Training of missing runs, as models.demo trains.
+    parser.add_argument("--data", default=os.path.join("data", "synthetic_demo"))
+    parser.add_argument("--train-images", type=int, default=600)
+    parser.add_argument("--val-images", type=int, default=50)
+    parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=400,
+                        help="training steps of a missing run (0: never train)")
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--seed", type=int, default=0)
+    return parser.parse_args(argv)
+
+
+def _numbers(text, count, flag):
+    """`count` numbers from a comma-separated `text`; ValueError naming `flag`."""
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != count:
+        raise ValueError(f"{flag} must be {count} comma-separated numbers, got {text!r}")
+    return values
+
+
+def parse_runs(specs):
+    """`[(name or None, dir)]` from `[NAME=]DIR` strings; the defaults when empty."""
+    if not specs:
+        return list(DEFAULT_RUNS)
+    runs = []
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        runs.append((name, path) if sep else (None, spec))
+        if not runs[-1][1]:
+            raise ValueError(f"--model_dir must be [NAME=]DIR, got {spec!r}")
+    return runs
+
+
+def ensure_trained(name, model_dir, args):
+    """Trains `model_dir` as variant `name` like the demo when it has no checkpoint."""
+    if tf.train.latest_checkpoint(model_dir):
+        return
+    if args.steps <= 0 or name not in dcn_config.VARIANTS:
+        raise FileNotFoundError(
+            f"no checkpoint in {model_dir}: train it, or name its variant "
+            f"(--model_dir VARIANT=DIR) and give --steps > 0 to train it here")
+    print(f"== training {name} in {model_dir}: {args.steps} steps of batch {args.batch}",
+          flush=True)
+    data = synthetic_runs.prepare_data(args.data, args.train_images, args.val_images,
+                                       args.size, args.seed)
+    synthetic_runs.train_variant(data, name, model_dir, args.size, args.batch, args.steps,
+                                 args.seed, validation_steps=5)
+
+
+def given_nodes(args):
+    """The nodes given by flags: `{'foreground': (y, x), 'background': (y, x),
+    'roi': (y1, x1, y2, x2)}`, those present; checks the other flags too."""
+    if args.level not in (2, 3, 4, 5):
+        raise ValueError(f"--level must be a backbone stage 2-5, got {args.level}")
+    if not 0 < args.error_bound < 1:
+        raise ValueError(f"--error_bound must lie in (0, 1), got {args.error_bound}")
+    if args.patch_size < 1:
+        raise ValueError(f"--patch_size must be positive, got {args.patch_size}")
+    nodes = {}
+    for key, count in (("foreground", 2), ("background", 2), ("roi", 4)):
+        text = getattr(args, key)
+        if text:
+            nodes[key] = _numbers(text, count, f"--{key}")
+    return nodes
+
+
+def choose_nodes(args):
+    """Nodes from the flags, completed from the annotations."""
+    nodes = given_nodes(args)
+    if len(nodes) < 3:
+        if not args.annotations:
+            missing = ", ".join(f"--{k}" for k in ("foreground", "background", "roi")
+                                if k not in nodes)
+            raise ValueError(f"give {missing} or --annotations (a COCO JSON holding the image)")
+        found = annotated_nodes.nodes_from_annotations(args.annotations, args.image)
+        nodes = {**found, **nodes}
+    return nodes
+
+
+def main(argv=None):
+    """Trains missing runs, analyses every run, draws the figures, writes the summary."""
+    args = _parse(argv)
+    started = time.perf_counter()
+    runs = parse_runs(args.model_dir)
+    given_nodes(args)  # bad flags fail before any training
+    if args.image is None:
+        data = synthetic_runs.prepare_data(args.data, args.train_images, args.val_images,
+                                           args.size, args.seed)
+        args.image = os.path.join(data["root"], "val", "000001.png")
+        args.annotations = args.annotations or data["annotation_file"]
+    for name, model_dir in runs:
+        ensure_trained(name, model_dir, args)
+
+    image = image_files.read_rgb(args.image)
+    nodes = choose_nodes(args)
+    first = spatial_support.run_params(runs[0][1])
+    canvas, scale = spatial_support.fit_image(image, first.task.model.input_size[:2])
+    nodes = {key: tuple(v * scale for v in value) for key, value in nodes.items()}
+
+    rows = {}
+    for name, model_dir in runs:
+        begun = time.perf_counter()
+        tf_keras.backend.clear_session()
+        result = report.analyse_run(model_dir, canvas, nodes, args.level, args.error_bound,
+                                    args.patch_size)
+        label = name or result["variant"]
+        rows[label if label not in rows else f"{label} ({model_dir})"] = result
+        print(f"== analysed {model_dir} ({result['described']}) in "
+              f"{time.perf_counter() - begun:.0f} s", flush=True)
+
+    os.makedirs(args.out, exist_ok=True)
+    paths = report.draw_figures(rows, canvas, nodes, args.level, args.error_bound, args.out)
+    summary_path = report.write_summary(rows, nodes, args.out)
+    print(f"done in {(time.perf_counter() - started) / 60:.1f} min")
+    for path in (*paths, summary_path):
+        print(path)
+
+
+if __name__ == "__main__":
+    main()
