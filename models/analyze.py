@@ -2,10 +2,10 @@
 the paper for trained runs (`keras_dcn.analysis`; definitions in its docstrings).
 
     python -m models.analyze                                  # or: make analysis
-    python -m models.analyze --model_dir regular=runs/ablation/regular \\
-        --model_dir dcnv1=runs/ablation/dcnv1 --model_dir dcnv2=runs/ablation/dcnv2
-    python -m models.analyze --model_dir runs/demo --image photo.png \\
-        --foreground 60,70 --background 10,12 --roi 30,40,100,110
+    python -m models.analyze --model_dir=regular=runs/ablation/regular \\
+        --model_dir=dcnv1=runs/ablation/dcnv1 --model_dir=dcnv2=runs/ablation/dcnv2
+    python -m models.analyze --model_dir=runs/demo --image=photo.png \\
+        --foreground=60,70 --background=10,12 --roi=30,40,100,110
 
 For each run (a row; `--model_dir [NAME=]DIR`, repeatable, the name defaulting to the
 run's variant) it rebuilds the model from `DIR/params.yaml` and the latest checkpoint,
@@ -39,13 +39,14 @@ columns: the three modalities of the RoI's fc node) and `--out/spatial_support.j
 (nodes, saliency-region sizes and errors, point counts).
 """
 
-import argparse
 import os
 import time
 
 # TensorFlow's C++ info lines would bury the progress display.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tf_keras  # noqa: E402
 
@@ -56,39 +57,36 @@ from models.common import image_files  # noqa: E402
 from models.configs import maskrcnn as dcn_config  # noqa: E402
 from models.training import synthetic_runs  # noqa: E402
 
+FLAGS = flags.FLAGS
 DEFAULT_RUNS = (("regular", os.path.join("runs", "analysis", "regular")),
                 ("dcnv1", os.path.join("runs", "analysis", "dcnv1")),
                 ("dcnv2", synthetic_runs.run_dir("demo")))
 
 
-def _parse(argv):
-    parser = argparse.ArgumentParser(prog="python -m models.analyze", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model_dir", action="append", default=[], metavar="[NAME=]DIR",
-                        help="a run folder (repeatable); default: the three variants")
-    parser.add_argument("--out", default=os.path.join("runs", "analysis"))
-    parser.add_argument("--image", help="image to analyse (default: first validation "
-                        "image of --data)")
-    parser.add_argument("--annotations", help="COCO instances JSON holding --image")
-    parser.add_argument("--foreground", help="y,x pixel of the foreground node")
-    parser.add_argument("--background", help="y,x pixel of the background node")
-    parser.add_argument("--roi", help="y1,x1,y2,x2 of the RoI (pixels)")
-    parser.add_argument("--level", type=int, default=5, help="backbone stage of the "
-                        "Figure 1 nodes (2-5)")
-    parser.add_argument("--error_bound", type=float, default=0.1,
-                        help="relative error of the saliency regions")
-    parser.add_argument("--patch_size", type=int, default=8,
-                        help="side of the saliency search's patches (pixels)")
+def define_flags():
+    """Defines the flags of this command."""
+    flags.DEFINE_multi_string("model_dir", [],
+                              "[NAME=]DIR: a run folder (repeatable); default: the three "
+                              "variants")
+    flags.DEFINE_string("out", os.path.join("runs", "analysis"), "results folder")
+    flags.DEFINE_string("image", None,
+                        "image to analyse (default: first validation image of --data)")
+    flags.DEFINE_string("annotations", None, "COCO instances JSON holding --image")
+    flags.DEFINE_string("foreground", None, "y,x pixel of the foreground node")
+    flags.DEFINE_string("background", None, "y,x pixel of the background node")
+    flags.DEFINE_string("roi", None, "y1,x1,y2,x2 of the RoI (pixels)")
+    flags.DEFINE_integer("level", 5, "backbone stage of the Figure 1 nodes (2-5)")
+    flags.DEFINE_float("error_bound", 0.1, "relative error of the saliency regions")
+    flags.DEFINE_integer("patch_size", 8, "side of the saliency search's patches (pixels)")
     # Training of missing runs, as models.demo trains.
-    parser.add_argument("--data", default=os.path.join("data", "synthetic_demo"))
-    parser.add_argument("--train-images", type=int, default=600)
-    parser.add_argument("--val-images", type=int, default=50)
-    parser.add_argument("--size", type=int, default=128)
-    parser.add_argument("--steps", type=int, default=400,
-                        help="training steps of a missing run (0: never train)")
-    parser.add_argument("--batch", type=int, default=4)
-    parser.add_argument("--seed", type=int, default=0)
-    return parser.parse_args(argv)
+    flags.DEFINE_string("data", os.path.join("data", "synthetic_demo"),
+                        "data set folder of missing runs and of the default image")
+    flags.DEFINE_integer("train_images", 600, "training images")
+    flags.DEFINE_integer("val_images", 50, "validation images")
+    flags.DEFINE_integer("size", 128, "image side of missing runs (multiple of 32)")
+    flags.DEFINE_integer("steps", 400, "training steps of a missing run (0: never train)")
+    flags.DEFINE_integer("batch", 4, "global batch size of missing runs")
+    flags.DEFINE_integer("seed", 0, "random seed of the data, the models and training")
 
 
 def _numbers(text, count, flag):
@@ -115,68 +113,69 @@ def parse_runs(specs):
     return runs
 
 
-def ensure_trained(name, model_dir, args):
+def ensure_trained(name, model_dir):
     """Trains `model_dir` as variant `name` like the demo when it has no checkpoint."""
     if tf.train.latest_checkpoint(model_dir):
         return
-    if args.steps <= 0 or name not in dcn_config.VARIANTS:
+    if FLAGS.steps <= 0 or name not in dcn_config.VARIANTS:
         raise FileNotFoundError(
             f"no checkpoint in {model_dir}: train it, or name its variant "
             f"(--model_dir VARIANT=DIR) and give --steps > 0 to train it here")
-    print(f"== training {name} in {model_dir}: {args.steps} steps of batch {args.batch}",
+    print(f"== training {name} in {model_dir}: {FLAGS.steps} steps of batch {FLAGS.batch}",
           flush=True)
-    data = synthetic_runs.prepare_data(args.data, args.train_images, args.val_images,
-                                       args.size, args.seed)
-    synthetic_runs.train_variant(data, name, model_dir, args.size, args.batch, args.steps,
-                                 args.seed, validation_steps=5)
+    data = synthetic_runs.prepare_data(FLAGS.data, FLAGS.train_images, FLAGS.val_images,
+                                       FLAGS.size, FLAGS.seed)
+    synthetic_runs.train_variant(data, name, model_dir, FLAGS.size, FLAGS.batch, FLAGS.steps,
+                                 FLAGS.seed, validation_steps=5)
 
 
-def given_nodes(args):
+def given_nodes():
     """The nodes given by flags: `{'foreground': (y, x), 'background': (y, x),
     'roi': (y1, x1, y2, x2)}`, those present; checks the other flags too."""
-    if args.level not in (2, 3, 4, 5):
-        raise ValueError(f"--level must be a backbone stage 2-5, got {args.level}")
-    if not 0 < args.error_bound < 1:
-        raise ValueError(f"--error_bound must lie in (0, 1), got {args.error_bound}")
-    if args.patch_size < 1:
-        raise ValueError(f"--patch_size must be positive, got {args.patch_size}")
+    if FLAGS.level not in (2, 3, 4, 5):
+        raise ValueError(f"--level must be a backbone stage 2-5, got {FLAGS.level}")
+    if not 0 < FLAGS.error_bound < 1:
+        raise ValueError(f"--error_bound must lie in (0, 1), got {FLAGS.error_bound}")
+    if FLAGS.patch_size < 1:
+        raise ValueError(f"--patch_size must be positive, got {FLAGS.patch_size}")
     nodes = {}
     for key, count in (("foreground", 2), ("background", 2), ("roi", 4)):
-        text = getattr(args, key)
+        text = FLAGS[key].value
         if text:
             nodes[key] = _numbers(text, count, f"--{key}")
     return nodes
 
 
-def choose_nodes(args):
-    """Nodes from the flags, completed from the annotations."""
-    nodes = given_nodes(args)
+def choose_nodes(image_path, annotations):
+    """Nodes from the flags, completed from `annotations` (a COCO JSON holding the image
+    `image_path`)."""
+    nodes = given_nodes()
     if len(nodes) < 3:
-        if not args.annotations:
+        if not annotations:
             missing = ", ".join(f"--{k}" for k in ("foreground", "background", "roi")
                                 if k not in nodes)
             raise ValueError(f"give {missing} or --annotations (a COCO JSON holding the image)")
-        found = annotated_nodes.nodes_from_annotations(args.annotations, args.image)
+        found = annotated_nodes.nodes_from_annotations(annotations, image_path)
         nodes = {**found, **nodes}
     return nodes
 
 
-def main(argv=None):
+def main(_):
     """Trains missing runs, analyses every run, draws the figures, writes the summary."""
-    args = _parse(argv)
     started = time.perf_counter()
-    runs = parse_runs(args.model_dir)
-    given_nodes(args)  # bad flags fail before any training
-    if args.image is None:
-        data = synthetic_runs.prepare_data(args.data, args.train_images, args.val_images,
-                                           args.size, args.seed)
-        args.image = os.path.join(data["root"], "val", "000001.png")
-        args.annotations = args.annotations or data["annotation_file"]
+    runs = parse_runs(FLAGS.model_dir)
+    given_nodes()  # bad flags fail before any training
+    image_path, annotations = FLAGS.image, FLAGS.annotations
+    if image_path is None:
+        data = synthetic_runs.prepare_data(FLAGS.data, FLAGS.train_images, FLAGS.val_images,
+                                           FLAGS.size, FLAGS.seed)
+        image_path = os.path.join(data["root"], "val", "000001.png")
+        annotations = annotations or data["annotation_file"]
     for name, model_dir in runs:
-        ensure_trained(name, model_dir, args)
+        ensure_trained(name, model_dir)
 
-    image = image_files.read_rgb(args.image)
-    nodes = choose_nodes(args)
+    image = image_files.read_rgb(image_path)
+    nodes = choose_nodes(image_path, annotations)
     first = spatial_support.run_params(runs[0][1])
     canvas, scale = spatial_support.fit_image(image, first.task.model.input_size[:2])
     nodes = {key: tuple(v * scale for v in value) for key, value in nodes.items()}
@@ -185,20 +184,21 @@ def main(argv=None):
     for name, model_dir in runs:
         begun = time.perf_counter()
         tf_keras.backend.clear_session()
-        result = report.analyse_run(model_dir, canvas, nodes, args.level, args.error_bound,
-                                    args.patch_size)
+        result = report.analyse_run(model_dir, canvas, nodes, FLAGS.level, FLAGS.error_bound,
+                                    FLAGS.patch_size)
         label = name or result["variant"]
         rows[label if label not in rows else f"{label} ({model_dir})"] = result
         print(f"== analysed {model_dir} ({result['described']}) in "
               f"{time.perf_counter() - begun:.0f} s", flush=True)
 
-    os.makedirs(args.out, exist_ok=True)
-    paths = report.draw_figures(rows, canvas, nodes, args.level, args.error_bound, args.out)
-    summary_path = report.write_summary(rows, nodes, args.out)
+    os.makedirs(FLAGS.out, exist_ok=True)
+    paths = report.draw_figures(rows, canvas, nodes, FLAGS.level, FLAGS.error_bound, FLAGS.out)
+    summary_path = report.write_summary(rows, nodes, FLAGS.out)
     print(f"done in {(time.perf_counter() - started) / 60:.1f} min")
     for path in (*paths, summary_path):
         print(path)
 
 
 if __name__ == "__main__":
-    main()
+    define_flags()
+    app.run(main)

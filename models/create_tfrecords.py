@@ -1,6 +1,6 @@
 """Writes Model Garden TFRecords for a COCO-format data set.
 
-    python -m models.create_tfrecords --root data/synthetic --shards 8
+    python -m models.create_tfrecords --root=data/synthetic --shards=8
 
 The data set is laid out as `ROOT/{split}/*.png` and
 `ROOT/annotations/instances_{split}.json`; the records go to
@@ -8,31 +8,32 @@ The data set is laid out as `ROOT/{split}/*.png` and
 to date are not rewritten.
 """
 
-from __future__ import annotations
-
-import argparse
-from typing import Sequence
+from absl import app
+from absl import flags
 
 from models.data import tfrecords
 
+FLAGS = flags.FLAGS
 
-def main(argv: Sequence[str] | None = None) -> None:
+
+def define_flags():
+    """Defines the flags of this command."""
+    flags.DEFINE_string("root", None, "data set folder")
+    flags.DEFINE_list("splits", ["train", "val"], "splits to convert")
+    flags.DEFINE_integer("shards", 1, "shards per split")
+    flags.DEFINE_boolean("masks", True, "write the instance masks (--nomasks: boxes only)")
+    flags.DEFINE_boolean("force", False, "rewrite even if up to date")
+    flags.mark_flag_as_required("root")
+
+
+def main(_):
     """Converts each split and prints where its shards are."""
-    parser = argparse.ArgumentParser(
-        prog="python -m models.create_tfrecords",
-        description="Write Model Garden TFRecords for a COCO-format data set laid out as "
-                    "ROOT/{split}/*.png and ROOT/annotations/instances_{split}.json.")
-    parser.add_argument("--root", required=True)
-    parser.add_argument("--splits", nargs="+", default=["train", "val"])
-    parser.add_argument("--shards", type=int, default=1, help="shards per split")
-    parser.add_argument("--no-masks", action="store_true")
-    parser.add_argument("--force", action="store_true")
-    args = parser.parse_args(argv)
-    for split in args.splits:
-        paths = tfrecords.convert_split(args.root, split, args.shards, not args.no_masks,
-                                        args.force)
+    for split in FLAGS.splits:
+        paths = tfrecords.convert_split(FLAGS.root, split, FLAGS.shards, FLAGS.masks,
+                                        FLAGS.force)
         print(f"{split}: {len(paths)} shard(s), {paths[0].parent}/{split}-*.tfrecord")
 
 
 if __name__ == "__main__":
-    main()
+    define_flags()
+    app.run(main)

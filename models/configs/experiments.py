@@ -42,7 +42,7 @@ SYNTHETIC_CLASSES = 6
 
 
 def synthetic_paths(root: str = SYNTHETIC_ROOT) -> dict:
-    """Where `python -m models.create_synthetic_data --out ROOT --tfrecord-shards N` writes."""
+    """Where `python -m models.create_synthetic_data --out=ROOT --tfrecord_shards=N` writes."""
     return {
         "train": os.path.join(root, "tfrecords", "train-*.tfrecord"),
         "val": os.path.join(root, "tfrecords", "val-*.tfrecord"),

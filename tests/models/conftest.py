@@ -1,13 +1,14 @@
 """Shared fixtures of the Mask R-CNN tests: a tiny synthetic data set (64x64 images,
 Model Garden TFRecords), the overrides of a tiny `dcn_maskrcnn_synthetic` model
 (ResNet-10, FPN levels 2-4, a handful of proposals) sized for CPU tests, untrained runs
-of it, and a run trained in fresh processes."""
+of it, a run trained in fresh processes, and the flags of a command line."""
 
 import json
 import os
 import subprocess
 import sys
 
+from absl import flags
 import pytest
 import yaml
 
@@ -166,3 +167,26 @@ train_lib.run_experiment(params(3), {model_dir!r}, "train", trainer="keras",
     output = result.stdout
     logs["resumed"], logs["keras"] = output.split("== keras", 1)
     return model_dir, config, logs
+
+
+@pytest.fixture
+def command_flags():
+    """`command_flags(command, *argv)`: defines the absl flags of the command-line module
+    `command` and parses `argv` into `flags.FLAGS`, as `python -m` does before
+    `command.main` runs; returns `flags.FLAGS`. The flags are removed after the test."""
+    defined = {}
+
+    def parse(command, *argv):
+        if command not in defined:
+            before = set(flags.FLAGS)
+            command.define_flags()
+            defined[command] = set(flags.FLAGS) - before
+        flags.FLAGS.unparse_flags()
+        flags.FLAGS([command.__name__, *argv])
+        return flags.FLAGS
+
+    yield parse
+    for names in defined.values():
+        for name in names:
+            delattr(flags.FLAGS, name)
+    flags.FLAGS.unparse_flags()

@@ -11,31 +11,33 @@ from models import analyze
 from models.analysis import annotated_nodes
 
 
-def test_argument_errors():
+def test_argument_errors(command_flags):
     assert analyze.parse_runs([]) == list(analyze.DEFAULT_RUNS)
     assert analyze.parse_runs(["a=b", "c"]) == [("a", "b"), (None, "c")]
     with pytest.raises(ValueError, match=r"--model_dir must be \[NAME=\]DIR"):
         analyze.parse_runs(["regular="])
+    command_flags(analyze, "--model_dir", "x", "--image", "y.png", "--roi", "1,2,3")
     with pytest.raises(ValueError, match="--roi must be 4 comma-separated numbers"):
-        analyze.main(["--model_dir", "x", "--image", "y.png", "--roi", "1,2,3"])
+        analyze.main([])
 
 
-def test_missing_checkpoint_needs_a_variant_to_train(tmp_path):
-    args = analyze._parse(["--steps", "0"])
+def test_missing_checkpoint_needs_a_variant_to_train(tmp_path, command_flags):
+    command_flags(analyze, "--steps", "0")
     with pytest.raises(FileNotFoundError, match="no checkpoint in"):
-        analyze.ensure_trained("regular", str(tmp_path), args)
-    args = analyze._parse([])
+        analyze.ensure_trained("regular", str(tmp_path))
+    command_flags(analyze)
     with pytest.raises(FileNotFoundError, match="name its variant"):
-        analyze.ensure_trained(None, str(tmp_path), args)
+        analyze.ensure_trained(None, str(tmp_path))
 
 
-def test_command_draws_both_figures(tmp_path, tiny_run, tiny_data):
+def test_command_draws_both_figures(tmp_path, tiny_run, tiny_data, command_flags):
     image = os.path.join(tiny_data["root"], "val", "000001.png")
     out = tmp_path / "out"
-    analyze.main(["--model_dir", f"regular={tiny_run('regular')}",
+    command_flags(analyze, "--model_dir", f"regular={tiny_run('regular')}",
                   "--model_dir", tiny_run("dcnv2"), "--image", image,
                   "--annotations", tiny_data["annotation_file"], "--out", str(out),
-                  "--steps", "0", "--patch_size", "16"])
+                  "--steps", "0", "--patch_size", "16")
+    analyze.main([])
 
     with open(out / "spatial_support.json") as f:
         summary = json.load(f)
