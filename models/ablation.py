@@ -25,6 +25,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
+from models.common import console  # noqa: E402
 from models.training import ablation  # noqa: E402
 from models.training import synthetic_runs  # noqa: E402
 
@@ -52,6 +53,7 @@ def define_flags():
 
 def main(_):
     """Trains, evaluates and measures every row; prints the table, writes ablation.json."""
+    console.show_warnings_only()
     variants = [v for v in FLAGS.variants if v]
     data = synthetic_runs.prepare_data(FLAGS.data, FLAGS.train_images, FLAGS.val_images,
                                        FLAGS.size, FLAGS.seed)

@@ -53,6 +53,7 @@ import tf_keras  # noqa: E402
 from models.analysis import annotated_nodes  # noqa: E402
 from models.analysis import report  # noqa: E402
 from models.analysis import spatial_support  # noqa: E402
+from models.common import console  # noqa: E402
 from models.common import image_files  # noqa: E402
 from models.configs import maskrcnn as dcn_config  # noqa: E402
 from models.training import synthetic_runs  # noqa: E402
@@ -162,6 +163,7 @@ def choose_nodes(image_path, annotations):
 
 def main(_):
     """Trains missing runs, analyses every run, draws the figures, writes the summary."""
+    console.show_warnings_only()
     started = time.perf_counter()
     runs = parse_runs(FLAGS.model_dir)
     given_nodes()  # bad flags fail before any training

@@ -30,6 +30,7 @@ from absl import flags  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tf_keras  # noqa: E402
 
+from models.common import console  # noqa: E402
 from models.common import runtime  # noqa: E402
 from models.configs import maskrcnn as dcn_config  # noqa: E402
 from models.configs.experiments import SYNTHETIC_EXPERIMENT  # noqa: E402
@@ -63,6 +64,7 @@ def _stage(title):
 
 def main(_):
     """Runs the five stages and prints where their results are."""
+    console.show_warnings_only()
     started = time.perf_counter()
     tf_keras.utils.set_random_seed(FLAGS.seed)
 

@@ -1,1 +1,3 @@
-"""Helpers shared by the training, evaluation, serving and analysis code."""
+"""Code shared across `models/`: what running an experiment needs (params,
+checkpoints, distribution strategies), image files, and the console output of the
+commands."""
