@@ -57,6 +57,7 @@ def segmentation_to_mask(segmentation, height: int, width: int) -> np.ndarray:
 
 
 def encode_png(array: np.ndarray) -> bytes:
+    """PNG bytes of `array` (OpenCV's encoder)."""
     ok, data = cv2.imencode(".png", array)
     if not ok:
         raise RuntimeError("PNG encoding failed")
@@ -105,6 +106,7 @@ def create_tf_example(image: dict, annotations: Sequence[dict], image_bytes: byt
 
 
 def shard_paths(prefix, num_shards: int) -> list[Path]:
+    """The `num_shards` file paths `{prefix}-{i:05d}-of-{num_shards:05d}.tfrecord`."""
     return [Path(f"{prefix}-{i:05d}-of-{num_shards:05d}.tfrecord") for i in range(num_shards)]
 
 

@@ -67,6 +67,7 @@ class DcnMaskRCNNModel(maskrcnn_model.MaskRCNNModel):
 
     @property
     def metrics(self):
+        """The means of the losses that `fit` and `evaluate` report."""
         return list(self._loss_trackers)
 
     def call(self, images, *, image_shape, anchor_boxes=None, gt_boxes=None,
@@ -161,6 +162,7 @@ class DcnMaskRCNNModel(maskrcnn_model.MaskRCNNModel):
         return {tracker.name: tracker.result() for tracker in self._loss_trackers}
 
     def train_step(self, data):
+        """One optimizer step on a batch `(images, labels)`; returns the loss means."""
         images, labels = data
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         optimizer = self.optimizer
@@ -180,6 +182,7 @@ class DcnMaskRCNNModel(maskrcnn_model.MaskRCNNModel):
         return self._record(losses)
 
     def test_step(self, data):
+        """Losses of a batch with training-time targets and inference-mode layers."""
         images, labels = data
         outputs = self(images, **self._target_inputs(labels), training=False,
                        sample_targets=True)

@@ -157,6 +157,7 @@ class RCNNMimicBranch(tf_keras.layers.Layer):
         return self.classifier(rcnn_features)
 
     def get_config(self):
+        """The layer's constructor arguments."""
         return {
             **super().get_config(),
             "num_classes": self.num_classes,

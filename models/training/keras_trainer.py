@@ -69,6 +69,7 @@ class _CheckpointEvery(tf_keras.callbacks.Callback):
             self._manager.save(checkpoint_number=step)
 
     def on_train_batch_end(self, batch, logs=None):
+        """Saves every `interval` steps; stops training at `last_step`."""
         step = self._step()
         if step % self._interval == 0:
             self._save(step)
@@ -76,6 +77,7 @@ class _CheckpointEvery(tf_keras.callbacks.Callback):
             self.model.stop_training = True
 
     def on_train_end(self, logs=None):
+        """Saves the last step."""
         self._save(self._step())
 
 
@@ -88,9 +90,11 @@ class StepTimer(tf_keras.callbacks.Callback):
         self._start = None
 
     def on_train_batch_begin(self, batch, logs=None):
+        """Starts the step's clock."""
         self._start = time.perf_counter()
 
     def on_train_batch_end(self, batch, logs=None):
+        """Records the step's duration."""
         self.durations.append(time.perf_counter() - self._start)
 
     def median(self, skip: int = 3) -> float:

@@ -65,6 +65,7 @@ class _DeformableBlockMixin:
             kernel_regularizer=self._kernel_regularizer)
 
     def get_config(self):
+        """The block's config with the deformable settings."""
         return {
             **super().get_config(),
             "deformable": self._deformable,
@@ -83,6 +84,7 @@ class DeformableResidualBlock(_DeformableBlockMixin, nn_blocks.ResidualBlock):
     """
 
     def build(self, input_shape):
+        """Model Garden's layers, then the deformable 3x3 convolutions in their place."""
         super().build(input_shape)
         if self._deformable:
             # Model Garden pads explicitly before a 'valid' _conv1 when asked to.
@@ -100,6 +102,7 @@ class DeformableBottleneckBlock(_DeformableBlockMixin, nn_blocks.BottleneckBlock
     """
 
     def build(self, input_shape):
+        """Model Garden's layers, then the deformable 3x3 convolution in its place."""
         super().build(input_shape)
         if self._deformable:
             self._conv2 = self._deform_conv(self._strides,
@@ -161,6 +164,7 @@ class DeformableResNet(resnet.ResNet):
             stochastic_depth_drop_rate=stochastic_depth_drop_rate, name=name)
 
     def get_config(self):
+        """Model Garden's ResNet config with the deformable settings."""
         config = super().get_config()
         config.update(
             deformable_stages=sorted(self._deformable_stages),

@@ -138,6 +138,7 @@ class MultilevelDeformableROIAligner(tf_keras.layers.Layer):
         return merged
 
     def get_config(self):
+        """The layer's constructor arguments."""
         config = dict(self._config_dict)
         config["kernel_regularizer"] = tf_keras.regularizers.serialize(
             config["kernel_regularizer"]) if config["kernel_regularizer"] else None
