@@ -2,20 +2,18 @@
 DCNv2, with and without R-CNN feature mimicking.
 
     python -m models.ablation                       # or: make ablation
-    python -m models.ablation --steps 2000 --size 256 --variants regular,dcnv2+mimic
+    python -m models.ablation --steps=2000 --size=256 --variants=regular,dcnv2+mimic
 
 Trains each row of `dcn_maskrcnn_synthetic` with the same budget, data, seed and
 schedule (Keras `fit`, checkpoints in `--out/<row>`; rerunning resumes), evaluates
 box and mask AP with Model Garden's COCO evaluator, and prints them side by side with
 the parameter count (inference model), the median training-step time and the median
 inference time of a batch, like Table 1 of the paper. A row is a variant, with
-`+mimic` for R-CNN feature mimicking (`--mimic-rois` RoIs per image cropped to
-`--mimic-crop` pixels, sized for CPU; the paper uses 32 and 224). Results also go
+`+mimic` for R-CNN feature mimicking (`--mimic_rois` RoIs per image cropped to
+`--mimic_crop` pixels, sized for CPU; the paper uses 32 and 224). Results also go
 to `--out/ablation.json` and each run's `metrics.json`.
 """
 
-import argparse
-import gc
 import json
 import os
 import time
@@ -24,126 +22,62 @@ import time
 # display; warnings and errors still show.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
 
-from official.core import task_factory
+from models.common import console  # noqa: E402
+from models.training import ablation  # noqa: E402
+from models.training import synthetic_runs  # noqa: E402
 
-from models import evaluate
-from models import synthetic_run
-from models.maskrcnn import config as dcn_config
-from models.maskrcnn import keras_train
-
-DEFAULT_ROWS = ("regular", "dcnv1", "dcnv2", "regular+mimic", "dcnv2+mimic")
-MIMIC_SUFFIX = "+mimic"
-
-
-def _parse(argv):
-  parser = argparse.ArgumentParser(prog="python -m models.ablation", description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--out", default=synthetic_run.run_dir("ablation"))
-  parser.add_argument("--data", default=os.path.join("data", "synthetic_demo"))
-  parser.add_argument("--variants", default=",".join(DEFAULT_ROWS),
-                      help="rows: variants, each optionally with +mimic")
-  parser.add_argument("--train-images", type=int, default=600)
-  parser.add_argument("--val-images", type=int, default=50)
-  parser.add_argument("--size", type=int, default=128)
-  parser.add_argument("--steps", type=int, default=400, help="training steps per variant")
-  parser.add_argument("--batch", type=int, default=4)
-  parser.add_argument("--mimic-rois", type=int, default=8, help="RoIs per image")
-  parser.add_argument("--mimic-crop", type=int, default=64, help="crop side (pixels)")
-  parser.add_argument("--seed", type=int, default=0)
-  return parser.parse_args(argv)
+FLAGS = flags.FLAGS
+# The flags recorded in ablation.json.
+_SETTINGS = ("out", "data", "variants", "train_images", "val_images", "size", "steps",
+             "batch", "mimic_rois", "mimic_crop", "seed")
 
 
-def _deformable_columns(params):
-  resolved = dcn_config.resolve_variant(params.task.model)
-  cfg = resolved.backbone.dcn_resnet
-  stages = "-".join(f"conv{s}" for s in cfg.deformable_stages) if cfg.deformable_stages \
-      else "none"
-  conv = f"{stages}{' (mod.)' if cfg.modulated and cfg.deformable_stages else ''}"
-  aligner = resolved.roi_aligner
-  pool = "modulated" if aligner.deformable and aligner.modulated else \
-      "yes" if aligner.deformable else "no"
-  return {"deform. conv": conv, "deform. RoI pool": pool,
-          "mimic": "yes" if resolved.mimic.enabled else "no"}
+def define_flags():
+    """Defines the flags of this command."""
+    flags.DEFINE_string("out", synthetic_runs.run_dir("ablation"), "results folder")
+    flags.DEFINE_string("data", os.path.join("data", "synthetic_demo"), "data set folder")
+    flags.DEFINE_list("variants", list(ablation.DEFAULT_ROWS),
+                      "rows: variants, each optionally with +mimic")
+    flags.DEFINE_integer("train_images", 600, "training images")
+    flags.DEFINE_integer("val_images", 50, "validation images")
+    flags.DEFINE_integer("size", 128, "image side (multiple of 32)")
+    flags.DEFINE_integer("steps", 400, "training steps per variant")
+    flags.DEFINE_integer("batch", 4, "global batch size")
+    flags.DEFINE_integer("mimic_rois", 8, "RoIs per image")
+    flags.DEFINE_integer("mimic_crop", 64, "crop side (pixels)")
+    flags.DEFINE_integer("seed", 0, "random seed of the data, the models and training")
 
 
-def inference_seconds(params, model, repeats: int = 10) -> float:
-  """Median time of the model's inference pass on one validation batch."""
-  task = task_factory.get_task(params.task)
-  images, labels = next(iter(task.build_inputs(params.task.validation_data)))
-  infer = tf.function(lambda x: model(x, image_shape=labels["image_info"][:, 1, :],
-                                      training=False))
-  infer(images)  # trace
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    tf.nest.map_structure(lambda t: t.numpy(), infer(images))
-    times.append(time.perf_counter() - start)
-  return float(np.median(times))
+def main(_):
+    """Trains, evaluates and measures every row; prints the table, writes ablation.json."""
+    console.show_warnings_only()
+    variants = [v for v in FLAGS.variants if v]
+    data = synthetic_runs.prepare_data(FLAGS.data, FLAGS.train_images, FLAGS.val_images,
+                                       FLAGS.size, FLAGS.seed)
+    results = {}
+    for variant in variants:
+        started = time.perf_counter()
+        print(f"\n== {variant}: {FLAGS.steps} steps of batch {FLAGS.batch}", flush=True)
+        results[variant] = ablation.run_row(
+            variant, data, FLAGS.out, FLAGS.size, FLAGS.batch, FLAGS.steps, FLAGS.seed,
+            FLAGS.mimic_rois, FLAGS.mimic_crop)
+        print(f"{variant} done in {(time.perf_counter() - started) / 60:.1f} min", flush=True)
 
-
-def inference_params(model) -> int:
-  """Parameters of the inference model (without the training-only branches)."""
-  training_only = model.mimic_branch.count_params() if model.mimic_branch else 0
-  return int(model.count_params()) - training_only
-
-
-def run_variant(row, data, args):
-  """Trains and evaluates one row (`variant` or `variant+mimic`); returns its results."""
-  variant = row[:-len(MIMIC_SUFFIX)] if row.endswith(MIMIC_SUFFIX) else row
-  mimic = {"enabled": row.endswith(MIMIC_SUFFIX), "rois_per_image": args.mimic_rois,
-           "crop_size": args.mimic_crop}
-  model_dir = os.path.join(args.out, row)
-  timer = keras_train.StepTimer()
-  params, model = synthetic_run.train_variant(
-      data, variant, model_dir, args.size, args.batch, args.steps, args.seed,
-      validation_steps=2, overrides={"task": {"model": {"mimic": mimic}}},
-      callbacks=[timer])
-  metrics = evaluate.evaluate_model(params, model, logging_dir=model_dir)
-  evaluate.write_metrics(metrics, model_dir)
-  result = {
-      "metrics": metrics,
-      "params": inference_params(model),
-      "step_s": timer.median() if timer.durations else None,
-      "inference_s": inference_seconds(params, model),
-      **_deformable_columns(params),
-  }
-  del model
-  gc.collect()
-  return result
-
-
-def main(argv=None):
-  args = _parse(argv)
-  variants = [v for v in args.variants.split(",") if v]
-  data = synthetic_run.prepare_data(args.data, args.train_images, args.val_images,
-                                    args.size, args.seed)
-  results = {}
-  for variant in variants:
-    started = time.perf_counter()
-    print(f"\n== {variant}: {args.steps} steps of batch {args.batch}", flush=True)
-    results[variant] = run_variant(variant, data, args)
-    print(f"{variant} done in {(time.perf_counter() - started) / 60:.1f} min", flush=True)
-
-  extra = {v: {"deform. conv": r["deform. conv"],
-               "deform. RoI pool": r["deform. RoI pool"],
-               "mimic": r["mimic"],
-               "params (M)": f"{r['params'] / 1e6:.2f}",
-               "train step (s)": f"{r['step_s']:.2f}" if r["step_s"] else "-",
-               "inference (s)": f"{r['inference_s']:.3f}"}
-           for v, r in results.items()}
-  print(f"\nAblation on synthetic shapes ({args.size}x{args.size}, {args.steps} steps of "
-        f"batch {args.batch}; AP in percent; times: medians of a training step and of the "
-        f"inference pass of a batch):")
-  print(evaluate.format_table({v: r["metrics"] for v, r in results.items()}, extra))
-  os.makedirs(args.out, exist_ok=True)
-  path = os.path.join(args.out, "ablation.json")
-  with open(path, "w") as f:
-    json.dump({"settings": vars(args), "results": results}, f, indent=2, sort_keys=True)
-  print(f"results: {path}")
+    print(f"\nAblation on synthetic shapes ({FLAGS.size}x{FLAGS.size}, {FLAGS.steps} steps of "
+          f"batch {FLAGS.batch}; AP in percent; times: medians of a training step and of the "
+          f"inference pass of a batch):")
+    print(ablation.results_table(results))
+    settings = {name: FLAGS[name].value for name in _SETTINGS}
+    os.makedirs(FLAGS.out, exist_ok=True)
+    path = os.path.join(FLAGS.out, "ablation.json")
+    with open(path, "w") as f:
+        json.dump({"settings": settings, "results": results}, f, indent=2, sort_keys=True)
+    print(f"results: {path}")
 
 
 if __name__ == "__main__":
-  main()
+    define_flags()
+    app.run(main)

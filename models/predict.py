@@ -1,113 +1,40 @@
-"""Runs an exported deformable Mask R-CNN SavedModel on images and draws the result.
+"""Runs an exported deformable Mask R-CNN SavedModel on an image and draws the result.
 
     python -m models.predict --saved_model=runs/dcnv2/export/saved_model \\
         --image=data/synthetic/val/000001.png --out=runs/dcnv2/prediction.png
 
-Importing this module imports `keras_dcn`, which registers the custom ops the
-SavedModel calls; nothing else of the training code is needed. `Detector` resizes
-nothing itself: the SavedModel's own preprocessing scales an image to fit
-`input_size` (read from the export's `params.yaml`), and `Detector.__call__` maps the
-boxes back to the input image's pixels.
+Needs only `keras_dcn` and `models.serving.detector`, none of the training code.
 """
-
-import os
-from typing import Dict
 
 from absl import app
 from absl import flags
-import cv2
-import numpy as np
-import tensorflow as tf
-import yaml
 
-import keras_dcn  # noqa: F401  registers the deformable ops used by the SavedModel
-
-from models import visualize
-
-
-class Detector:
-  """A loaded SavedModel of `models.export`, run on one RGB image at a time.
-
-  Args:
-    saved_model_dir: `EXPORT_DIR/saved_model`.
-    input_size: `(height, width)` the model resizes to; default read from
-      `EXPORT_DIR/params.yaml`.
-  """
-
-  def __init__(self, saved_model_dir: str, input_size=None):
-    self.saved_model_dir = saved_model_dir
-    self.model = tf.saved_model.load(saved_model_dir)
-    self.signature = self.model.signatures["serving_default"]
-    if input_size is None:
-      params_path = os.path.join(os.path.dirname(saved_model_dir.rstrip("/")),
-                                 "params.yaml")
-      with open(params_path) as f:
-        input_size = yaml.safe_load(f)["task"]["model"]["input_size"][:2]
-    self.input_size = tuple(int(v) for v in input_size)
-
-  def raw(self, image: np.ndarray) -> Dict[str, np.ndarray]:
-    """The signature's outputs for `image` uint8 `[H, W, 3]` (batch of one)."""
-    outputs = self.signature(inputs=tf.constant(np.asarray(image, np.uint8)[None]))
-    return {key: value.numpy() for key, value in outputs.items()}
-
-  def __call__(self, image: np.ndarray) -> Dict[str, np.ndarray]:
-    """Detections of `image` in its own pixels: boxes `[n, 4]` (y1, x1, y2, x2),
-    classes `[n]`, scores `[n]`, masks `[n, m, m]` (box-relative)."""
-    out = self.raw(image)
-    count = int(out["num_detections"][0])
-    height, width = image.shape[:2]
-    # Model Garden's resize: scale to fit input_size, rounded to whole pixels.
-    fit = min(self.input_size[0] / height, self.input_size[1] / width)
-    scale = np.array([round(height * fit) / height, round(width * fit) / width] * 2)
-    result = {
-        "boxes": out["detection_boxes"][0, :count] / scale,
-        "classes": out["detection_classes"][0, :count].astype(np.int64),
-        "scores": out["detection_scores"][0, :count],
-    }
-    if "detection_masks" in out:
-      result["masks"] = out["detection_masks"][0, :count]
-    return result
-
-
-def read_rgb(path: str) -> np.ndarray:
-  image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-  if image is None:
-    raise FileNotFoundError(path)
-  return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-
-
-def predict_and_draw(saved_model_dir: str, image_path: str, out_path: str,
-                     score_threshold: float = 0.5, class_names=None) -> dict:
-  """Loads the SavedModel, detects on `image_path`, writes the picture to `out_path`."""
-  detector = Detector(saved_model_dir)
-  image = read_rgb(image_path)
-  detections = detector(image)
-  picture = visualize.draw_detections(
-      image, detections["boxes"], detections["classes"], detections["scores"],
-      detections.get("masks"), class_names=class_names,
-      score_threshold=score_threshold)
-  visualize.save_png(out_path, picture)
-  return detections
-
+from models.serving import detector
 
 FLAGS = flags.FLAGS
 
 
+def define_flags():
+    """Defines the flags of this command."""
+    flags.DEFINE_string("saved_model", None, "EXPORT_DIR/saved_model")
+    flags.DEFINE_string("image", None, "input image (PNG / JPEG)")
+    flags.DEFINE_string("out", "prediction.png", "output picture")
+    flags.DEFINE_float("score_threshold", 0.5, "draw detections above this score")
+    flags.DEFINE_string("class_names", None,
+                        "comma-separated names by class id, starting at 0 (background)")
+    flags.mark_flags_as_required(["saved_model", "image"])
+
+
 def main(_):
-  names = FLAGS.class_names.split(",") if FLAGS.class_names else None
-  detections = predict_and_draw(FLAGS.saved_model, FLAGS.image, FLAGS.out,
-                                FLAGS.score_threshold, names)
-  shown = int((detections["scores"] >= FLAGS.score_threshold).sum())
-  print(f"{len(detections['scores'])} detections, {shown} drawn (score >= "
-        f"{FLAGS.score_threshold}): {FLAGS.out}")
+    """Detects on the image, draws the detections and prints how many."""
+    names = FLAGS.class_names.split(",") if FLAGS.class_names else None
+    detections = detector.predict_and_draw(FLAGS.saved_model, FLAGS.image, FLAGS.out,
+                                           FLAGS.score_threshold, names)
+    shown = int((detections["scores"] >= FLAGS.score_threshold).sum())
+    print(f"{len(detections['scores'])} detections, {shown} drawn (score >= "
+          f"{FLAGS.score_threshold}): {FLAGS.out}")
 
 
 if __name__ == "__main__":
-  flags.DEFINE_string("saved_model", None, "EXPORT_DIR/saved_model")
-  flags.DEFINE_string("image", None, "input image (PNG / JPEG)")
-  flags.DEFINE_string("out", "prediction.png", "output picture")
-  flags.DEFINE_float("score_threshold", 0.5, "draw detections above this score")
-  flags.DEFINE_string("class_names", None,
-                      "comma-separated names by class id, starting at 0 (background)")
-  flags.mark_flags_as_required(["saved_model", "image"])
-  app.run(main)
+    define_flags()
+    app.run(main)

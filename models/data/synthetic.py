@@ -21,8 +21,8 @@ Annotations carry ``id``, ``image_id``, ``category_id`` (1-based), ``bbox``
 pixel count), ``iscrowd`` 0, ``segmentation`` (compressed RLE, ``counts`` a str) and
 ``geometry`` (how it was drawn: rotation in degrees, aspect ratio and shear applied
 in the shape's own frame, mean warp displacement in shape radii, and the fractions of
-the shape hidden by later instances and cut off by the image border). Image ids and annotation ids start at 1
-in each split.
+the shape hidden by later instances and cut off by the image border). Image ids and
+annotation ids start at 1 in each split.
 
 Output is a pure function of the parameters: image ``i`` (0-based) of split ``s``
 (0 train, 1 val) draws from
@@ -30,22 +30,17 @@ Output is a pure function of the parameters: image ``i`` (0-based) of split ``s`
 made in any order or in parallel, and the same seed gives byte-identical files (for
 the same NumPy and OpenCV versions).
 
-Command line::
-
-    python -m models.data.synthetic --out data/synthetic --train 2000 --val 200 \\
-        --size 256 --seed 0 [--workers 2] [--tfrecord-shards 4]
+``python -m models.create_synthetic_data`` draws a set from the command line.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import math
 import multiprocessing
 import os
 import re
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -534,65 +529,3 @@ def _matches(paths: DatasetPaths, params: dict, counts: dict) -> bool:
             return False
     return True
 
-
-# ----------------------------------------------------------------------------------
-# Command line
-
-
-def _parse_size(text: str) -> tuple[int, int]:
-    parts = text.lower().split("x")
-    if len(parts) == 1:
-        return int(parts[0]), int(parts[0])
-    if len(parts) == 2:
-        return int(parts[0]), int(parts[1])
-    raise argparse.ArgumentTypeError(f"size must be N or HxW, got {text!r}")
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    defaults = GeneratorConfig()
-    parser = argparse.ArgumentParser(
-        prog="python -m models.data.synthetic",
-        description="Generate the synthetic shapes instance-segmentation data set (COCO format).")
-    parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--train", type=int, default=2000, help="training images")
-    parser.add_argument("--val", type=int, default=200, help="validation images")
-    parser.add_argument("--size", type=_parse_size, default=(256, 256),
-                        help="image size, N or HxW (default 256)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--workers", type=int, default=None,
-                        help="processes (default: up to 4)")
-    parser.add_argument("--min-instances", type=int, default=defaults.min_instances)
-    parser.add_argument("--max-instances", type=int, default=defaults.max_instances)
-    parser.add_argument("--force", action="store_true", help="redraw even if up to date")
-    parser.add_argument("--tfrecord-shards", type=int, default=0, metavar="N",
-                        help="also write TFRecords (N shards for train, fewer for val) "
-                             "under OUT/tfrecords")
-    args = parser.parse_args(argv)
-    cfg = dataclasses.replace(defaults, min_instances=args.min_instances,
-                              max_instances=args.max_instances)
-    start = time.perf_counter()
-    paths = generate(args.out, args.train, args.val, args.size, args.seed, workers=args.workers,
-                     config=cfg, force=args.force)
-    elapsed = time.perf_counter() - start
-    if paths.reused:
-        print(f"{paths.root}: up to date (manifest matches), nothing redrawn")
-    else:
-        total = args.train + args.val
-        print(f"{paths.root}: {total} images in {elapsed:.1f} s "
-              f"({total / max(elapsed, 1e-9) * 60:.0f} images/min)")
-    for split in SPLITS:
-        coco = json.loads(paths.annotations[split].read_text())
-        print(f"  {split}: {len(coco['images'])} images, {len(coco['annotations'])} instances, "
-              f"{paths.annotations[split]}")
-    if args.tfrecord_shards > 0:
-        from models.data import tfrecords  # TensorFlow only when asked for
-
-        for split in SPLITS:
-            shards = args.tfrecord_shards if split == "train" else max(
-                1, args.tfrecord_shards // 4)
-            files = tfrecords.convert_split(paths.root, split, num_shards=shards)
-            print(f"  {split}: {len(files)} TFRecord shard(s) in {files[0].parent}")
-
-
-if __name__ == "__main__":
-    main()

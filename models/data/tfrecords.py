@@ -13,14 +13,12 @@ One ``tf.train.Example`` per image, with the keys read by
   (one single-channel PNG per instance, values 0/1, image-sized).
 
 Images are dealt to shards round-robin; shard files are named
-``{prefix}-{i:05d}-of-{n:05d}.tfrecord``. Command line::
-
-    python -m models.data.tfrecords --root data/synthetic --shards 8
+``{prefix}-{i:05d}-of-{n:05d}.tfrecord``. ``python -m models.create_tfrecords``
+converts a data set from the command line.
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 from collections import defaultdict
@@ -59,6 +57,7 @@ def segmentation_to_mask(segmentation, height: int, width: int) -> np.ndarray:
 
 
 def encode_png(array: np.ndarray) -> bytes:
+    """PNG bytes of `array` (OpenCV's encoder)."""
     ok, data = cv2.imencode(".png", array)
     if not ok:
         raise RuntimeError("PNG encoding failed")
@@ -107,6 +106,7 @@ def create_tf_example(image: dict, annotations: Sequence[dict], image_bytes: byt
 
 
 def shard_paths(prefix, num_shards: int) -> list[Path]:
+    """The `num_shards` file paths `{prefix}-{i:05d}-of-{num_shards:05d}.tfrecord`."""
     return [Path(f"{prefix}-{i:05d}-of-{num_shards:05d}.tfrecord") for i in range(num_shards)]
 
 
@@ -172,22 +172,3 @@ def convert_split(root, split: str, num_shards: int = 1, include_masks: bool = T
     stamp.write_text(json.dumps(params, indent=2, sort_keys=True) + "\n")
     return paths
 
-
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m models.data.tfrecords",
-        description="Write Model Garden TFRecords for a COCO-format data set laid out as "
-                    "ROOT/{split}/*.png and ROOT/annotations/instances_{split}.json.")
-    parser.add_argument("--root", required=True)
-    parser.add_argument("--splits", nargs="+", default=["train", "val"])
-    parser.add_argument("--shards", type=int, default=1, help="shards per split")
-    parser.add_argument("--no-masks", action="store_true")
-    parser.add_argument("--force", action="store_true")
-    args = parser.parse_args(argv)
-    for split in args.splits:
-        paths = convert_split(args.root, split, args.shards, not args.no_masks, args.force)
-        print(f"{split}: {len(paths)} shard(s), {paths[0].parent}/{split}-*.tfrecord")
-
-
-if __name__ == "__main__":
-    main()

@@ -1,20 +1,22 @@
 """Shared fixtures of the Mask R-CNN tests: a tiny synthetic data set (64x64 images,
-Model Garden TFRecords) and the overrides of a tiny `dcn_maskrcnn_synthetic` model
-(ResNet-10, FPN levels 2-4, a handful of proposals) sized for CPU tests."""
+Model Garden TFRecords), the overrides of a tiny `dcn_maskrcnn_synthetic` model
+(ResNet-10, FPN levels 2-4, a handful of proposals) sized for CPU tests, untrained runs
+of it, a run trained in fresh processes, and the flags of a command line."""
 
 import json
+import os
+import subprocess
+import sys
 
+from absl import flags
 import pytest
 import yaml
 
+from models.configs.experiments import SYNTHETIC_EXPERIMENT
 from models.data import synthetic, tfrecords
 
 IMAGE_SIZE = 64
-
-
-def pytest_configure(config):
-    config.addinivalue_line(
-        "markers", "slow: end-to-end runs in fresh processes (minutes on 2 cores)")
+END_TO_END_TIMEOUT = 600
 
 
 @pytest.fixture(scope="session")
@@ -37,7 +39,7 @@ def tiny_overrides(tiny_data):
     """`tiny_overrides(variant='dcnv2', train_steps=1)`: overrides of the synthetic
     experiment for a tiny model on `tiny_data`."""
     return lambda variant="dcnv2", train_steps=1: _overrides(tiny_data, variant,
-                                                              train_steps)
+                                                             train_steps)
 
 
 def _overrides(data, variant, train_steps):
@@ -97,8 +99,7 @@ def tiny_run(tmp_path_factory, tiny_overrides):
     import tensorflow as tf
     from official.core import task_factory
     from official.core import train_utils
-    from models import runtime
-    from models.maskrcnn.experiments import SYNTHETIC_EXPERIMENT
+    from models.common import runtime
 
     runs = {}
 
@@ -116,3 +117,76 @@ def tiny_run(tmp_path_factory, tiny_overrides):
         return runs[variant]
 
     return make
+
+
+def _train(model_dir, config_file, *flags):
+    """Runs `python -m models.train` on the tiny experiment; returns its output."""
+    from tests.layers.helpers import REPO, check, python_env
+    command = [sys.executable, "-m", "models.train", f"--experiment={SYNTHETIC_EXPERIMENT}",
+               f"--model_dir={model_dir}", f"--config_file={config_file}",
+               "--cpu_replicas=2", *flags]
+    result = subprocess.run(command, cwd=REPO, env=python_env(), capture_output=True,
+                            text=True, timeout=END_TO_END_TIMEOUT)
+    check(result)
+    return result.stdout + result.stderr
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory, tiny_overrides, write_yaml):
+    """`(model_dir, config_file, logs)` of a tiny run after two fresh processes: (1)
+    `python -m models.train`, Model Garden's trainer, MirroredStrategy over 2 CPUs,
+    1 step and COCO evaluation; (2) Model Garden's trainer resuming to step 2 (one
+    replica), then Keras `fit` (MirroredStrategy over 2 CPUs, with a validation loss)
+    continuing to step 3. Minutes: for slow tests only."""
+    from tests.layers.helpers import REPO, python_env
+    work = tmp_path_factory.mktemp("train")
+    model_dir = str(work / "run")
+    config = write_yaml(work / "tiny.yaml", tiny_overrides("dcnv2", train_steps=1))
+    logs = {"first": _train(model_dir, config, "--mode=train_and_eval")}
+    with open(os.path.join(model_dir, "metrics.json")) as f:
+        logs["metrics"] = json.load(f)
+    driver = f"""
+from absl import logging
+from models.common import runtime
+from models.configs.experiments import SYNTHETIC_EXPERIMENT
+from models.training import train_lib
+logging.set_verbosity(logging.INFO)
+runtime.split_cpu(2)
+def params(steps):
+    return runtime.experiment_params(
+        SYNTHETIC_EXPERIMENT, {config!r}, {{"trainer": {{"train_steps": steps}}}})
+train_lib.run_experiment(params(2), {model_dir!r}, "train", trainer="orbit")
+print("== keras", flush=True)
+train_lib.run_experiment(params(3), {model_dir!r}, "train", trainer="keras",
+                         cpu_replicas=2, verbose=2)
+"""
+    result = subprocess.run([sys.executable, "-c", driver], cwd=REPO, env=python_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            timeout=END_TO_END_TIMEOUT)
+    assert result.returncode == 0, result.stdout[-20000:]
+    output = result.stdout
+    logs["resumed"], logs["keras"] = output.split("== keras", 1)
+    return model_dir, config, logs
+
+
+@pytest.fixture
+def command_flags():
+    """`command_flags(command, *argv)`: defines the absl flags of the command-line module
+    `command` and parses `argv` into `flags.FLAGS`, as `python -m` does before
+    `command.main` runs; returns `flags.FLAGS`. The flags are removed after the test."""
+    defined = {}
+
+    def parse(command, *argv):
+        if command not in defined:
+            before = set(flags.FLAGS)
+            command.define_flags()
+            defined[command] = set(flags.FLAGS) - before
+        flags.FLAGS.unparse_flags()
+        flags.FLAGS([command.__name__, *argv])
+        return flags.FLAGS
+
+    yield parse
+    for names in defined.values():
+        for name in names:
+            delattr(flags.FLAGS, name)
+    flags.FLAGS.unparse_flags()

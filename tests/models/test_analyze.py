@@ -1,99 +1,48 @@
-"""models.analyze: nodes chosen from COCO annotations (against a brute-force distance
-search), argument errors, and the command end to end on tiny untrained runs (the two
-figures and the summary)."""
+"""python -m models.analyze: argument errors, and the command end to end on tiny
+untrained runs (the two figures and the summary)."""
 
 import json
 import os
 
 import cv2
-import numpy as np
 import pytest
-from pycocotools import mask as mask_utils
 
 from models import analyze
-
-HEIGHT, WIDTH = 21, 31
-
-
-def _write_coco(path, masks, name="000007.png"):
-    annotations = []
-    for index, mask in enumerate(masks):
-        rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-        ys, xs = np.nonzero(mask)
-        annotations.append({
-            "id": index + 1, "image_id": 3, "category_id": 1, "iscrowd": 0,
-            "area": int(mask.sum()),
-            "bbox": [int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1),
-                     int(ys.max() - ys.min() + 1)],
-            "segmentation": {"size": list(mask.shape), "counts": rle["counts"].decode()}})
-    coco = {"images": [{"id": 3, "file_name": name, "height": HEIGHT, "width": WIDTH}],
-            "annotations": annotations, "categories": [{"id": 1, "name": "shape"}]}
-    path.write_text(json.dumps(coco))
-    return str(path)
+from models.analysis import annotated_nodes
 
 
-def _depth(region):
-    """Euclidean distance of each pixel of `region` to the nearest pixel outside it
-    (the image border counts as outside), by brute force."""
-    padded = np.pad(region, 1)
-    outside = np.argwhere(~padded)
-    depth = np.zeros(region.shape)
-    for y, x in np.argwhere(region):
-        depth[y, x] = np.sqrt(((outside - (y + 1, x + 1)) ** 2).sum(axis=1)).min()
-    return depth
-
-
-def test_nodes_from_annotations(tmp_path):
-    big = np.zeros((HEIGHT, WIDTH), bool)
-    big[3:10, 3:12] = True
-    small = np.zeros((HEIGHT, WIDTH), bool)
-    small[14:17, 24:27] = True
-    path = _write_coco(tmp_path / "instances.json", [small, big])
-    nodes = analyze.nodes_from_annotations(path, "/anywhere/000007.png")
-
-    assert nodes["roi"] == (3.0, 3.0, 10.0, 12.0)  # (y1, x1, y2, x2) of the largest
-    depth = _depth(big)
-    assert big[nodes["foreground"]]
-    assert depth[nodes["foreground"]] == pytest.approx(depth.max(), abs=1e-3)
-    background = ~(big | small)
-    depth = _depth(background)
-    assert background[nodes["background"]]
-    assert depth[nodes["background"]] == pytest.approx(depth.max(), abs=1e-3)
-
-    with pytest.raises(ValueError, match="has no image named 'other.png'"):
-        analyze.nodes_from_annotations(path, "other.png")
-
-
-def test_argument_errors():
+def test_argument_errors(command_flags):
     assert analyze.parse_runs([]) == list(analyze.DEFAULT_RUNS)
     assert analyze.parse_runs(["a=b", "c"]) == [("a", "b"), (None, "c")]
     with pytest.raises(ValueError, match=r"--model_dir must be \[NAME=\]DIR"):
         analyze.parse_runs(["regular="])
+    command_flags(analyze, "--model_dir", "x", "--image", "y.png", "--roi", "1,2,3")
     with pytest.raises(ValueError, match="--roi must be 4 comma-separated numbers"):
-        analyze.main(["--model_dir", "x", "--image", "y.png", "--roi", "1,2,3"])
+        analyze.main([])
 
 
-def test_missing_checkpoint_needs_a_variant_to_train(tmp_path):
-    args = analyze._parse(["--steps", "0"])
+def test_missing_checkpoint_needs_a_variant_to_train(tmp_path, command_flags):
+    command_flags(analyze, "--steps", "0")
     with pytest.raises(FileNotFoundError, match="no checkpoint in"):
-        analyze.ensure_trained("regular", str(tmp_path), args)
-    args = analyze._parse([])
+        analyze.ensure_trained("regular", str(tmp_path))
+    command_flags(analyze)
     with pytest.raises(FileNotFoundError, match="name its variant"):
-        analyze.ensure_trained(None, str(tmp_path), args)
+        analyze.ensure_trained(None, str(tmp_path))
 
 
-def test_command_draws_both_figures(tmp_path, tiny_run, tiny_data):
+def test_command_draws_both_figures(tmp_path, tiny_run, tiny_data, command_flags):
     image = os.path.join(tiny_data["root"], "val", "000001.png")
     out = tmp_path / "out"
-    analyze.main(["--model_dir", f"regular={tiny_run('regular')}",
+    command_flags(analyze, "--model_dir", f"regular={tiny_run('regular')}",
                   "--model_dir", tiny_run("dcnv2"), "--image", image,
                   "--annotations", tiny_data["annotation_file"], "--out", str(out),
-                  "--steps", "0", "--patch_size", "16"])
+                  "--steps", "0", "--patch_size", "16")
+    analyze.main([])
 
     with open(out / "spatial_support.json") as f:
         summary = json.load(f)
     assert list(summary["runs"]) == ["regular", "dcnv2"]
-    expected = analyze.nodes_from_annotations(tiny_data["annotation_file"], image)
+    expected = annotated_nodes.nodes_from_annotations(tiny_data["annotation_file"], image)
     assert summary["nodes"]["roi"] == list(expected["roi"])  # 64 x 64: scale 1
     for name, run in summary["runs"].items():
         assert run["variant"] == name

@@ -157,11 +157,3 @@ def test_finished_output_is_reused(tmp_path):
     (tmp_path / "val" / "000001.png").unlink()  # damaged output is redrawn
     assert not synthetic.generate(tmp_path, 2, 2, 48, seed=4, workers=1).reused
 
-
-def test_command_line(tmp_path, capsys):
-    out = tmp_path / "cli"
-    synthetic.main(["--out", str(out), "--train", "2", "--val", "1", "--size", "40x56",
-                    "--seed", "3", "--workers", "1"])
-    coco = json.loads((out / "annotations" / "instances_val.json").read_text())
-    assert coco["images"][0]["height"] == 40 and coco["images"][0]["width"] == 56
-    assert "2 images, " in capsys.readouterr().out

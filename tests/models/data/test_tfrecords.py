@@ -105,15 +105,3 @@ def test_polygon_segmentation_to_mask():
     assert mask.shape == (8, 10) and mask.dtype == np.uint8
     assert mask.max() == 1 and 9 <= mask.sum() <= 25
 
-
-def test_command_lines(tmp_path, capsys):
-    synthetic.main(["--out", str(tmp_path), "--train", "3", "--val", "1", "--size", "32",
-                    "--workers", "1", "--tfrecord-shards", "2"])
-    assert sorted(p.name for p in (tmp_path / "tfrecords").glob("*.tfrecord")) == [
-        "train-00000-of-00002.tfrecord", "train-00001-of-00002.tfrecord",
-        "val-00000-of-00001.tfrecord"]
-    tfrecords.main(["--root", str(tmp_path), "--splits", "val", "--shards", "3"])
-    assert "val: 3 shard(s)" in capsys.readouterr().out
-    files = sorted((tmp_path / "tfrecords").glob("val-*.tfrecord"))
-    assert [f.name for f in files] == [f"val-0000{i}-of-00003.tfrecord" for i in range(3)]
-    assert sum(len(_records([f])) for f in files) == 1

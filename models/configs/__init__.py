@@ -1,0 +1,1 @@
+"""Dataclass configs of the deformable Mask R-CNN and its registered experiments."""

@@ -1,0 +1,36 @@
+"""Config of the deformable ResNet backbone and a backbone oneof that offers it.
+
+`Backbone` is Model Garden's backbone oneof (`official.vision.configs.backbones`)
+with one more choice, `dcn_resnet`, so a config selects it with
+`backbone.type: dcn_resnet` and Model Garden's `build_backbone` finds the builder
+registered under that name.
+"""
+
+import dataclasses
+from typing import List
+
+from official.vision.configs import backbones
+
+
+@dataclasses.dataclass
+class DcnResNet(backbones.ResNet):
+    """Model Garden's ResNet config plus the deformable-convolution settings.
+
+    Attributes:
+      deformable_stages: stages (2 = conv2 ... 5 = conv5) whose 3x3 convolutions are
+        deformable; [] gives the plain ResNet.
+      modulated: DCNv2 modulation (True) or DCNv1 offsets only (False).
+      deformable_groups: offset groups of each deformable convolution.
+      offset_lr_multiplier: learning-rate factor of the offset / mask branches.
+    """
+    model_id: int = 50
+    deformable_stages: List[int] = dataclasses.field(default_factory=lambda: [3, 4, 5])
+    modulated: bool = True
+    deformable_groups: int = 1
+    offset_lr_multiplier: float = 0.1
+
+
+@dataclasses.dataclass
+class Backbone(backbones.Backbone):
+    """Model Garden's backbone oneof with a `dcn_resnet` choice."""
+    dcn_resnet: DcnResNet = dataclasses.field(default_factory=DcnResNet)

@@ -1,0 +1,39 @@
+"""Writes Model Garden TFRecords for a COCO-format data set.
+
+    python -m models.create_tfrecords --root=data/synthetic --shards=8
+
+The data set is laid out as `ROOT/{split}/*.png` and
+`ROOT/annotations/instances_{split}.json`; the records go to
+`ROOT/tfrecords/{split}-*.tfrecord` (`models.data.tfrecords`), and shards that are up
+to date are not rewritten.
+"""
+
+from absl import app
+from absl import flags
+
+from models.data import tfrecords
+
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+    """Defines the flags of this command."""
+    flags.DEFINE_string("root", None, "data set folder")
+    flags.DEFINE_list("splits", ["train", "val"], "splits to convert")
+    flags.DEFINE_integer("shards", 1, "shards per split")
+    flags.DEFINE_boolean("masks", True, "write the instance masks (--nomasks: boxes only)")
+    flags.DEFINE_boolean("force", False, "rewrite even if up to date")
+    flags.mark_flag_as_required("root")
+
+
+def main(_):
+    """Converts each split and prints where its shards are."""
+    for split in FLAGS.splits:
+        paths = tfrecords.convert_split(FLAGS.root, split, FLAGS.shards, FLAGS.masks,
+                                        FLAGS.force)
+        print(f"{split}: {len(paths)} shard(s), {paths[0].parent}/{split}-*.tfrecord")
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(main)

@@ -1,0 +1,1 @@
+"""Evaluation of trained models: COCO box and mask AP with Model Garden's evaluator."""

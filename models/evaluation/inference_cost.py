@@ -1,0 +1,37 @@
+"""Cost of a Mask R-CNN at inference: its parameters and the time of its forward pass.
+
+`inference_params` counts the parameters of the inference model (without the
+training-only R-CNN mimic branch); `inference_seconds` is the median time of the
+inference pass on one validation batch, as Table 1 of the paper reports.
+"""
+
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from official.core import config_definitions as cfg
+from official.core import task_factory
+
+from models import registry_imports  # noqa: F401  the task of the experiments
+
+
+def inference_seconds(params: cfg.ExperimentConfig, model, repeats: int = 10) -> float:
+    """Median time of the model's inference pass on one validation batch."""
+    task = task_factory.get_task(params.task)
+    images, labels = next(iter(task.build_inputs(params.task.validation_data)))
+    infer = tf.function(lambda x: model(x, image_shape=labels["image_info"][:, 1, :],
+                                        training=False))
+    infer(images)  # trace
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        tf.nest.map_structure(lambda t: t.numpy(), infer(images))
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def inference_params(model) -> int:
+    """Parameters of the inference model (without the training-only branches)."""
+    training_only = model.mimic_branch.count_params() if model.mimic_branch else 0
+    return int(model.count_params()) - training_only

@@ -1,0 +1,207 @@
+"""ResNet whose 3x3 convolutions in chosen stages are deformable (DCNv1 / DCNv2).
+
+`DeformableResNet` is Model Garden's `ResNet` (depths 18, 34, 50, 101, ...) built
+from `DeformableResidualBlock` / `DeformableBottleneckBlock`: Model Garden's blocks
+whose 3x3 convolution `_conv2` becomes a `keras_dcn.tf_keras.DeformConv2D` in the
+stages listed in `deformable_stages` (2 = conv2 ... 5 = conv5; the paper's DCNv2 uses
+conv3-conv5). In a bottleneck block (ResNet-50/101, the paper's backbones) that is
+the block's only 3x3 convolution; a basic block (ResNet-18/34) has two, `_conv1`
+(with the block's stride) and `_conv2`, and both become deformable. Either way every
+3x3 convolution of those stages is deformable, as in the paper.
+
+Each deformable convolution owns a zero-initialised offset (and, when `modulated`,
+mask) branch, so at initialisation offsets are 0 and masks 0.5 (DCNv2) or 1 (DCNv1).
+Its `kernel` has the `Conv2D` layout and the same checkpoint name as `Conv2D.kernel`,
+so a checkpoint of Model Garden's regular `ResNet` restores into this backbone;
+only `offset_kernel` / `offset_bias` find no value there and keep their zeros.
+
+Input `[B, H, W, 3]`; output `{'2': [B, H/4, W/4, C2], ..., '5': [B, H/32, W/32, C5]}`
+as Model Garden's ResNet.
+"""
+
+import functools
+from typing import Optional, Sequence
+
+import tf_keras
+
+from official.modeling import hyperparams
+from official.modeling import tf_utils
+from official.vision.modeling.backbones import factory
+from official.vision.modeling.backbones import resnet
+from official.vision.modeling.layers import nn_blocks
+
+from keras_dcn import tf_keras as dcn_layers
+
+PACKAGE = "keras_dcn_models"
+STAGES = (2, 3, 4, 5)
+
+
+class _DeformableBlockMixin:
+    """Deformable settings of a Model Garden block and the factory of its deformable
+    3x3 convolutions; put first in the bases, before the Model Garden block."""
+
+    def __init__(self, *args, deformable: bool = True, modulated: bool = True,
+                 deformable_groups: int = 1, offset_lr_multiplier: float = 0.1,
+                 **kwargs):
+        super().__init__(*args, **kwargs)
+        self._deformable = bool(deformable)
+        self._modulated = bool(modulated)
+        self._deformable_groups = int(deformable_groups)
+        self._offset_lr_multiplier = float(offset_lr_multiplier)
+
+    def _deform_conv(self, strides, dilation_rate=1, padding="same"):
+        """A `DeformConv2D` with the arguments Model Garden gives the 3x3 `Conv2D`."""
+        return dcn_layers.DeformConv2D(
+            filters=self._filters,
+            kernel_size=3,
+            strides=strides,
+            padding=padding,
+            dilation_rate=dilation_rate,
+            use_bias=False,
+            deformable_groups=self._deformable_groups,
+            modulated=self._modulated,
+            offset_lr_multiplier=self._offset_lr_multiplier,
+            kernel_initializer=tf_utils.clone_initializer(self._kernel_initializer),
+            kernel_regularizer=self._kernel_regularizer)
+
+    def get_config(self):
+        """The block's config with the deformable settings."""
+        return {
+            **super().get_config(),
+            "deformable": self._deformable,
+            "modulated": self._modulated,
+            "deformable_groups": self._deformable_groups,
+            "offset_lr_multiplier": self._offset_lr_multiplier,
+        }
+
+
+@tf_keras.utils.register_keras_serializable(package=PACKAGE)
+class DeformableResidualBlock(_DeformableBlockMixin, nn_blocks.ResidualBlock):
+    """Model Garden's basic residual block whose two 3x3 convolutions are deformable.
+
+    `[B, H, W, Cin]` -> `[B, H/s, W/s, filters]`. With `deformable=False` it is
+    exactly `nn_blocks.ResidualBlock`.
+    """
+
+    def build(self, input_shape):
+        """Model Garden's layers, then the deformable 3x3 convolutions in their place."""
+        super().build(input_shape)
+        if self._deformable:
+            # Model Garden pads explicitly before a 'valid' _conv1 when asked to.
+            self._conv1 = self._deform_conv(
+                self._strides, padding="valid" if self._use_explicit_padding else "same")
+            self._conv2 = self._deform_conv(1)
+
+
+@tf_keras.utils.register_keras_serializable(package=PACKAGE)
+class DeformableBottleneckBlock(_DeformableBlockMixin, nn_blocks.BottleneckBlock):
+    """Model Garden's bottleneck block with a deformable 3x3 convolution.
+
+    `[B, H, W, Cin]` -> `[B, H/s, W/s, 4 * filters]`. With `deformable=False` it is
+    exactly `nn_blocks.BottleneckBlock`.
+    """
+
+    def build(self, input_shape):
+        """Model Garden's layers, then the deformable 3x3 convolution in its place."""
+        super().build(input_shape)
+        if self._deformable:
+            self._conv2 = self._deform_conv(self._strides,
+                                            dilation_rate=self._dilation_rate)
+
+
+_DEFORMABLE_BLOCKS = {
+    nn_blocks.ResidualBlock: DeformableResidualBlock,
+    nn_blocks.BottleneckBlock: DeformableBottleneckBlock,
+}
+
+
+def _stage_of(block_group_name: str) -> int:
+    """Stage number of Model Garden's block group name `block_group_l{stage}`."""
+    return int(block_group_name.rsplit("_l", 1)[1])
+
+
+@tf_keras.utils.register_keras_serializable(package=PACKAGE)
+class DeformableResNet(resnet.ResNet):
+    """Model Garden's ResNet with deformable 3x3 convolutions in `deformable_stages`.
+
+    Args:
+      model_id: ResNet depth (18, 34, 50, 101, ...).
+      deformable_stages: stages (2..5) made deformable; () gives the plain ResNet
+        (same layers, variables and outputs as `resnet.ResNet`).
+      modulated: DCNv2 modulated convolutions (True) or DCNv1 (False).
+      deformable_groups: offset groups per deformable convolution.
+      offset_lr_multiplier: learning-rate factor of the offset / mask branches.
+      **kwargs: the arguments of `official.vision.modeling.backbones.ResNet`.
+    """
+
+    def __init__(self, model_id: int, deformable_stages: Sequence[int] = (3, 4, 5),
+                 modulated: bool = True, deformable_groups: int = 1,
+                 offset_lr_multiplier: float = 0.1, **kwargs):
+        stages = sorted({int(s) for s in deformable_stages})
+        if not set(stages) <= set(STAGES):
+            raise ValueError(
+                f"deformable_stages must be a subset of {STAGES}, got {list(deformable_stages)}")
+        # A frozenset: Keras' attribute tracking rejects an empty tuple before
+        # `Model.__init__` has run.
+        self._deformable_stages = frozenset(stages)
+        self._modulated = bool(modulated)
+        self._deformable_groups = int(deformable_groups)
+        self._offset_lr_multiplier = float(offset_lr_multiplier)
+        super().__init__(model_id=model_id, **kwargs)
+
+    def _block_group(self, inputs, filters, strides, block_fn, block_repeats=1,
+                     stochastic_depth_drop_rate=0.0, name="block_group"):
+        """Model Garden's block group, with deformable blocks in deformable stages."""
+        if _stage_of(name) in self._deformable_stages:
+            block_fn = functools.partial(
+                _DEFORMABLE_BLOCKS[block_fn],
+                deformable=True,
+                modulated=self._modulated,
+                deformable_groups=self._deformable_groups,
+                offset_lr_multiplier=self._offset_lr_multiplier)
+        return super()._block_group(
+            inputs, filters, strides, block_fn, block_repeats=block_repeats,
+            stochastic_depth_drop_rate=stochastic_depth_drop_rate, name=name)
+
+    def get_config(self):
+        """Model Garden's ResNet config with the deformable settings."""
+        config = super().get_config()
+        config.update(
+            deformable_stages=sorted(self._deformable_stages),
+            modulated=self._modulated,
+            deformable_groups=self._deformable_groups,
+            offset_lr_multiplier=self._offset_lr_multiplier)
+        return config
+
+
+@factory.register_backbone_builder("dcn_resnet")
+def build_dcn_resnet(
+    input_specs: tf_keras.layers.InputSpec,
+    backbone_config: hyperparams.Config,
+    norm_activation_config: hyperparams.Config,
+    l2_regularizer: Optional[tf_keras.regularizers.Regularizer] = None,
+) -> tf_keras.Model:
+    """Builds a `DeformableResNet` from a `Backbone` oneof whose type is `dcn_resnet`."""
+    if backbone_config.type != "dcn_resnet":
+        raise ValueError(f"Expected backbone type 'dcn_resnet', got {backbone_config.type!r}")
+    cfg = backbone_config.get()
+    return DeformableResNet(
+        model_id=cfg.model_id,
+        deformable_stages=cfg.deformable_stages,
+        modulated=cfg.modulated,
+        deformable_groups=cfg.deformable_groups,
+        offset_lr_multiplier=cfg.offset_lr_multiplier,
+        input_specs=input_specs,
+        depth_multiplier=cfg.depth_multiplier,
+        stem_type=cfg.stem_type,
+        resnetd_shortcut=cfg.resnetd_shortcut,
+        replace_stem_max_pool=cfg.replace_stem_max_pool,
+        se_ratio=cfg.se_ratio,
+        init_stochastic_depth_rate=cfg.stochastic_depth_drop_rate,
+        scale_stem=cfg.scale_stem,
+        activation=norm_activation_config.activation,
+        use_sync_bn=norm_activation_config.use_sync_bn,
+        norm_momentum=norm_activation_config.norm_momentum,
+        norm_epsilon=norm_activation_config.norm_epsilon,
+        kernel_regularizer=l2_regularizer,
+        bn_trainable=cfg.bn_trainable)

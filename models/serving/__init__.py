@@ -1,0 +1,1 @@
+"""Serving: SavedModel export, running an exported model, drawing its detections."""

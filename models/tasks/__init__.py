@@ -1,0 +1,1 @@
+"""The Model Garden task of the deformable Mask R-CNN."""

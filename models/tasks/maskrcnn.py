@@ -1,0 +1,121 @@
+"""Model Garden task of the deformable Mask R-CNN.
+
+`DcnMaskRCNNTask` is Model Garden's `MaskRCNNTask` (inputs, losses, COCO metrics,
+train / validation steps) registered for `DcnMaskRCNNTask` configs; it builds its
+model with `models.modeling.factory` (a `DcnMaskRCNNModel`, trainable with Model
+Garden's trainer and with Keras `fit`), adds the weighted R-CNN feature-mimicking
+losses when the model returns the branch's outputs, and loads initial checkpoints
+that lack the deformable branches (a regular ResNet / Mask R-CNN checkpoint).
+"""
+
+from absl import logging
+import tensorflow as tf
+import tf_keras
+
+from official.core import task_factory
+from official.vision.tasks import maskrcnn as maskrcnn_task
+
+from keras_dcn import tf_keras as dcn_layers
+from models.configs import maskrcnn as dcn_config
+from models.modeling import factory
+from models.modeling import maskrcnn_model
+from models.modeling import rcnn_mimic
+
+
+def deformable_branch_variables(model: tf.Module) -> list:
+    """Variables that only deformable layers have: conv offset / mask branches and
+    the whole sibling branch of deformable RoI pooling."""
+    found = []
+    for module in model.submodules:
+        if isinstance(module, dcn_layers.DeformConv2D):
+            found += [module.offset_kernel, module.offset_bias]
+        elif isinstance(module, dcn_layers.DeformRoIPool):
+            found += list(module.weights)
+    return found
+
+
+@task_factory.register_task_cls(dcn_config.DcnMaskRCNNTask)
+class DcnMaskRCNNTask(maskrcnn_task.MaskRCNNTask):
+    """Mask R-CNN task whose model follows `task.model.variant`."""
+
+    def build_model(self) -> maskrcnn_model.DcnMaskRCNNModel:
+        """Builds (and creates the variables of) the model of the task config, with
+        the task's losses as its `loss_fn` (for `fit`)."""
+        model_config = self.task_config.model
+        input_size = list(model_config.input_size)
+        decay = self.task_config.losses.l2_weight_decay
+        # Model Garden halves the decay: tf_keras' l2(w) adds w * sum(x^2), while the
+        # decay is defined on tf.nn.l2_loss = sum(x^2) / 2.
+        l2_regularizer = tf_keras.regularizers.l2(decay / 2.0) if decay else None
+        model = factory.build_maskrcnn(
+            input_specs=tf_keras.layers.InputSpec(shape=[None] + input_size),
+            model_config=model_config,
+            l2_regularizer=l2_regularizer,
+            loss_fn=self.build_losses)
+        if self.task_config.freeze_backbone:
+            model.backbone.trainable = False
+        # A symbolic call creates every variable of the inference path.
+        model(tf_keras.Input(input_size), image_shape=tf_keras.Input([2]), training=False)
+        if model.mimic_branch is not None:
+            model.mimic_branch.build([None, None, model_config.detection_head.fc_dims])
+        return model
+
+    def build_losses(self, outputs, labels, aux_losses=None):
+        """Model Garden's Mask R-CNN losses, plus, when `outputs` holds the R-CNN
+        branch's values, `mimic_loss` and `rcnn_cls_loss` (unweighted) with their
+        weighted sum added to `model_loss` and `total_loss`."""
+        losses = super().build_losses(outputs, labels, aux_losses)
+        if rcnn_mimic.WEIGHTS not in outputs:
+            return losses
+        settings = self.task_config.model.mimic
+        extra = rcnn_mimic.mimic_losses(outputs, settings.reduction)
+        weighted = (settings.mimic_weight * extra[rcnn_mimic.MIMIC_LOSS]
+                    + settings.classification_weight * extra[rcnn_mimic.CLASS_LOSS])
+        losses.update(extra)
+        losses["model_loss"] += weighted
+        losses["total_loss"] += self.task_config.losses.loss_weight * weighted
+        return losses
+
+    def build_metrics(self, training: bool = True):
+        """Model Garden's metrics; in training with mimicking also the means of the
+        two mimic losses (logged to TensorBoard by Model Garden's trainer)."""
+        metrics = super().build_metrics(training)
+        if training and self.task_config.model.mimic.enabled:
+            metrics += [tf_keras.metrics.Mean(name, dtype=tf.float32)
+                        for name in maskrcnn_model.MIMIC_LOSS_NAMES]
+        return metrics
+
+    def initialize(self, model: tf_keras.Model):
+        """Loads `init_checkpoint` (modules as in Model Garden).
+
+        Every variable of the restored modules must be found in the checkpoint, except
+        the deformable branches (`deformable_branch_variables`) and the R-CNN mimic
+        classifier, which keep their initial values: a regular ResNet / Mask R-CNN
+        checkpoint initialises the deformable model.
+        """
+        path = self.task_config.init_checkpoint
+        if not path:
+            return
+        if tf.io.gfile.isdir(path):
+            path = tf.train.latest_checkpoint(path)
+        modules = self.task_config.init_checkpoint_modules
+        if modules == "all":
+            items = {"model": model}
+        else:
+            items = {name: getattr(model, name) for name in ("backbone", "decoder")
+                     if name in modules}
+        root = tf.train.Checkpoint(**items)
+        root.read(path).expect_partial()
+        restored = {id(obj) for obj in tf.train.CheckpointView(path).match(root).values()}
+        optional = {id(v) for v in deformable_branch_variables(model)}
+        mimic_branch = getattr(model, "mimic_branch", None)
+        if mimic_branch is not None:
+            optional |= {id(v) for v in mimic_branch.weights}
+        missing = [v.name for item in items.values() for v in item.variables
+                   if id(v) not in restored and id(v) not in optional]
+        if missing:
+            raise AssertionError(
+                f"{len(missing)} variables of {sorted(items)} are not in {path}: "
+                f"{missing[:10]}")
+        logging.info("Loaded %s from %s (new branches kept at their initial values)",
+                     sorted(items), path)

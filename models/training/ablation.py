@@ -1,0 +1,82 @@
+"""Rows of the ablation of the paper's Tables 1 and 3 on the synthetic set.
+
+A row is a variant of `dcn_maskrcnn_synthetic` (`regular`, `dcnv1`, `dcnv2`), with
+`+mimic` for R-CNN feature mimicking. `run_row` trains a row with the Keras trainer
+on a synthetic data set (`models.training.synthetic_runs`; checkpoints in
+`OUT/<row>`, rerunning resumes), evaluates its box and mask AP with Model Garden's
+COCO evaluator (written to the run's `metrics.json`) and measures its parameters,
+median training-step time and median inference time of a batch;
+`results_table` lays the rows out side by side like Table 1 of the paper.
+"""
+
+import gc
+import os
+from typing import Mapping
+
+from official.core import config_definitions as cfg
+
+from models.configs import maskrcnn as dcn_config
+from models.evaluation import coco
+from models.evaluation import inference_cost
+from models.training import keras_trainer
+from models.training import synthetic_runs
+
+DEFAULT_ROWS = ("regular", "dcnv1", "dcnv2", "regular+mimic", "dcnv2+mimic")
+MIMIC_SUFFIX = "+mimic"
+
+
+def deformable_columns(params: cfg.ExperimentConfig) -> dict:
+    """The table's columns naming a run's deformable layers and mimicking."""
+    resolved = dcn_config.resolve_variant(params.task.model)
+    cfg = resolved.backbone.dcn_resnet
+    stages = "-".join(f"conv{s}" for s in cfg.deformable_stages) if cfg.deformable_stages \
+        else "none"
+    conv = f"{stages}{' (mod.)' if cfg.modulated and cfg.deformable_stages else ''}"
+    aligner = resolved.roi_aligner
+    pool = "modulated" if aligner.deformable and aligner.modulated else \
+        "yes" if aligner.deformable else "no"
+    return {"deform. conv": conv, "deform. RoI pool": pool,
+            "mimic": "yes" if resolved.mimic.enabled else "no"}
+
+
+def run_row(row: str, data: dict, out_dir: str, size: int, batch_size: int,
+            train_steps: int, seed: int, mimic_rois: int, mimic_crop: int) -> dict:
+    """Trains and evaluates one row (`variant` or `variant+mimic`) on `data` (see
+    `synthetic_runs.prepare_data`) into `out_dir/<row>`; returns its results.
+
+    Mimicking samples `mimic_rois` RoIs per image and crops them to `mimic_crop`
+    pixels.
+    """
+    variant = row[:-len(MIMIC_SUFFIX)] if row.endswith(MIMIC_SUFFIX) else row
+    mimic = {"enabled": row.endswith(MIMIC_SUFFIX), "rois_per_image": mimic_rois,
+             "crop_size": mimic_crop}
+    model_dir = os.path.join(out_dir, row)
+    timer = keras_trainer.StepTimer()
+    params, model = synthetic_runs.train_variant(
+        data, variant, model_dir, size, batch_size, train_steps, seed,
+        validation_steps=2, overrides={"task": {"model": {"mimic": mimic}}},
+        callbacks=[timer])
+    metrics = coco.evaluate_model(params, model, logging_dir=model_dir)
+    coco.write_metrics(metrics, model_dir)
+    result = {
+        "metrics": metrics,
+        "params": inference_cost.inference_params(model),
+        "step_s": timer.median() if timer.durations else None,
+        "inference_s": inference_cost.inference_seconds(params, model),
+        **deformable_columns(params),
+    }
+    del model
+    gc.collect()
+    return result
+
+
+def results_table(results: Mapping[str, dict]) -> str:
+    """Box / mask AP (percent), deformable layers, parameters and times of each row."""
+    extra = {v: {"deform. conv": r["deform. conv"],
+                 "deform. RoI pool": r["deform. RoI pool"],
+                 "mimic": r["mimic"],
+                 "params (M)": f"{r['params'] / 1e6:.2f}",
+                 "train step (s)": f"{r['step_s']:.2f}" if r["step_s"] else "-",
+                 "inference (s)": f"{r['inference_s']:.3f}"}
+             for v, r in results.items()}
+    return coco.format_table({v: r["metrics"] for v, r in results.items()}, extra)

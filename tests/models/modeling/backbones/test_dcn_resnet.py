@@ -1,0 +1,123 @@
+"""models.modeling.backbones.dcn_resnet: the deformable ResNet in Model Garden's backbone
+factory, its checkpoint compatibility with Model Garden's ResNet, and its state at
+initialisation."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_keras
+from official.vision.configs import common
+from official.vision.modeling import backbones as mg_backbones
+from official.vision.modeling.backbones import resnet
+
+from keras_dcn import tf_keras as dcn_layers
+from models.configs.backbones import Backbone, DcnResNet
+from models.modeling.backbones.dcn_resnet import DeformableResNet
+
+SPEC = tf_keras.layers.InputSpec(shape=[None, 64, 64, 3])
+
+
+def _deformable_convs(model):
+    return [m for m in model.submodules if isinstance(m, dcn_layers.DeformConv2D)]
+
+
+def _randomize_batch_norm(model, rng):
+    for variable in model.variables:
+        if "moving_mean" in variable.name:
+            variable.assign(rng.uniform(-0.1, 0.1, variable.shape).astype(np.float32))
+        elif "moving_variance" in variable.name:
+            variable.assign(rng.uniform(0.5, 1.5, variable.shape).astype(np.float32))
+        elif "gamma" in variable.name or "beta" in variable.name:
+            variable.assign(rng.uniform(0.5, 1.5, variable.shape).astype(np.float32))
+
+
+def test_registered_builder_makes_deformable_resnet():
+    config = Backbone(type="dcn_resnet", dcn_resnet=DcnResNet(model_id=18))
+    model = mg_backbones.factory.build_backbone(
+        input_specs=SPEC, backbone_config=config,
+        norm_activation_config=common.NormActivation())
+    assert isinstance(model, DeformableResNet)
+    assert sorted(model.output_specs) == ["2", "3", "4", "5"]
+    # Both 3x3 convs of each basic block of conv3-conv5 (2 blocks each).
+    convs = _deformable_convs(model)
+    assert len(convs) == 12
+    assert sorted(conv.strides for conv in convs) == [(1, 1)] * 9 + [(2, 2)] * 3
+    assert all(conv.modulated and conv.deformable_groups == 1 for conv in convs)
+    assert all(conv.offset_lr_multiplier == pytest.approx(0.1) for conv in convs)
+
+
+@pytest.mark.parametrize("model_id,stages,expected", [
+    (18, [5], 4), (18, [], 0), (50, [3, 4, 5], 13)])
+def test_deformable_stages(model_id, stages, expected):
+    model = DeformableResNet(model_id=model_id, deformable_stages=stages, input_specs=SPEC)
+    assert len(_deformable_convs(model)) == expected
+
+
+def test_dcnv1_and_groups_shape_the_offset_branch():
+    model = DeformableResNet(model_id=18, deformable_stages=[5], modulated=False,
+                             deformable_groups=2, input_specs=SPEC)
+    conv = _deformable_convs(model)[0]
+    # 2 coordinates x 9 taps x 2 groups, no mask channels.
+    assert conv.offset_kernel.shape[-1] == 2 * 9 * 2
+    assert not conv.modulated
+
+
+def test_rejects_unknown_stages():
+    with pytest.raises(ValueError, match="deformable_stages"):
+        DeformableResNet(model_id=18, deformable_stages=[6], input_specs=SPEC)
+
+
+def test_zero_offsets_and_mask_one_half_at_initialisation():
+    model = DeformableResNet(model_id=18, input_specs=SPEC)  # DCNv2, conv3-conv5
+    x = tf.random.normal([2, 64, 64, 3])
+    model(x, training=False)
+    for conv in _deformable_convs(model):
+        channels = conv.kernel.shape[2]
+        offsets, mask = conv.offsets_and_mask(tf.random.normal([1, 8, 8, channels]))
+        np.testing.assert_array_equal(offsets.numpy(), 0.0)
+        np.testing.assert_allclose(mask.numpy(), 0.5)
+        assert mask.shape[-1] == 9
+
+
+def test_regular_resnet_checkpoint_restores_and_reproduces_features(tmp_path):
+    """A tf.train.Checkpoint of Model Garden's ResNet restores into the deformable
+    backbone (every regular variable found by name; only the offset branches are
+    new), and with zero offsets and no modulation the features are the same."""
+    rng = np.random.default_rng(0)
+    tf_keras.utils.set_random_seed(0)
+    regular = resnet.ResNet(model_id=18, input_specs=SPEC)
+    _randomize_batch_norm(regular, rng)
+    path = tf.train.Checkpoint(backbone=regular).write(str(tmp_path / "regular"))
+
+    deformable = DeformableResNet(model_id=18, modulated=False, input_specs=SPEC)
+    status = tf.train.Checkpoint(backbone=deformable).read(path)
+    status.expect_partial()
+
+    restored = {id(obj) for obj in
+                tf.train.CheckpointView(path).match(
+                    tf.train.Checkpoint(backbone=deformable)).values()}
+    missing = [v.name for v in deformable.variables if id(v) not in restored]
+    assert missing and all("offset_" in name for name in missing)
+    assert len(missing) == 2 * len(_deformable_convs(deformable))
+
+    regular_names = {name for name, _ in tf.train.list_variables(path)}
+    path2 = tf.train.Checkpoint(backbone=deformable).write(str(tmp_path / "deformable"))
+    extra = {name for name, _ in tf.train.list_variables(path2)} - regular_names
+    assert extra and all("/offset_" in name for name in extra)
+
+    x = tf.constant(rng.normal(size=(2, 64, 64, 3)), tf.float32)
+    want, got = regular(x, training=False), deformable(x, training=False)
+    for level in want:
+        scale = float(tf.reduce_max(tf.abs(want[level])))
+        assert scale > 0
+        np.testing.assert_allclose(got[level].numpy(), want[level].numpy(),
+                                   atol=1e-5 * scale, rtol=1e-4)
+
+
+def test_config_roundtrip():
+    model = DeformableResNet(model_id=18, deformable_stages=[4, 5], modulated=False,
+                             input_specs=SPEC)
+    config = model.get_config()
+    assert config["deformable_stages"] == [4, 5] and config["modulated"] is False
+    clone = DeformableResNet.from_config(config)
+    assert len(_deformable_convs(clone)) == 8

@@ -1,0 +1,154 @@
+"""models.modeling.layers.deform_roi_aligner: MultilevelDeformableROIAligner against
+Model Garden's MultilevelROIAligner: FPN level assignment, sampling conventions, the
+branch."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from official.vision.modeling.layers import roi_aligner
+
+from models.modeling.layers.deform_roi_aligner import MultilevelDeformableROIAligner, assign_levels
+
+IMAGE = 256
+LEVELS = range(2, 7)
+
+
+def _features(rng, batch=2, channels=8, fill=None):
+    return {str(level): tf.constant(
+        rng.normal(size=(batch, IMAGE >> level, IMAGE >> level, channels))
+        if fill is None else fill(level, batch, IMAGE >> level, channels), tf.float32)
+        for level in LEVELS}
+
+
+def _boxes(rng, batch, count, min_size):
+    """Random boxes (y1, x1, y2, x2) inside the image, sides >= min_size."""
+    y1 = rng.uniform(0, IMAGE - min_size, (batch, count))
+    x1 = rng.uniform(0, IMAGE - min_size, (batch, count))
+    y2 = np.minimum(y1 + rng.uniform(min_size, IMAGE, (batch, count)), IMAGE)
+    x2 = np.minimum(x1 + rng.uniform(min_size, IMAGE, (batch, count)), IMAGE)
+    return tf.constant(np.stack([y1, x1, y2, x2], -1), tf.float32)
+
+
+def _plain(**kwargs):
+    """The aligner with a zero branch and no modulation: plain RoI pooling."""
+    return MultilevelDeformableROIAligner(modulated=False, hidden_units=16, **kwargs)
+
+
+# Sides around the level boundaries (224 * 2**k) and degenerate boxes.
+EDGE_BOXES = [[0, 0, 224, 224], [0, 0, 223.9, 224], [0, 0, 448, 448], [0, 0, 447, 448],
+              [0, 0, 112, 112], [0, 0, 111.9, 112], [0, 0, 56, 56], [0, 0, 0, 0],
+              [10, 10, 10, 50], [0, 0, 896, 896], [0, 0, 2000, 2000], [0, 0, 1, 1],
+              [5, 5, 61, 117], [0, 0, 256, 64]]
+
+
+def test_level_assignment_matches_model_garden():
+    """Features constant per level (value = level) reveal the level each aligner
+    picks for a box: both must agree with `assign_levels`."""
+    boxes = tf.constant([EDGE_BOXES], tf.float32)
+    features = _features(np.random.default_rng(0), batch=1,
+                         fill=lambda level, b, s, c: np.full((b, s, s, c), level))
+    ours = _plain(crop_size=7, sampling_ratio=1, aligned=False)(features, boxes)
+    theirs = roi_aligner.MultilevelROIAligner(crop_size=7)(features, boxes)
+    levels = assign_levels(boxes, 2, 6).numpy()[0]
+    # The first bin: inside the feature map even for boxes larger than the image
+    # (reads past the map's end are clamped by Model Garden, zero for the op).
+    np.testing.assert_allclose(theirs[0, :, 0, 0, 0], levels, atol=1e-5)
+    np.testing.assert_allclose(ours[0, :, 0, 0, 0], levels, atol=1e-5)
+    assert list(levels[:7]) == [4, 3, 5, 4, 3, 2, 2]
+    assert levels[7] == 2 and levels[8] == 2  # zero area
+    assert levels[9] == 6 and levels[10] == 6  # clipped to the top level
+
+
+def test_levels_follow_the_fpn_rule():
+    rng = np.random.default_rng(1)
+    boxes = _boxes(rng, 3, 200, 1.0)
+    side = np.sqrt((boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1]))
+    expected = np.clip(np.floor(np.log2(side / 224.0)) + 4, 3, 5)
+    np.testing.assert_array_equal(assign_levels(boxes, 3, 5).numpy(), expected)
+
+
+def test_one_centred_sample_unaligned_equals_model_garden():
+    """sampling_ratio=1, aligned=False, zero offsets: Model Garden's RoIAlign
+    (one bilinear sample at each bin centre), for boxes >= 1 pixel on their level."""
+    rng = np.random.default_rng(2)
+    features = _features(rng)
+    boxes = _boxes(rng, 2, 60, min_size=64.0)  # >= 1 pixel even on level 6
+    for crop in (7, 14):
+        want = roi_aligner.MultilevelROIAligner(crop_size=crop)(features, boxes)
+        got = _plain(crop_size=crop, sampling_ratio=1, aligned=False)(features, boxes)
+        assert got.shape == want.shape == (2, 60, crop, crop, 8)
+        np.testing.assert_allclose(got.numpy(), want.numpy(), atol=1e-4)
+
+
+def test_sampling_conventions_on_a_linear_field():
+    """On features linear in (y, x) bilinear reads are exact, so the sampling grid
+    does not matter (2x2 samples average to the centre) and `aligned` moves every
+    read by exactly -0.5 feature pixel in y and x."""
+    a, b, c = 0.3, -0.2, 1.0
+
+    def ramp(level, batch, size, channels):
+        y, x = np.meshgrid(np.arange(size), np.arange(size), indexing="ij")
+        return np.broadcast_to((a * y + b * x + c)[None, :, :, None],
+                               (batch, size, size, channels))
+
+    features = _features(None, batch=1, fill=ramp)
+    # Boxes well inside the image, so that no read is clamped at a border.
+    boxes = tf.constant([[[40, 40, 90, 120], [64, 32, 200, 220], [100, 100, 116, 130]]],
+                        tf.float32)
+    want = roi_aligner.MultilevelROIAligner(crop_size=7)(features, boxes).numpy()
+    unaligned = _plain(crop_size=7, sampling_ratio=2, aligned=False)(features, boxes)
+    aligned = _plain(crop_size=7, sampling_ratio=2, aligned=True)(features, boxes)
+    np.testing.assert_allclose(unaligned.numpy(), want, atol=1e-4)
+    np.testing.assert_allclose(aligned.numpy(), want - 0.5 * (a + b), atol=1e-4)
+
+
+def test_modulation_halves_the_output_at_initialisation():
+    rng = np.random.default_rng(3)
+    features = _features(rng)
+    boxes = _boxes(rng, 2, 20, min_size=8.0)
+    plain = _plain(crop_size=7)(features, boxes)
+    modulated = MultilevelDeformableROIAligner(crop_size=7, modulated=True,
+                                               hidden_units=16)(features, boxes)
+    np.testing.assert_allclose(modulated.numpy(), 0.5 * plain.numpy(), atol=1e-6)
+
+
+def test_one_shared_branch_learns_from_every_level():
+    rng = np.random.default_rng(4)
+    features = _features(rng)
+    boxes = tf.constant([EDGE_BOXES[:7] + [[0, 0, 256, 256]]], tf.float32)
+    aligner = MultilevelDeformableROIAligner(crop_size=7, hidden_units=16)
+    with tf.GradientTape() as tape:
+        out = aligner(features, boxes)
+        loss = tf.reduce_sum(out * out)
+    names = [v.name.split("/")[-1] for v in aligner.trainable_variables]
+    assert len(aligner.trainable_variables) == 6, names  # 2 fc + offset fc, shared
+    grads = tape.gradient(loss, aligner.trainable_variables)
+    offset_grad = grads[names.index("offset_kernel:0")]
+    assert offset_grad is not None and float(tf.reduce_max(tf.abs(offset_grad))) > 0
+
+
+def test_graph_mode_static_shape_and_empty_levels():
+    rng = np.random.default_rng(5)
+    features = _features(rng)
+    aligner = MultilevelDeformableROIAligner(crop_size=14, hidden_units=16)
+
+    @tf.function
+    def run(boxes):
+        out = aligner(features, boxes)
+        assert out.shape.as_list() == [2, 5, 14, 14, 8]
+        return out
+
+    # Every box on level 2: levels 3-6 receive no RoI.
+    boxes = tf.constant(np.tile([[[0, 0, 20, 20]]], (2, 5, 1)), tf.float32)
+    assert run(boxes).shape == (2, 5, 14, 14, 8)
+
+
+def test_config_roundtrip():
+    aligner = MultilevelDeformableROIAligner(crop_size=14, modulated=False, gamma=0.2,
+                                             sampling_ratio=1, hidden_units=8)
+    config = aligner.get_config()
+    clone = MultilevelDeformableROIAligner.from_config(config)
+    assert clone.get_config() == config
+    with pytest.raises(ValueError, match="consecutive"):
+        aligner({"2": tf.zeros([1, 8, 8, 4]), "4": tf.zeros([1, 2, 2, 4])},
+                tf.zeros([1, 1, 4]))

@@ -1,0 +1,68 @@
+"""models.serving: the tiny run of the `trained` fixture exports as a SavedModel that a
+fresh process (importing only keras_dcn and models.serving.detector) loads and runs,
+giving the in-memory model's outputs, and draws.
+
+A few minutes (the run is trained in fresh processes); `pytest tests/models -m "not
+slow"` leaves it out."""
+
+import os
+
+import cv2
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from models.common import image_files
+from models.common import runtime
+from models.configs.experiments import SYNTHETIC_EXPERIMENT
+from models.serving import detection
+from tests.layers.helpers import check, run_python
+
+TIMEOUT = 600
+pytestmark = pytest.mark.slow
+
+
+def test_export_reload_in_fresh_process_and_draw(trained, tiny_data, tmp_path):
+    model_dir, config, _ = trained
+    params = runtime.experiment_params(SYNTHETIC_EXPERIMENT, config)
+    saved_model = detection.export_saved_model(params, model_dir, str(tmp_path / "export"))
+    assert os.path.isfile(os.path.join(saved_model, "saved_model.pb"))
+
+    image_path = str(tiny_data["root"] / "val" / "000001.png")
+    image = image_files.read_rgb(image_path)
+    module = detection.DcnDetectionModule(
+        params=params, batch_size=1, input_image_size=[64, 64])
+    tf.train.Checkpoint(model=module.model).read(
+        tf.train.latest_checkpoint(model_dir)).expect_partial()
+    want = {k: v.numpy() for k, v in module.serve(tf.constant(image[None])).items()}
+
+    outputs = tmp_path / "outputs.npz"
+    picture = tmp_path / "picture.png"
+    check(run_python(f"""
+        import sys, numpy as np
+        from models.serving.detector import Detector, predict_and_draw
+        assert not [name for name in sys.modules if name.startswith(
+            ("models.configs", "models.modeling", "models.tasks", "models.registry_imports"))]
+        detector = Detector({saved_model!r})
+        from models.common.image_files import read_rgb
+        raw = detector.raw(read_rgb({image_path!r}))
+        np.savez({str(outputs)!r}, **raw)
+        predict_and_draw({saved_model!r}, {image_path!r}, {str(picture)!r},
+                         score_threshold=0.0)
+        """, timeout=TIMEOUT))
+    got = dict(np.load(outputs))
+    assert set(want) <= set(got)
+    assert {"detection_boxes", "detection_classes", "detection_scores",
+            "num_detections", "detection_masks"} <= set(got)
+    count = int(want["num_detections"][0])
+    assert int(got["num_detections"][0]) == count
+    np.testing.assert_allclose(got["detection_scores"], want["detection_scores"],
+                               atol=1e-4)
+    np.testing.assert_allclose(got["detection_boxes"], want["detection_boxes"],
+                               atol=1e-3)
+    np.testing.assert_array_equal(got["detection_classes"], want["detection_classes"])
+    np.testing.assert_allclose(got["detection_masks"], want["detection_masks"],
+                               atol=1e-4)
+    assert picture.stat().st_size > 0
+    drawn = cv2.imread(str(picture))
+    assert drawn.shape == (64, 64, 3)

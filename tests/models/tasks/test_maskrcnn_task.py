@@ -1,0 +1,111 @@
+"""models.tasks.maskrcnn: each Mask R-CNN variant builds through the registered task,
+has the layers its variant names, runs a training step and a COCO evaluation (tiny
+model, eager); the task initialises a deformable backbone from a regular checkpoint."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_keras
+from official.core import exp_factory
+from official.core import task_factory
+from official.vision.modeling.backbones import resnet
+from official.vision.modeling.layers import roi_aligner
+
+from keras_dcn import tf_keras as dcn_layers
+from models.common import runtime
+from models.configs.experiments import SYNTHETIC_EXPERIMENT as EXPERIMENT
+from models.modeling.backbones.dcn_resnet import DeformableResNet
+from models.modeling.layers.deform_roi_aligner import MultilevelDeformableROIAligner
+from models.tasks import maskrcnn as dcn_task
+
+BACKBONE_SPEC = tf_keras.layers.InputSpec(shape=[None, 64, 64, 3])
+
+# variant -> (deformable convs in ResNet-10 (one basic block, two 3x3 convs, per stage),
+#             modulated,
+#             deformable pooling, modulated pooling)
+EXPECTED = {
+    "regular": (0, None, False, None),
+    "dcnv1": (2, False, True, False),
+    "dcnv2": (6, True, True, True),
+}
+
+
+@pytest.fixture(scope="module")
+def batches(tiny_overrides):
+    """One training batch and one validation batch, parsed once for all variants."""
+    params = runtime.experiment_params(EXPERIMENT, tiny_overrides("regular"))
+    task = task_factory.get_task(params.task)
+    train = next(iter(task.build_inputs(params.task.train_data)))
+    val = next(iter(task.build_inputs(params.task.validation_data)))
+    return train, val
+
+
+@pytest.mark.parametrize("variant", sorted(EXPECTED))
+def test_variant_builds_trains_and_evaluates(variant, tiny_overrides, batches, tmp_path):
+    params = runtime.experiment_params(EXPERIMENT, tiny_overrides(variant))
+    task = task_factory.get_task(params.task, logging_dir=str(tmp_path))
+    assert isinstance(task, dcn_task.DcnMaskRCNNTask)
+    model = task.build_model()
+
+    convs, modulated, pooling, pool_modulated = EXPECTED[variant]
+    deformable = [m for m in model.backbone.submodules
+                  if isinstance(m, dcn_layers.DeformConv2D)]
+    assert len(deformable) == convs
+    assert all(conv.modulated == modulated for conv in deformable)
+    for aligner in (model.roi_aligner, model.mask_roi_aligner):
+        if pooling:
+            assert isinstance(aligner, MultilevelDeformableROIAligner)
+            assert aligner.pool.modulated == pool_modulated
+        else:
+            assert type(aligner) is roi_aligner.MultilevelROIAligner
+    assert model.roi_aligner.get_config()["crop_size"] == 7
+    assert model.mask_roi_aligner.get_config()["crop_size"] == 14
+
+    train, val = batches
+    optimizer = tf_keras.optimizers.SGD(0.01, momentum=0.9)
+    metrics = task.build_metrics(training=True)
+    before = [v.numpy() for v in model.trainable_variables]
+    logs = task.train_step(train, model, optimizer, metrics)
+    losses = {m.name: float(m.result()) for m in metrics}
+    assert np.isfinite(float(logs["loss"])) and all(np.isfinite(list(losses.values())))
+    assert losses["mask_loss"] > 0 and losses["frcnn_cls_loss"] > 0
+    changed = [not np.array_equal(b, v.numpy())
+               for b, v in zip(before, model.trainable_variables)]
+    assert sum(changed) > len(changed) // 2
+
+    task.build_metrics(training=False)
+    state = task.aggregate_logs(None, task.validation_step(val, model))
+    results = task.reduce_aggregated_logs(state)
+    for key in ("AP", "AP50", "AP75", "APs", "APm", "APl"):
+        assert key in results and "mask_" + key in results
+    assert all(np.isfinite(float(v)) for v in results.values())
+
+
+def test_task_initialize_loads_a_regular_backbone_checkpoint(tmp_path):
+    """`DcnMaskRCNNTask.initialize` (init_checkpoint_modules='backbone') accepts a
+    regular ResNet checkpoint, leaving only the offset branches at their zeros, and
+    refuses a checkpoint that misses regular variables."""
+    class Holder(tf.Module):
+        def __init__(self, backbone):
+            super().__init__()
+            self.backbone = backbone
+
+    tf_keras.utils.set_random_seed(1)
+    regular = resnet.ResNet(model_id=18, input_specs=BACKBONE_SPEC)
+    path = tf.train.Checkpoint(backbone=regular).write(str(tmp_path / "resnet18"))
+    params = exp_factory.get_exp_config(EXPERIMENT)
+    params.task.init_checkpoint = path
+    params.task.init_checkpoint_modules = "backbone"
+    task = dcn_task.DcnMaskRCNNTask(params.task)
+
+    deformable = DeformableResNet(model_id=18, input_specs=BACKBONE_SPEC)
+    task.initialize(Holder(deformable))
+    kernel = [v for v in deformable.variables if v.name.endswith("/kernel:0")][0]
+    want = [v for v in regular.variables if v.name.endswith("/kernel:0")][0]
+    np.testing.assert_array_equal(kernel.numpy(), want.numpy())
+
+    # A checkpoint holding the weights under another name has no backbone.
+    params.task.init_checkpoint = tf.train.Checkpoint(decoder=regular).write(
+        str(tmp_path / "elsewhere"))
+    with pytest.raises(AssertionError, match="not in"):
+        dcn_task.DcnMaskRCNNTask(params.task).initialize(Holder(deformable))
