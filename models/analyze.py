@@ -16,7 +16,7 @@ then analyses three nodes of one image (`models.analysis.report`):
   locations of the deformable convolutions of that stage (for a regular run, of its
   regular 3x3 convolutions, through zero offsets) and the error-bounded saliency region;
 * the Fast R-CNN head's last fc features of a RoI (Figure 2): the same three, with the
-  effective bin locations of the box RoI pooling (Model Garden's RoIAlign for a regular
+  effective bin locations of the box RoI pooling (RoIAlign for a regular
   run, deformable RoI pooling otherwise).
 
 The nodes come from `--foreground`, `--background` (`y,x` pixels of the image) and

@@ -1,19 +1,23 @@
-"""End-to-end demo on CPU: data, DCNv2 Mask R-CNN training, COCO evaluation,
-SavedModel export, reload in a fresh process, picture of the predictions.
+"""End-to-end demo on CPU: data, backbone pretraining, DCNv2 Mask R-CNN training, COCO
+evaluation, SavedModel export, reload in a fresh process, pictures.
 
     python -m models.demo            # or: make demo
-    python -m models.demo --steps=200 --size=128 --train_images=400 --out=runs/demo
+    python -m models.demo --steps=600 --train_images=400 --out=runs/demo_short
 
-1. draws the synthetic shapes set (`models.data`) and writes its TFRecords;
-2. trains `dcn_maskrcnn_synthetic` (ResNet-18, slim heads, `--variant`, default
-   dcnv2) with Keras `fit` on the task's losses, with a progress bar (checkpoints in
-   `--out`; rerunning resumes);
-3. evaluates box and mask AP with Model Garden's COCO evaluator (`--out/metrics.json`);
-4. exports the detector with Model Garden's SavedModel export (`--out/export`);
-5. in a fresh Python process, loads the SavedModel, detects on a validation image and
-   draws boxes and masks (`--out/prediction.png`).
-
-The defaults take about 10 minutes on 2 CPU cores (most of it training).
+1. draws the synthetic shapes set (`models.data.synthetic`, the setting of
+   `models.training.synthetic_runs.DEMO_DATA`) and writes its TFRecords;
+2. pretrains the regular ResNet-18 on classifying single shapes (the stand-in for
+   the paper's ImageNet initialisation; cached with the data, so a rerun skips it);
+3. trains `dcn_maskrcnn_synthetic` (`--variant`, default dcnv2) from that backbone
+   with Keras `fit` on the task's losses (checkpoints and TensorBoard logs in
+   `--out`; rerunning resumes), with box and mask AP on the validation split every
+   `--eval_interval` steps;
+4. evaluates box and mask AP on the whole validation split with Model Garden's COCO
+   evaluator (`--out/metrics.json`) and draws the losses and APs over training
+   (`--out/learning_curves.png`);
+5. exports the detector with Model Garden's SavedModel export (`--out/export`);
+6. in a fresh Python process, loads the SavedModel, detects on validation images and
+   draws them beside their ground truth (`--out/prediction.png`).
 """
 
 import os
@@ -37,7 +41,10 @@ from models.configs.experiments import SYNTHETIC_EXPERIMENT  # noqa: E402
 from models.evaluation import coco  # noqa: E402
 from models.serving import detection  # noqa: E402
 from models.training import keras_trainer  # noqa: E402
+from models.training import learning_curves  # noqa: E402
+from models.training import pretraining  # noqa: E402
 from models.training import synthetic_runs  # noqa: E402
+from models.training import validation_ap  # noqa: E402
 
 FLAGS = flags.FLAGS
 
@@ -46,15 +53,24 @@ def define_flags():
     """Defines the flags of this command."""
     flags.DEFINE_string("out", synthetic_runs.run_dir("demo"), "run folder")
     flags.DEFINE_string("data", os.path.join("data", "synthetic_demo"), "data set folder")
-    flags.DEFINE_integer("train_images", 600, "training images")
-    flags.DEFINE_integer("val_images", 50, "validation images")
+    flags.DEFINE_integer("train_images", 1000, "training images")
+    flags.DEFINE_integer("val_images", 200, "validation images")
     flags.DEFINE_integer("size", 128, "image side (multiple of 32)")
-    flags.DEFINE_integer("steps", 400, "training steps")
+    flags.DEFINE_integer("steps", 1500, "training steps")
     flags.DEFINE_integer("batch", 4, "global batch size")
+    flags.DEFINE_float("learning_rate", 0.02, "peak learning rate (SGD, momentum 0.9)")
+    flags.DEFINE_integer("pretrain_steps", pretraining.PretrainSettings.steps,
+                         "steps of the backbone's classification pretraining "
+                         "(0: train the detector from scratch)")
+    flags.DEFINE_integer("pretrain_images", pretraining.PretrainSettings.train_images,
+                         "images the backbone learns to classify (a sixth more are "
+                         "drawn to measure its accuracy)")
+    flags.DEFINE_integer("eval_interval", 500,
+                         "steps between validation APs during training (0: none)")
     flags.DEFINE_enum("variant", "dcnv2", sorted(dcn_config.VARIANTS) + [dcn_config.CUSTOM],
                       "model variant")
-    flags.DEFINE_float("score_threshold", 0.15,
-                       "draw detections above this score (a short run scores low)")
+    flags.DEFINE_float("score_threshold", 0.5, "draw detections at this score or above")
+    flags.DEFINE_integer("pictures", 6, "validation images in prediction.png")
     flags.DEFINE_integer("seed", 0, "random seed of the data, the model and training")
 
 
@@ -63,7 +79,7 @@ def _stage(title):
 
 
 def main(_):
-    """Runs the five stages and prints where their results are."""
+    """Runs the stages and prints where their results are."""
     console.show_warnings_only()
     started = time.perf_counter()
     tf_keras.utils.set_random_seed(FLAGS.seed)
@@ -74,23 +90,47 @@ def main(_):
                                        FLAGS.size, FLAGS.seed)
     print("reused (up to date)" if data["reused"] else "generated", flush=True)
 
+    init_checkpoint = None
+    if FLAGS.pretrain_steps > 0:
+        settings = pretraining.PretrainSettings(
+            train_images=FLAGS.pretrain_images, val_images=max(1, FLAGS.pretrain_images // 6),
+            steps=FLAGS.pretrain_steps, seed=FLAGS.seed)
+        _stage(f"backbone pretraining: classifying {settings.train_images} single shapes "
+               f"of {settings.image_size}x{settings.image_size}, {settings.steps} steps "
+               f"of batch {settings.batch_size}")
+        summary = synthetic_runs.pretrain_backbone(data, settings)
+        print(f"{'reused' if summary['reused'] else 'trained'}: validation accuracy "
+              f"{100 * summary['val_accuracy']:.1f}% ({summary['checkpoint']})", flush=True)
+        init_checkpoint = summary["checkpoint"]
+
     overrides = synthetic_runs.budget_overrides(
         data, FLAGS.size, FLAGS.batch, FLAGS.steps, FLAGS.variant, validation_steps=5,
-        seed=FLAGS.seed)
+        base_lr=FLAGS.learning_rate, seed=FLAGS.seed, init_checkpoint=init_checkpoint)
     params = runtime.experiment_params(SYNTHETIC_EXPERIMENT, overrides)
     _stage(f"training {dcn_config.describe(params.task.model)}; {FLAGS.steps} steps of "
-           f"batch {FLAGS.batch} (Keras fit; checkpoints in {FLAGS.out})")
+           f"batch {FLAGS.batch} (Keras fit; checkpoints and TensorBoard logs in "
+           f"{FLAGS.out})")
     timer = keras_trainer.StepTimer()
+    callbacks = [timer]
+    if FLAGS.eval_interval > 0:
+        callbacks.append(validation_ap.PeriodicCocoEvaluation(params, FLAGS.out,
+                                                              FLAGS.eval_interval))
     model, _ = keras_trainer.train(params, FLAGS.out, verbose=1 if sys.stdout.isatty() else 2,
-                                   callbacks=[timer])
+                                   callbacks=callbacks)
     if timer.durations:
         print(f"median train step: {timer.median():.2f} s", flush=True)
 
-    _stage("COCO evaluation (Model Garden's evaluator, pycocotools)")
+    _stage(f"COCO evaluation on the {FLAGS.val_images} validation images "
+           "(Model Garden's evaluator, pycocotools)")
     metrics = coco.evaluate_model(params, model, logging_dir=FLAGS.out)
+    step = int(model.optimizer.iterations.numpy())
+    validation_ap.append_history(FLAGS.out, step, metrics)
     metrics["checkpoint"] = tf.train.latest_checkpoint(FLAGS.out)
     metrics_path = coco.write_metrics(metrics, FLAGS.out)
     print(coco.format_table({FLAGS.variant: metrics}), flush=True)
+    curves = learning_curves.plot_learning_curves(
+        FLAGS.out, os.path.join(FLAGS.out, "learning_curves.png"),
+        title=dcn_config.describe(params.task.model))
 
     _stage("SavedModel export (Model Garden's DetectionModule)")
     saved_model = detection.export_saved_model(params, FLAGS.out,
@@ -98,21 +138,24 @@ def main(_):
     print(saved_model, flush=True)
 
     _stage("reload in a fresh process and draw")
-    image = os.path.join(data["root"], "val", "000001.png")
+    images = [os.path.join(data["root"], "val", f"{index:06d}.png")
+              for index in range(1, min(FLAGS.pictures, FLAGS.val_images) + 1)]
     picture = os.path.join(FLAGS.out, "prediction.png")
     subprocess.run(
         [sys.executable, "-m", "models.predict", f"--saved_model={saved_model}",
-         f"--image={image}", f"--out={picture}",
-         f"--score_threshold={FLAGS.score_threshold}",
+         f"--image={','.join(images)}", f"--annotations={data['annotation_file']}",
+         f"--out={picture}", f"--score_threshold={FLAGS.score_threshold}",
          f"--class_names={','.join(synthetic_runs.CLASS_NAMES)}"],
         check=True)
 
     minutes = (time.perf_counter() - started) / 60
     _stage(f"done in {minutes:.1f} min")
-    print(f"metrics:     {metrics_path}")
-    print(f"checkpoint:  {metrics['checkpoint']}")
-    print(f"SavedModel:  {saved_model}")
-    print(f"picture:     {picture}")
+    print(f"metrics:          {metrics_path}")
+    print(f"checkpoint:       {metrics['checkpoint']}")
+    print(f"SavedModel:       {saved_model}")
+    print(f"learning curves:  {curves}")
+    print(f"picture:          {picture}")
+    print(f"TensorBoard:      tensorboard --logdir={FLAGS.out}")
 
 
 if __name__ == "__main__":

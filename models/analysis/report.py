@@ -9,7 +9,7 @@ Figures 1 and 2 of the paper (`keras_dcn.analysis`; definitions in its docstring
   locations of the deformable convolutions of that stage (for a regular run, of its
   regular 3x3 convolutions, through zero offsets) and the error-bounded saliency region;
 * the Fast R-CNN head's last fc features of a RoI (Figure 2): the same three, with the
-  effective bin locations of the box RoI pooling (Model Garden's RoIAlign for a regular
+  effective bin locations of the box RoI pooling (RoIAlign for a regular
   run, deformable RoI pooling otherwise).
 
 `draw_figures` writes `figure1_conv<level>.png` (rows: runs; columns: the three

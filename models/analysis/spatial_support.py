@@ -7,11 +7,10 @@
   Effective sampling locations need the sampling locations of every probed layer as
   an input of the op: a probed stage that the variant keeps regular becomes
   deformable, unmodulated, with its zero-initialised offset branch (no checkpoint
-  holds one), and Model Garden's RoIAlign becomes deformable RoI pooling with zero
-  offsets, no modulation, one sample per bin and no half-pixel shift. Both compute
-  exactly what the regular layers compute (the op with zero offsets is the
-  convolution / Model Garden's `MultilevelROIAligner`), so the analysis sees the
-  trained regular network, with gradients for its fixed grid.
+  holds one), and RoIAlign becomes deformable RoI pooling with zero offsets and no
+  modulation. Both compute exactly what the regular layers compute (the op with zero
+  offsets is the convolution / RoIAlign), so the analysis sees the trained regular
+  network, with gradients for its fixed grid.
 * `load_model(params, checkpoint)`: builds that model (inference branches, the
   detection head's fc features reachable) and restores a checkpoint into it.
 * `backbone_node(model, level, position)`: the backbone's output at FPN level `level`
@@ -79,8 +78,7 @@ def analysis_model_config(model_config: dcn_config.DcnMaskRCNN,
         override["backbone"] = {"dcn_resnet": {"deformable_stages": sorted(stages | probe),
                                                "modulated": False}}
     if not resolved.roi_aligner.deformable:
-        override["roi_aligner"] = {"deformable": True, "modulated": False,
-                                   "sampling_ratio": 1, "aligned": False}
+        override["roi_aligner"] = {"deformable": True, "modulated": False}
     return resolved.replace(**override)
 
 

@@ -2,7 +2,8 @@
 
 `DcnMaskRCNN.variant` picks the ablation rows of the paper's Table 1:
 
-* `regular`: plain ResNet (no deformable stage) and Model Garden's RoIAlign;
+* `regular`: plain ResNet (no deformable stage) and RoIAlign (the deformable
+  rows' pooling without offsets: same samples per bin, same half-pixel shift);
 * `dcnv1`: deformable (unmodulated) 3x3 convolutions in conv5 and unmodulated
   deformable RoI pooling (Dai et al. 2017);
 * `dcnv2`: modulated deformable convolutions in conv3-conv5 and modulated
@@ -42,8 +43,9 @@ class DeformROIAligner(maskrcnn_cfg.ROIAligner):
     """Model Garden's RoI aligner config plus deformable RoI pooling settings.
 
     Attributes:
-      deformable: (modulated) deformable RoI pooling; False gives Model Garden's
-        `MultilevelROIAligner`.
+      deformable: (modulated) deformable RoI pooling; False pools plain RoIAlign with
+        the same sampling (`sampling_ratio`, `aligned`), so the variants differ only
+        in what deforms.
       modulated: DCNv2 per-bin modulation (sigmoid mask).
       sampling_ratio: samples per bin along each axis.
       aligned: move boxes by -0.5 feature pixel before sampling.

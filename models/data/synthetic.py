@@ -35,6 +35,7 @@ the same NumPy and OpenCV versions).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -56,6 +57,7 @@ CATEGORIES = [
 SPLITS = ("train", "val")
 FORMAT_VERSION = 1
 
+FILLS = ("flat", "gradient", "stripes", "blotches")
 _CANVAS = 128  # side of the canonical mask, pixels
 _SHAPE_RADIUS = 0.55  # canonical shapes fit in this radius (canvas half-side = 1)
 _IMAGE_NAME = re.compile(r"^\d{6}\.png$")
@@ -85,7 +87,21 @@ class GeneratorConfig:
     min_strokes: int = 3
     max_strokes: int = 12
     max_noise: float = 8.0  # std of the additive pixel noise, drawn in [0, max]
+    max_background_noise: float = 35.0  # amplitude of the smooth background noise
+    blur_probability: float = 0.3  # chance of a slight Gaussian blur of the image
+    fills: tuple = FILLS  # the fills an instance's colour is drawn with
+    min_star_points: int = 4  # stars have this many to 7 points
+    centred: bool = False  # centres near the image centre (+-15%), else anywhere
     placement_tries: int = 4
+
+    def __post_init__(self):
+        # Lists (from JSON or YAML) become tuples, so configs compare and hash alike.
+        object.__setattr__(self, "fills", tuple(self.fills))
+        unknown = set(self.fills) - set(FILLS)
+        if not self.fills or unknown:
+            raise ValueError(f"fills must be a non-empty subset of {FILLS}, got {self.fills}")
+        if not 3 <= self.min_star_points <= 7:
+            raise ValueError(f"min_star_points must be in [3, 7], got {self.min_star_points}")
 
 
 @dataclass(frozen=True)
@@ -124,7 +140,8 @@ def _polar(radii, angles):
     return np.stack([radii * np.cos(angles), radii * np.sin(angles)], axis=-1)
 
 
-def _canonical_mask(rng: np.random.Generator, category: int) -> np.ndarray:
+def _canonical_mask(rng: np.random.Generator, category: int,
+                    min_star_points: int = 4) -> np.ndarray:
     """Draws one class-``category`` shape (1-based) with random proportions."""
     canvas = np.zeros((_CANVAS, _CANVAS), np.uint8)
     name = CLASS_NAMES[category - 1]
@@ -136,7 +153,7 @@ def _canonical_mask(rng: np.random.Generator, category: int) -> np.ndarray:
         angles = np.deg2rad(np.array([-90.0, 30.0, 150.0]) + rng.uniform(-25, 25, 3))
         _fill_polygon(canvas, _polar(rng.uniform(0.7, 1.0, 3), angles))
     elif name == "star":
-        points = int(rng.integers(4, 8))
+        points = int(rng.integers(min_star_points, 8))
         angles = rng.uniform(0, 2 * np.pi) + np.arange(2 * points) * np.pi / points
         radii = np.where(np.arange(2 * points) % 2 == 0, 1.0, rng.uniform(0.3, 0.6))
         _fill_polygon(canvas, _polar(radii, angles))
@@ -201,7 +218,8 @@ class _Instance:
 
 def _draw_instance(rng, height, width, category, target_area, cfg) -> _Instance | None:
     """Draws one warped, posed shape; None if too little of it lands in the image."""
-    warped, warp_mag = _warp_canonical(rng, _canonical_mask(rng, category), cfg)
+    warped, warp_mag = _warp_canonical(
+        rng, _canonical_mask(rng, category, cfg.min_star_points), cfg)
     ys, xs = np.nonzero(warped > 127)
     if len(xs) == 0:
         return None
@@ -213,7 +231,10 @@ def _draw_instance(rng, height, width, category, target_area, cfg) -> _Instance 
     rot = np.array([[math.cos(theta), -math.sin(theta)], [math.sin(theta), math.cos(theta)]])
     linear = rot @ np.array([[1.0, shear], [0.0, 1.0]]) @ np.diag(
         [scale * math.sqrt(aspect), scale / math.sqrt(aspect)])
-    center = np.array([rng.uniform(0, width), rng.uniform(0, height)])
+    if cfg.centred:
+        center = np.array([width, height]) * (0.5 + rng.uniform(-0.15, 0.15, 2))
+    else:
+        center = np.array([rng.uniform(0, width), rng.uniform(0, height)])
     # Continuous canvas point q lands at linear @ q + offset; the canvas centre at center.
     offset = center - linear @ np.full(2, _CANVAS / 2)
     # Output box of the posed canvas content, unclipped.
@@ -312,7 +333,8 @@ def _background(rng, height, width, cfg) -> np.ndarray:
     """Gradient + smooth noise + strokes (distractors, not objects); uint8 RGB."""
     c0, c1 = _random_color(rng).astype(np.float32), _random_color(rng).astype(np.float32)
     image = c0 + (c1 - c0) * _ramp(rng, height, width)[..., None]
-    image += _smooth_noise(rng, height, width, 3, int(rng.integers(3, 9)), rng.uniform(5, 35))
+    amplitude = rng.uniform(min(5.0, cfg.max_background_noise), cfg.max_background_noise)
+    image += _smooth_noise(rng, height, width, 3, int(rng.integers(3, 9)), amplitude)
     image = np.clip(image, 0, 255).astype(np.uint8)
     scale = max(height, width)
     for _ in range(int(rng.integers(cfg.min_strokes, cfg.max_strokes + 1))):
@@ -337,10 +359,10 @@ def _background(rng, height, width, cfg) -> np.ndarray:
     return image
 
 
-def _texture(rng, height, width, base) -> np.ndarray:
-    """A float32 RGB fill: flat, gradient, stripes or blotches around ``base``."""
+def _texture(rng, height, width, base, fills=FILLS) -> np.ndarray:
+    """A float32 RGB fill around ``base``, of a kind drawn from ``fills``."""
     other = np.clip(base + rng.normal(0.0, 50.0, 3), 0, 255)
-    kind = rng.integers(0, 4)
+    kind = FILLS.index(fills[int(rng.integers(0, len(fills)))])
     if kind == 0:
         weight = np.zeros((height, width), np.float32)
     elif kind == 1:
@@ -374,8 +396,8 @@ def render_image(rng: np.random.Generator, height: int, width: int,
             if np.linalg.norm(base - under) >= 80:
                 break
             base = _random_color(rng)
-        region[inst.mask] = _texture(rng, y1 - y0, x1 - x0, base)[inst.mask]
-    if rng.random() < 0.3:
+        region[inst.mask] = _texture(rng, y1 - y0, x1 - x0, base, cfg.fills)[inst.mask]
+    if rng.random() < cfg.blur_probability:
         sigma = rng.uniform(0.5, 1.0)
         image = cv2.GaussianBlur(image, (0, 0), sigma)
     noise = rng.standard_normal(image.shape, dtype=np.float32)
@@ -438,6 +460,23 @@ def _init_worker():
     cv2.setNumThreads(1)
 
 
+@contextlib.contextmanager
+def _worker_pool(workers: int | None):
+    """A pool of `workers` drawing processes (None: up to 4, bounded by the CPU
+    count), or None to draw in this process when that is 1."""
+    workers = min(4, os.cpu_count() or 1) if workers is None else max(1, int(workers))
+    if workers == 1:
+        yield None
+        return
+    # spawn: safe even when the caller has TensorFlow (threads) loaded.
+    pool = multiprocessing.get_context("spawn").Pool(workers, initializer=_init_worker)
+    try:
+        yield pool
+    finally:
+        pool.terminate()
+        pool.join()
+
+
 def _write_split(out, split, count, seed, height, width, cfg, pool):
     folder = out / split
     folder.mkdir(parents=True, exist_ok=True)
@@ -490,7 +529,9 @@ def generate(out_dir, num_train: int, num_val: int, image_size: int | Sequence[i
     counts = {"train": int(num_train), "val": int(num_val)}
     params = {"format_version": FORMAT_VERSION, "num_train": counts["train"],
               "num_val": counts["val"], "height": height, "width": width, "seed": int(seed),
-              "classes": list(CLASS_NAMES), "config": dataclasses.asdict(cfg)}
+              "classes": list(CLASS_NAMES),
+              # As the manifest reads back (tuples become lists).
+              "config": json.loads(json.dumps(dataclasses.asdict(cfg)))}
     paths = DatasetPaths(
         root=out, images={s: out / s for s in SPLITS},
         annotations={s: out / "annotations" / f"instances_{s}.json" for s in SPLITS},
@@ -499,20 +540,52 @@ def generate(out_dir, num_train: int, num_val: int, image_size: int | Sequence[i
         return dataclasses.replace(paths, reused=True)
     if paths.manifest.exists():
         paths.manifest.unlink()  # invalid until this run completes
-    workers = min(4, os.cpu_count() or 1) if workers is None else max(1, int(workers))
-    pool = None
-    if workers > 1:
-        # spawn: safe even when the caller has TensorFlow (threads) loaded.
-        pool = multiprocessing.get_context("spawn").Pool(workers, initializer=_init_worker)
-    try:
+    with _worker_pool(workers) as pool:
         for split in SPLITS:
             _write_split(out, split, counts[split], int(seed), height, width, cfg, pool)
-    finally:
-        if pool is not None:
-            pool.close()
-            pool.join()
     paths.manifest.write_text(json.dumps(params, indent=2, sort_keys=True) + "\n")
     return paths
+
+
+def _classification_image(task):
+    """Worker: `(image, 0-based class)` of one draw, None when no instance was placed."""
+    seed, split, index, size, cfg = task
+    image, instances = render_image(image_rng(seed, split, index), size, size, cfg)
+    if len(instances) != 1:
+        return None
+    return image, instances[0]["category_id"] - 1
+
+
+def classification_set(count: int, size: int, seed: int = 0, split: str = "train", *,
+                       config: GeneratorConfig | None = None,
+                       workers: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """`count` images of one instance each, for classifying the shapes.
+
+    Draws are made with ``config`` restricted to one instance per image, from
+    ``image_rng(seed, split, i)`` for ``i = 0, 1, ...``; draws that placed no instance
+    are skipped, so the result is still a pure function of the arguments.
+
+    Returns:
+      ``images`` uint8 ``[count, size, size, 3]`` and ``labels`` int64 ``[count]``,
+      0-based indices into ``CLASS_NAMES``.
+    """
+    cfg = dataclasses.replace(config or GeneratorConfig(), min_instances=1, max_instances=1)
+    images, labels = [], []
+    start = 0
+    with _worker_pool(workers) as pool:
+        while len(images) < count:
+            # A round of draws, a little more than still needed (some place nothing).
+            stop = start + (count - len(images)) * 9 // 8 + 8
+            tasks = [(int(seed), split, i, int(size), cfg) for i in range(start, stop)]
+            draws = pool.imap(_classification_image, tasks, chunksize=16) if pool else \
+                map(_classification_image, tasks)
+            for draw in draws:
+                if draw is not None and len(images) < count:
+                    images.append(draw[0])
+                    labels.append(draw[1])
+            start = stop
+    return (np.stack(images) if images else np.zeros((0, size, size, 3), np.uint8),
+            np.asarray(labels, np.int64))
 
 
 def _matches(paths: DatasetPaths, params: dict, counts: dict) -> bool:

@@ -31,21 +31,38 @@ def coco_metrics(logs: Mapping) -> dict:
     return metrics
 
 
+class CocoEvaluator:
+    """COCO metrics of models on `params.task.validation_data` (`steps` batches, or
+    all), with Model Garden's evaluator; calling it again on the same model reuses
+    the traced validation step."""
+
+    def __init__(self, params: cfg.ExperimentConfig, task=None, steps: Optional[int] = None,
+                 logging_dir: Optional[str] = None):
+        self._task = task or task_factory.get_task(params.task, logging_dir=logging_dir)
+        self._task.build_metrics(training=False)
+        dataset = self._task.build_inputs(params.task.validation_data)
+        self._dataset = dataset.take(steps) if steps else dataset
+        self._steps = {}  # id(model) -> traced validation step
+
+    def __call__(self, model) -> dict:
+        """`{'box': {AP, AP50, ...}, 'mask': {...}}` of `model`."""
+        task = self._task
+        step = self._steps.get(id(model))
+        if step is None:
+            step = tf.function(lambda inputs: task.validation_step(inputs, model))
+            self._steps = {id(model): step}
+        state = None
+        for inputs in self._dataset:
+            state = task.aggregate_logs(state, step(inputs))
+        if state is None:
+            raise ValueError("the validation data is empty")
+        return coco_metrics(task.reduce_aggregated_logs(state))
+
+
 def evaluate_model(params: cfg.ExperimentConfig, model, task=None,
                    steps: Optional[int] = None, logging_dir: Optional[str] = None) -> dict:
     """COCO metrics of `model` on `params.task.validation_data` (`steps` batches, or all)."""
-    task = task or task_factory.get_task(params.task, logging_dir=logging_dir)
-    task.build_metrics(training=False)
-    dataset = task.build_inputs(params.task.validation_data)
-    if steps:
-        dataset = dataset.take(steps)
-    step = tf.function(lambda inputs: task.validation_step(inputs, model))
-    state = None
-    for inputs in dataset:
-        state = task.aggregate_logs(state, step(inputs))
-    if state is None:
-        raise ValueError("the validation data is empty")
-    return coco_metrics(task.reduce_aggregated_logs(state))
+    return CocoEvaluator(params, task, steps, logging_dir)(model)
 
 
 def evaluate(params: cfg.ExperimentConfig, checkpoint: str,

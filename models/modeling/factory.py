@@ -3,7 +3,7 @@
 Model Garden's `build_maskrcnn` assembles backbone (here the `dcn_resnet` registered
 in its backbone factory), FPN, RPN, RoI generator / samplers, heads and detection
 generator from the resolved config; this module then swaps its RoI aligners for
-`MultilevelDeformableROIAligner`s where the config asks for deformable pooling,
+`MultilevelDeformableROIAligner`s (deformable or plain RoIAlign, with the same sampling),
 adds the R-CNN feature-mimicking branch when `mimic.enabled` (and training
 branches are wanted), and returns a `DcnMaskRCNNModel` over the same components.
 """
@@ -13,7 +13,6 @@ from typing import Optional
 import tf_keras
 
 from official.vision.modeling import factory as mg_factory
-from official.vision.modeling.layers import roi_aligner
 
 from models.configs import maskrcnn as dcn_config
 from models.modeling import maskrcnn_model
@@ -27,12 +26,10 @@ def build_roi_aligner(aligner_config: dcn_config.DeformROIAligner,
                       l2_regularizer: Optional[tf_keras.regularizers.Regularizer] = None
                       ) -> tf_keras.layers.Layer:
     """The aligner a `DeformROIAligner` config describes: `[B, K, crop, crop, C]` crops."""
-    if not aligner_config.deformable:
-        return roi_aligner.MultilevelROIAligner(
-            crop_size=aligner_config.crop_size, sample_offset=aligner_config.sample_offset)
     return MultilevelDeformableROIAligner(
         crop_size=aligner_config.crop_size,
         sample_offset=aligner_config.sample_offset,
+        deformable=aligner_config.deformable,
         modulated=aligner_config.modulated,
         sampling_ratio=aligner_config.sampling_ratio,
         aligned=aligner_config.aligned,

@@ -7,8 +7,9 @@ nothing itself: the SavedModel's own preprocessing scales an image to fit
 boxes back to the input image's pixels.
 """
 
+import json
 import os
-from typing import Dict
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -17,6 +18,7 @@ import yaml
 import keras_dcn  # noqa: F401  registers the deformable ops used by the SavedModel
 
 from models.common import image_files
+from models.data import tfrecords
 from models.serving import drawing
 
 
@@ -64,16 +66,67 @@ class Detector:
         return result
 
 
-def predict_and_draw(saved_model_dir: str, image_path: str, out_path: str,
-                     score_threshold: float = 0.5, class_names=None) -> dict:
-    """Loads the SavedModel, detects on `image_path`, writes the picture to `out_path`."""
-    detector = Detector(saved_model_dir)
-    image = image_files.read_rgb(image_path)
-    detections = detector(image)
-    picture = drawing.draw_detections(
-        image, detections["boxes"], detections["classes"], detections["scores"],
-        detections.get("masks"), class_names=class_names,
-        score_threshold=score_threshold)
-    image_files.save_png(out_path, picture)
-    return detections
+def coco_ground_truth(annotation_file: str) -> Dict[str, dict]:
+    """Ground truth of a COCO instances JSON by image file name: `boxes` `[N, 4]`
+    (y1, x1, y2, x2), `classes` `[N]`, `masks` `[N, H, W]` bool (None without
+    segmentations)."""
+    with open(annotation_file) as f:
+        coco = json.load(f)
+    by_image = {image["id"]: [] for image in coco["images"]}
+    for annotation in coco["annotations"]:
+        by_image.setdefault(annotation["image_id"], []).append(annotation)
+    truth = {}
+    for image in coco["images"]:
+        annotations = by_image[image["id"]]
+        boxes = np.array([[y, x, y + h, x + w] for x, y, w, h in
+                          (a["bbox"] for a in annotations)], np.float32).reshape(-1, 4)
+        masks = None
+        if annotations and all("segmentation" in a for a in annotations):
+            masks = np.stack([tfrecords.segmentation_to_mask(
+                a["segmentation"], image["height"], image["width"]).astype(bool)
+                for a in annotations])
+        truth[image["file_name"]] = {
+            "boxes": boxes, "masks": masks,
+            "classes": np.array([a["category_id"] for a in annotations], np.int64)}
+    return truth
 
+
+def predict_and_draw(saved_model_dir: str, image_paths: Sequence[str], out_path: str,
+                     score_threshold: float = 0.5, class_names=None,
+                     annotation_file: Optional[str] = None, min_tile: int = 256,
+                     columns: int = 2) -> List[dict]:
+    """Loads the SavedModel, detects on each image and writes one picture to
+    `out_path`: per image its detections at `score_threshold` or above, beside its
+    ground truth when `annotation_file` (COCO JSON, images matched by file name) is
+    given, each enlarged to a side of at least `min_tile` pixels; `columns` images a
+    row. Returns the detections of each image (in its pixels)."""
+    detector = Detector(saved_model_dir)
+    truth = coco_ground_truth(annotation_file) if annotation_file else {}
+    tiles, results = [], []
+    for path in image_paths:
+        image = image_files.read_rgb(path)
+        detections = detector(image)
+        results.append(detections)
+        big, factor = drawing.upscale(image, min_tile)
+        if annotation_file:
+            gt = truth.get(os.path.basename(path))
+            if gt is None:
+                raise ValueError(f"{annotation_file} has no image named "
+                                 f"{os.path.basename(path)!r}")
+            masks = gt["masks"]
+            if masks is not None and factor > 1:
+                masks = drawing.upscale(masks.transpose(1, 2, 0), min_tile)[0] \
+                    .transpose(2, 0, 1)
+            labels = [drawing.class_name(c, class_names) for c in gt["classes"]]
+            tiles.append(drawing.titled(drawing.draw_instances(
+                big, gt["boxes"] * factor, gt["classes"], masks, labels),
+                f"{os.path.basename(path)}: ground truth"))
+        picture = drawing.draw_detections(
+            big, detections["boxes"] * factor, detections["classes"],
+            detections["scores"], detections.get("masks"), class_names=class_names,
+            score_threshold=score_threshold)
+        tiles.append(drawing.titled(picture, f"detections, score >= {score_threshold:g}"))
+    per_image = 2 if annotation_file else 1
+    columns = max(1, min(columns, len(image_paths)))
+    image_files.save_png(out_path, drawing.grid(tiles, columns * per_image))
+    return results

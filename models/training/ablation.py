@@ -1,20 +1,21 @@
 """Rows of the ablation of the paper's Tables 1 and 3 on the synthetic set.
 
 A row is a variant of `dcn_maskrcnn_synthetic` (`regular`, `dcnv1`, `dcnv2`), with
-`+mimic` for R-CNN feature mimicking. `run_row` trains a row with the Keras trainer
-on a synthetic data set (`models.training.synthetic_runs`; checkpoints in
-`OUT/<row>`, rerunning resumes), evaluates its box and mask AP with Model Garden's
-COCO evaluator (written to the run's `metrics.json`) and measures its parameters,
-median training-step time and median inference time of a batch;
-`results_table` lays the rows out side by side like Table 1 of the paper.
+`+mimic` for R-CNN feature mimicking. `run_row` trains a row once with the Keras
+trainer on a synthetic data set (`models.training.synthetic_runs`; rerunning
+resumes), evaluates its box and mask AP with Model Garden's COCO evaluator (written
+to the run's `metrics.json`), measures its parameters, median training-step time and
+median inference time of a batch, and summarises its offsets and modulation;
+`models.evaluation.ablation_report` lays the rows out like Table 1 of the paper.
 """
 
 import gc
-import os
-from typing import Mapping
+from typing import Optional
 
 from official.core import config_definitions as cfg
+from official.core import task_factory
 
+from models.evaluation import deformation_stats
 from models.configs import maskrcnn as dcn_config
 from models.evaluation import coco
 from models.evaluation import inference_cost
@@ -39,10 +40,14 @@ def deformable_columns(params: cfg.ExperimentConfig) -> dict:
             "mimic": "yes" if resolved.mimic.enabled else "no"}
 
 
-def run_row(row: str, data: dict, out_dir: str, size: int, batch_size: int,
-            train_steps: int, seed: int, mimic_rois: int, mimic_crop: int) -> dict:
+def run_row(row: str, data: dict, model_dir: str, size: int, batch_size: int,
+            train_steps: int, seed: int, mimic_rois: int, mimic_crop: int,
+            init_checkpoint: Optional[str] = None, base_lr: float = 0.02) -> dict:
     """Trains and evaluates one row (`variant` or `variant+mimic`) on `data` (see
-    `synthetic_runs.prepare_data`) into `out_dir/<row>`; returns its results.
+    `synthetic_runs.prepare_data`) into `model_dir`, from the backbone in
+    `init_checkpoint` when given; returns its results: `metrics`, `params`, `step_s`,
+    `inference_s`, `deformation` (`models.evaluation.deformation_stats` on a batch of
+    validation images) and the descriptive columns.
 
     Mimicking samples `mimic_rois` RoIs per image and crops them to `mimic_crop`
     pixels.
@@ -50,33 +55,24 @@ def run_row(row: str, data: dict, out_dir: str, size: int, batch_size: int,
     variant = row[:-len(MIMIC_SUFFIX)] if row.endswith(MIMIC_SUFFIX) else row
     mimic = {"enabled": row.endswith(MIMIC_SUFFIX), "rois_per_image": mimic_rois,
              "crop_size": mimic_crop}
-    model_dir = os.path.join(out_dir, row)
     timer = keras_trainer.StepTimer()
     params, model = synthetic_runs.train_variant(
         data, variant, model_dir, size, batch_size, train_steps, seed,
-        validation_steps=2, overrides={"task": {"model": {"mimic": mimic}}},
-        callbacks=[timer])
+        validation_steps=2, init_checkpoint=init_checkpoint, base_lr=base_lr,
+        overrides={"task": {"model": {"mimic": mimic}}}, callbacks=[timer])
     metrics = coco.evaluate_model(params, model, logging_dir=model_dir)
     coco.write_metrics(metrics, model_dir)
+    task = task_factory.get_task(params.task)
+    images, labels = next(iter(task.build_inputs(params.task.validation_data)))
     result = {
         "metrics": metrics,
         "params": inference_cost.inference_params(model),
         "step_s": timer.median() if timer.durations else None,
         "inference_s": inference_cost.inference_seconds(params, model),
+        "deformation": deformation_stats.deformation_statistics(
+            model, images, labels["image_info"]),
         **deformable_columns(params),
     }
     del model
     gc.collect()
     return result
-
-
-def results_table(results: Mapping[str, dict]) -> str:
-    """Box / mask AP (percent), deformable layers, parameters and times of each row."""
-    extra = {v: {"deform. conv": r["deform. conv"],
-                 "deform. RoI pool": r["deform. RoI pool"],
-                 "mimic": r["mimic"],
-                 "params (M)": f"{r['params'] / 1e6:.2f}",
-                 "train step (s)": f"{r['step_s']:.2f}" if r["step_s"] else "-",
-                 "inference (s)": f"{r['inference_s']:.3f}"}
-             for v, r in results.items()}
-    return coco.format_table({v: r["metrics"] for v, r in results.items()}, extra)

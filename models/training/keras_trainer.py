@@ -15,7 +15,8 @@ written every `trainer.checkpoint_interval` steps and at the end; a run restarte
 with the same `model_dir` resumes from the latest one. With `validate`, the
 validation split (parsed like training data, without augmentation) gives a
 validation loss each epoch (`DcnMaskRCNNModel.test_step`). The loss history is
-appended to `model_dir/keras_history.csv`.
+appended to `model_dir/keras_history.csv` and written to TensorBoard, in the folders
+Model Garden's trainer uses (`model_dir/train`, `model_dir/validation`).
 """
 
 import math
@@ -31,6 +32,8 @@ import tf_keras
 from official.core import config_definitions as cfg
 from official.core import task_factory
 from official.core import train_utils
+
+HISTORY_NAME = "keras_history.csv"
 
 from models import registry_imports  # noqa: F401  the task of the experiments
 
@@ -160,7 +163,11 @@ def train(params: cfg.ExperimentConfig, model_dir: str,
         callbacks=[_CheckpointEvery(manager, trainer.checkpoint_interval,
                                     trainer.train_steps),
                    tf_keras.callbacks.CSVLogger(
-                       os.path.join(model_dir, "keras_history.csv"), append=True),
+                       os.path.join(model_dir, HISTORY_NAME), append=True),
+                   # Losses every epoch, by epoch and by training step.
+                   tf_keras.callbacks.TensorBoard(model_dir, write_graph=False,
+                                                  profile_batch=0,
+                                                  update_freq=steps_per_epoch),
                    *callbacks],
         verbose=verbose,
         **fit_args)

@@ -1,17 +1,24 @@
-"""Set-up shared by the demo, the ablation and the analysis: the synthetic data set and
-the overrides of `dcn_maskrcnn_synthetic` for a training budget.
+"""Set-up shared by the demo, the ablation and the analysis: the synthetic data set,
+the pretrained backbone, and the overrides of `dcn_maskrcnn_synthetic` for a budget.
+
+`DEMO_DATA` is the generator setting of the CPU runs. It keeps the geometric
+variation the paper is about (scale over a 15x range of areas, aspect ratios up to
+3, any rotation, shear, bends, tapers and non-rigid warps) and drops what only makes
+the pictures hard to read in a few minutes of training: distractor strokes, striped
+and blotched fills, strong noise; stars have 5 to 7 points (a 4-point star is a
+cross). 1 to 4 instances per image cover 2-30% of it each.
 
 `prepare_data` draws the set with `models.data.synthetic` and writes Model Garden
-TFRecords with `models.data.tfrecords` (both reuse what is already up to date);
-`DEMO_DATA` is the generator setting of the CPU runs: at most 4 instances per image,
-each at least 1% of the image area, so a model trained from scratch for minutes
-on small images has objects it can learn (the generator's defaults, made for
-256x256 images, leave most instances a few pixels wide at 128x128).
-`budget_overrides` sizes the experiment for it: image size, batch, steps, and a
-learning-rate schedule whose warm-up and decays (10/16 and 14/16 of the run, as in
-the paper) follow the number of steps; `train_variant` trains a variant on it.
+TFRecords (both reuse what is up to date); `pretrain_backbone` pretrains the regular
+ResNet of the experiment on classifying single shapes drawn with the same setting
+(`models.training.pretraining`; cached next to the data), the stand-in for the
+paper's ImageNet initialisation; `budget_overrides` sizes the experiment: image
+size, batch, steps, a learning-rate schedule whose warm-up and decays (10/16 and
+14/16 of the run, as in the paper) follow the number of steps, and the backbone
+checkpoint to start from; `train_variant` trains a variant on it.
 """
 
+import dataclasses
 import os
 from typing import Optional
 
@@ -22,41 +29,68 @@ from models.configs import experiments
 from models.data import synthetic
 from models.data import tfrecords
 from models.training import keras_trainer
+from models.training import pretraining
 
 CLASS_NAMES = ("background",) + tuple(synthetic.CLASS_NAMES)
 
+DEMO_DATA = synthetic.GeneratorConfig(
+    min_instances=1, max_instances=4, min_area_frac=0.02, max_area_frac=0.3,
+    min_strokes=0, max_strokes=0, max_noise=2.0, max_background_noise=10.0,
+    fills=("flat", "gradient"), min_star_points=5, warp=0.06)
 
-DEMO_DATA = synthetic.GeneratorConfig(max_instances=4, min_area_frac=0.01)
+
+def classification_config(config: synthetic.GeneratorConfig) -> synthetic.GeneratorConfig:
+    """The setting of the pretraining images: `config`'s shapes and appearance, one
+    shape per image, near the centre, 6-40% of the image."""
+    return dataclasses.replace(config, centred=True, min_area_frac=0.06, max_area_frac=0.4)
 
 
 def prepare_data(root: str, num_train: int, num_val: int, size: int, seed: int = 0,
                  workers: Optional[int] = None, train_shards: int = 2,
                  config: synthetic.GeneratorConfig = DEMO_DATA) -> dict:
     """Draws (or reuses) the data set under `root` with generator `config`; returns
-    `synthetic_paths(root)` plus `root` and `reused`."""
+    `synthetic_paths(root)` plus `root`, `generator` (the config) and `reused`."""
     paths = synthetic.generate(root, num_train, num_val, size, seed, workers=workers,
                                config=config)
     tfrecords.convert_split(root, "train", num_shards=train_shards)
     tfrecords.convert_split(root, "val", num_shards=1)
-    return {**experiments.synthetic_paths(root), "root": str(root),
+    return {**experiments.synthetic_paths(root), "root": str(root), "generator": config,
             "reused": paths.reused}
+
+
+def pretrain_backbone(data: dict, settings: pretraining.PretrainSettings = (
+                          pretraining.PretrainSettings()),
+                      overrides: Optional[dict] = None, verbose: int = 2) -> dict:
+    """Pretrains (or reuses) the regular backbone of `dcn_maskrcnn_synthetic` (plus
+    `overrides`) on classifying shapes of `data`'s setting, into
+    `<data root>/pretrained/resnet<depth>`; returns `pretraining.pretrain_backbone`'s
+    summary (`checkpoint`, `val_accuracy`, ...)."""
+    params = runtime.experiment_params(experiments.SYNTHETIC_EXPERIMENT, overrides or {})
+    depth = params.task.model.backbone.dcn_resnet.model_id
+    out_dir = os.path.join(data["root"], "pretrained", f"resnet{depth}")
+    return pretraining.pretrain_backbone(out_dir, params.task.model,
+                                         classification_config(data["generator"]),
+                                         settings, verbose=verbose)
 
 
 def budget_overrides(data: dict, size: int, batch_size: int, train_steps: int,
                      variant: str = "dcnv2", steps_per_epoch: int = 50,
                      validation_steps: int = 0, base_lr: float = 0.02,
-                     seed: int = 0) -> dict:
-    """Overrides of `dcn_maskrcnn_synthetic` for a run of `train_steps` on `data`."""
+                     seed: int = 0, init_checkpoint: Optional[str] = None) -> dict:
+    """Overrides of `dcn_maskrcnn_synthetic` for a run of `train_steps` on `data`,
+    starting from the backbone in `init_checkpoint` when given."""
     warmup = max(1, min(100, train_steps // 10))
+    task = {
+        "model": {"variant": variant, "input_size": [size, size, 3]},
+        "train_data": {"input_path": data["train"], "global_batch_size": batch_size,
+                       "seed": seed},
+        "validation_data": {"input_path": data["val"], "global_batch_size": batch_size},
+        "annotation_file": data["annotation_file"],
+    }
+    if init_checkpoint:
+        task.update(init_checkpoint=init_checkpoint, init_checkpoint_modules="backbone")
     return {
-        "task": {
-            "model": {"variant": variant, "input_size": [size, size, 3]},
-            "train_data": {"input_path": data["train"], "global_batch_size": batch_size,
-                           "seed": seed},
-            "validation_data": {"input_path": data["val"],
-                                "global_batch_size": batch_size},
-            "annotation_file": data["annotation_file"],
-        },
+        "task": task,
         "trainer": {
             "train_steps": train_steps,
             "steps_per_loop": min(steps_per_epoch, train_steps),
@@ -72,13 +106,15 @@ def budget_overrides(data: dict, size: int, batch_size: int, train_steps: int,
 
 def train_variant(data: dict, variant: str, model_dir: str, size: int, batch_size: int,
                   train_steps: int, seed: int = 0, validation_steps: int = 0,
+                  init_checkpoint: Optional[str] = None, base_lr: float = 0.02,
                   overrides: Optional[dict] = None, callbacks=()):
     """Trains `variant` (plus `overrides`) on `data` into `model_dir` with the Keras
     trainer, in a fresh Keras session seeded with `seed`; returns (params, model)."""
     params = runtime.experiment_params(
         experiments.SYNTHETIC_EXPERIMENT,
         budget_overrides(data, size, batch_size, train_steps, variant,
-                         validation_steps=validation_steps, seed=seed),
+                         validation_steps=validation_steps, base_lr=base_lr, seed=seed,
+                         init_checkpoint=init_checkpoint),
         overrides or {})
     tf_keras.backend.clear_session()
     tf_keras.utils.set_random_seed(seed)

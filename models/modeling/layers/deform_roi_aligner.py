@@ -12,6 +12,10 @@ of zero area goes to the lowest level. Its corners are divided by `2 ** level` a
 box is pooled from that level by one shared `keras_dcn.tf_keras.DeformRoIPool` (the
 paper's sibling branch: RoIAlign -> two fc layers -> zero-initialised fc giving the
 per-bin offsets and, for DCNv2, the mask), so every level uses the same branch weights.
+With `deformable=False` the boxes are pooled by `keras_dcn.ops.deform_roi_pool`
+without offsets or mask: plain RoIAlign with the same sampling as the deformable
+layer, and no weights, so a regular model differs from a deformable one only in what
+deforms.
 
 Sampling conventions. Model Garden's `MultilevelROIAligner` (`sample_offset=0.5`)
 reads one bilinear sample at the centre of each bin of the box taken as is. This layer
@@ -28,6 +32,7 @@ from typing import Mapping, Optional
 import tensorflow as tf
 import tf_keras
 
+import keras_dcn
 from keras_dcn import tf_keras as dcn_layers
 
 PACKAGE = "keras_dcn_models"
@@ -67,6 +72,8 @@ class MultilevelDeformableROIAligner(tf_keras.layers.Layer):
 
     Args:
       crop_size: bins per side of the output (7 for boxes, 14 for masks).
+      deformable: pool with the learned offsets (and mask) of the sibling branch;
+        False pools plain RoIAlign with the same sampling and has no weights.
       sample_offset: accepted for config compatibility with Model Garden's aligner;
         sampling is set by `sampling_ratio` and `aligned` instead.
       modulated: DCNv2 modulation (a sigmoid mask per bin) or DCNv1 offsets only.
@@ -79,7 +86,7 @@ class MultilevelDeformableROIAligner(tf_keras.layers.Layer):
     """
 
     def __init__(self, crop_size: int = 7, sample_offset: float = 0.5,
-                 modulated: bool = True, sampling_ratio: int = 2, aligned: bool = True,
+                 deformable: bool = True, modulated: bool = True, sampling_ratio: int = 2, aligned: bool = True,
                  gamma: float = 0.1, hidden_units: int = 1024,
                  offset_lr_multiplier: float = 1.0,
                  kernel_regularizer: Optional[tf_keras.regularizers.Regularizer] = None,
@@ -88,6 +95,7 @@ class MultilevelDeformableROIAligner(tf_keras.layers.Layer):
         self._config_dict = {
             "crop_size": int(crop_size),
             "sample_offset": float(sample_offset),
+            "deformable": bool(deformable),
             "modulated": bool(modulated),
             "sampling_ratio": int(sampling_ratio),
             "aligned": bool(aligned),
@@ -101,7 +109,17 @@ class MultilevelDeformableROIAligner(tf_keras.layers.Layer):
             output_size=crop_size, spatial_scale=1.0, sampling_ratio=sampling_ratio,
             gamma=gamma, aligned=aligned, modulated=modulated, hidden_units=hidden_units,
             offset_lr_multiplier=offset_lr_multiplier,
-            kernel_regularizer=kernel_regularizer, name="deform_roi_pool")
+            kernel_regularizer=kernel_regularizer,
+            name="deform_roi_pool") if deformable else None
+
+    def _pool_level(self, features: tf.Tensor, rois: tf.Tensor) -> tf.Tensor:
+        """`[R, crop, crop, C]` of `rois` `[R, 5]` on one level's `features`."""
+        if self.pool is not None:
+            return self.pool(features, rois)
+        config = self._config_dict
+        return keras_dcn.ops.deform_roi_pool(
+            features, rois, output_size=config["crop_size"], spatial_scale=1.0,
+            sampling_ratio=config["sampling_ratio"], aligned=config["aligned"])
 
     def call(self, features: Mapping[str, tf.Tensor], boxes: tf.Tensor,
              training: Optional[bool] = None) -> tf.Tensor:
@@ -130,7 +148,7 @@ class MultilevelDeformableROIAligner(tf_keras.layers.Layer):
         rois_per_level = tf.dynamic_partition(rois, slot, count)
         index_per_level = tf.dynamic_partition(
             tf.range(tf.shape(rois)[0]), slot, count)
-        pooled = [self.pool(features[str(lvl)], part)
+        pooled = [self._pool_level(features[str(lvl)], part)
                   for lvl, part in zip(levels, rois_per_level)]
         merged = tf.dynamic_stitch(index_per_level, pooled)
         merged = tf.reshape(merged, [batch_size, num_boxes, crop, crop, channels])

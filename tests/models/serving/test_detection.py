@@ -47,7 +47,7 @@ def test_export_reload_in_fresh_process_and_draw(trained, tiny_data, tmp_path):
         from models.common.image_files import read_rgb
         raw = detector.raw(read_rgb({image_path!r}))
         np.savez({str(outputs)!r}, **raw)
-        predict_and_draw({saved_model!r}, {image_path!r}, {str(picture)!r},
+        predict_and_draw({saved_model!r}, [{image_path!r}], {str(picture)!r},
                          score_threshold=0.0)
         """, timeout=TIMEOUT))
     got = dict(np.load(outputs))
@@ -65,4 +65,5 @@ def test_export_reload_in_fresh_process_and_draw(trained, tiny_data, tmp_path):
                                atol=1e-4)
     assert picture.stat().st_size > 0
     drawn = cv2.imread(str(picture))
-    assert drawn.shape == (64, 64, 3)
+    # One tile: the 64x64 image enlarged four times, under a title band.
+    assert drawn.shape[1] == 256 + 2 * 4 and drawn.shape[0] > 256 + 2 * 4

@@ -1,0 +1,162 @@
+"""The Mask R-CNN's training step at the demo's settings: variants side by side, and
+where the time of one step goes.
+
+    python -m benchmarks.bench_detector_step [--quick] [--variants=regular,dcnv1,dcnv2]
+
+Each variant of `dcn_maskrcnn_synthetic` is built as `make demo` builds it (ResNet-18,
+slim heads, 128x128 images, batch 4) and trained on a small synthetic set with its
+Keras `train_step`; the steps of the variants are interleaved, so load on the machine
+slows all alike, and each time is a median. Then one step of the last variant runs
+under TensorFlow's profiler, and its op time is added up by the part of the model the
+op belongs to (from the layer names in the op's name scope) and by op type.
+"""
+
+import argparse
+import glob
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+from collections import defaultdict
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import tensorflow as tf  # noqa: E402
+from tensorflow.python.profiler.internal import _pywrap_profiler_plugin  # noqa: E402
+
+from official.core import task_factory  # noqa: E402
+
+from benchmarks import timing  # noqa: E402
+from models.common import runtime  # noqa: E402
+from models.configs.experiments import SYNTHETIC_EXPERIMENT  # noqa: E402
+from models.training import synthetic_runs  # noqa: E402
+
+SIZE = 128
+BATCH = 4
+# Parts of the model, by the first of these names found in an op's name scope.
+PARTS = (
+    ("offset branches", ("offset_kernel", "offsets_and_mask", "hidden1", "hidden2")),
+    ("deformable conv op", ("DcnDeformConv2D",)),
+    ("RoI pooling op", ("DcnDeformRoiPool",)),
+    ("backbone", ("backbone", "res_net", "resnet", "deformable_res_net")),
+    ("FPN", ("decoder", "fpn")),
+    ("RPN head", ("rpn_head",)),
+    ("proposals, sampling and targets", ("roi_generator", "roi_sampler", "mask_sampler",
+                                         "box_sampler", "anchor", "box_matcher")),
+    ("RoI alignment", ("roi_aligner", "multilevel_deformable_roi_aligner")),
+    ("detection head", ("detection_head",)),
+    ("mask head", ("mask_head",)),
+    ("losses", ("loss",)),
+    ("optimizer", ("SGD", "sgd", "Momentum", "apply_gradients", "ResourceApply")),
+)
+
+
+def _machine():
+    cpu = platform.processor()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f
+                       if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{cpu}, {os.cpu_count()} CPUs, TensorFlow {tf.__version__}"
+
+
+def _train_function(variant, data, steps):
+    params = runtime.experiment_params(
+        SYNTHETIC_EXPERIMENT,
+        synthetic_runs.budget_overrides(data, SIZE, BATCH, steps, variant))
+    task = task_factory.get_task(params.task)
+    model = task.build_model()
+    model.compile(optimizer=task.create_optimizer(params.trainer.optimizer_config,
+                                                  params.runtime))
+    batches = iter(task.build_inputs(params.task.train_data))
+    function = model.make_train_function()
+    return lambda: function(batches)
+
+
+def _part(name):
+    lowered = name.lower()
+    for part, keys in PARTS:
+        if any(key.lower() in lowered for key in keys):
+            return part
+    return "other"
+
+
+def profile_step(step, logdir, repeats):
+    """Self time (ms per step) of the ops `step()` runs, by model part and by op type."""
+    tf.profiler.experimental.start(logdir)
+    for _ in range(repeats):
+        step()
+    tf.profiler.experimental.stop()
+    paths = glob.glob(os.path.join(logdir, "plugins", "profile", "*", "*.xplane.pb"))
+    raw, ok = _pywrap_profiler_plugin.xspace_to_tools_data(paths, "framework_op_stats", {})
+    if not ok:
+        raise RuntimeError(f"the profiler gave no op statistics: {raw!r}")
+    table = json.loads(raw)[0]
+    columns = [c["id"] for c in table["cols"]]
+    by_part, by_type = defaultdict(float), defaultdict(float)
+    for row in table["rows"]:
+        values = dict(zip(columns, (cell["v"] for cell in row["c"])))
+        if values.get("host_or_device") == "Device" or "IDLE" in values["type"]:
+            continue
+        ms = values["total_self_time"] / 1000 / repeats
+        by_part[_part(values["operation"] + "/" + values["type"])] += ms
+        by_type[values["type"]] += ms
+    return dict(by_part), dict(by_type)
+
+
+def run(quick=False, variants=("regular", "dcnv1", "dcnv2")):
+    """Times the variants' steps side by side and profiles the last one."""
+    rounds = 6 if quick else 20
+    with tempfile.TemporaryDirectory() as folder:
+        data = synthetic_runs.prepare_data(os.path.join(folder, "data"), 16, 4, SIZE,
+                                           workers=1, train_shards=1)
+        steps = {v: _train_function(v, data, 1000) for v in variants}
+        times = timing.interleaved_times(steps, rounds, warmup=3)
+        medians = {v: statistics.median(t) for v, t in times.items()}
+        started = time.perf_counter()
+        by_part, by_type = profile_step(steps[variants[-1]], os.path.join(folder, "profile"),
+                                        repeats=3 if quick else 10)
+        profiled = variants[-1]
+    base = variants[0]
+    rows = [{"variant": v, "step_ms": 1000 * medians[v],
+             "ratio": medians[v] / medians[base],
+             "ci": timing.paired_ratio(times[v], times[base])} for v in variants]
+    print(f"\nMask R-CNN training step, {SIZE}x{SIZE}, batch {BATCH} ({_machine()}); "
+          f"median of {rounds} interleaved rounds")
+    for row in rows:
+        low, high = row["ci"][1:]
+        print(f"  {row['variant']:>8}: {row['step_ms']:7.1f} ms  x {base}: "
+              f"{row['ratio']:.2f} (90% interval {low:.2f}-{high:.2f})")
+    total = sum(by_part.values())
+    print(f"\nwhere the {profiled} step goes (op self time, {total:.0f} ms a step; "
+          f"profiled in {time.perf_counter() - started:.0f} s)")
+    for part, ms in sorted(by_part.items(), key=lambda item: -item[1]):
+        print(f"  {part:>32}: {ms:7.1f} ms  {100 * ms / total:5.1f}%")
+    print("\ntop op types")
+    for kind, ms in sorted(by_type.items(), key=lambda item: -item[1])[:15]:
+        print(f"  {kind:>32}: {ms:7.1f} ms  {100 * ms / total:5.1f}%")
+    return {"machine": _machine(), "rounds": rounds, "variants": rows,
+            "profiled": profiled, "by_part_ms": by_part, "by_type_ms": by_type}
+
+
+def report(result):
+    """Writes the result to benchmarks/results/detector_step.json; returns the path."""
+    return timing.write_json("detector_step", result)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer rounds")
+    parser.add_argument("--variants", default="regular,dcnv1,dcnv2",
+                        help="comma-separated; the first is the base of the ratios, "
+                             "the last is profiled")
+    args = parser.parse_args()
+    print("wrote", report(run(args.quick, tuple(args.variants.split(",")))))
+
+
+if __name__ == "__main__":
+    main()
