@@ -74,7 +74,8 @@ def _train_function(variant, data, steps):
                                                   params.runtime))
     batches = iter(task.build_inputs(params.task.train_data))
     function = model.make_train_function()
-    return lambda: function(batches)
+    # The step's logs (a dict of scalars): reading the total loss waits for the step.
+    return lambda: function(batches)["total_loss"]
 
 
 def _part(name):
