@@ -36,7 +36,11 @@ def test_regular_twin_computes_the_regular_model(tiny_run):
     assert all(isinstance(c, dcn_layers.DeformConv2D) and not c.modulated for c in convs)
     assert all(not np.any(c.offset_kernel.numpy()) for c in convs)
     assert isinstance(twin.roi_aligner, MultilevelDeformableROIAligner)
-    assert (pools[0].sampling_ratio, pools[0].aligned, pools[0].modulated) == (1, False, False)
+    # The regular model's RoIAlign made deformable: its sampling, zero offsets, no mask.
+    plain = regular.roi_aligner.get_config()
+    assert plain["deformable"] is False
+    assert (pools[0].sampling_ratio, pools[0].aligned, pools[0].modulated) == (
+        plain["sampling_ratio"], plain["aligned"], False)
 
     images = RNG.uniform(0, 255, (1, 64, 64, 3)).astype("float32")
     expected = regular.backbone(spatial_support.normalize(images), training=False)

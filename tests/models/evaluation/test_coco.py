@@ -34,3 +34,45 @@ def test_write_metrics_and_format_table(tmp_path):
     assert dcnv2.split() == ["dcnv2", "50.0", "75.0", "50.0", "-", "25.0", "62.5",
                              "25.0", "50.0", "25.0", "-", "12.5", "37.5", "17.51"]
     assert regular.split() == ["regular"] + ["-"] * 12
+
+
+
+def test_coco_evaluator_reuses_its_traced_step(tiny_overrides, tmp_path):
+    """Called twice on one model, the evaluator traces the validation step once (traces
+    counted where the step's Python body runs), starts its aggregation afresh on each
+    call (the task's first aggregation of a call gets no state) and gives the same
+    metrics."""
+    from official.core import task_factory
+
+    from models.common import runtime
+    from models.configs.experiments import SYNTHETIC_EXPERIMENT
+
+    params = runtime.experiment_params(SYNTHETIC_EXPERIMENT, tiny_overrides("regular"))
+    task = task_factory.get_task(params.task, logging_dir=str(tmp_path))
+    traced, states = [], []
+    validation_step, aggregate_logs = task.validation_step, task.aggregate_logs
+
+    def counting_step(inputs, model, *args, **kwargs):
+        traced.append(model)
+        return validation_step(inputs, model, *args, **kwargs)
+
+    def recording_aggregate(state, outputs):
+        states.append(state)
+        return aggregate_logs(state, outputs)
+
+    task.validation_step = counting_step
+    task.aggregate_logs = recording_aggregate
+    model = task.build_model()
+    evaluator = coco.CocoEvaluator(params, task=task)
+    first = evaluator(model)
+    assert len(traced) == 1 and traced[0] is model
+    batches = len(states)
+    assert batches == 2  # 4 validation images, 2 a batch
+    second = evaluator(model)
+    assert len(traced) == 1
+    assert len(states) == 2 * batches
+    assert states[0] is None and states[batches] is None
+    assert all(state is not None for state in states[1:batches] + states[batches + 1:])
+    assert set(first) == {"box", "mask"}
+    assert all(set(first[kind]) == set(coco.METRIC_KEYS) for kind in coco.KINDS)
+    assert first == second

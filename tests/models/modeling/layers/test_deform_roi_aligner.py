@@ -1,12 +1,15 @@
 """models.modeling.layers.deform_roi_aligner: MultilevelDeformableROIAligner against
 Model Garden's MultilevelROIAligner: FPN level assignment, sampling conventions, the
-branch."""
+branch; without the branch (`deformable=False`), plain RoIAlign of each box on its
+level."""
 
 import numpy as np
 import pytest
 import tensorflow as tf
 from official.vision.modeling.layers import roi_aligner
 
+import keras_dcn
+from tests import reference
 from models.modeling.layers.deform_roi_aligner import MultilevelDeformableROIAligner, assign_levels
 
 IMAGE = 256
@@ -152,3 +155,68 @@ def test_config_roundtrip():
     with pytest.raises(ValueError, match="consecutive"):
         aligner({"2": tf.zeros([1, 8, 8, 4]), "4": tf.zeros([1, 2, 2, 4])},
                 tf.zeros([1, 1, 4]))
+
+
+def _level(box, min_level, max_level):
+    """The FPN level of one box (y1, x1, y2, x2), written out: floor(log2(sqrt(area) /
+    224)) + 4 clipped to the levels, the lowest for a box of zero area."""
+    area = float(box[2] - box[0]) * float(box[3] - box[1])
+    if area <= 0:
+        return min_level
+    return int(np.clip(np.floor(np.log2(np.sqrt(area) / 224.0)) + 4, min_level, max_level))
+
+
+@pytest.mark.parametrize("crop, sampling_ratio, aligned", [(7, 2, True), (14, 1, False)])
+def test_plain_aligner_pools_each_box_on_its_level(crop, sampling_ratio, aligned):
+    """`deformable=False`: no weights, and each box's crop is RoIAlign (the op without
+    offsets or mask, and the NumPy reference) of that box alone, divided by 2 ** level,
+    on the level the FPN rule gives it."""
+    rng = np.random.default_rng(6)
+    features = _features(rng, channels=4)
+    extra = [[0, 0, 0, 0], [10, 10, 10, 50], [0, 0, 500, 460], [8, 4, 1000, 1000],
+             [30, 40, 31, 41]]  # zero area, level 5, clipped to 6, under a pixel
+    boxes = np.concatenate([_boxes(rng, 2, 12, 1.0).numpy(),
+                            np.tile(np.array(extra, np.float32)[None], (2, 1, 1))], axis=1)
+    aligner = MultilevelDeformableROIAligner(crop_size=crop, deformable=False,
+                                             sampling_ratio=sampling_ratio, aligned=aligned)
+    out = aligner(features, tf.constant(boxes)).numpy()
+    assert aligner.pool is None and aligner.weights == []
+    assert out.shape == (2, boxes.shape[1], crop, crop, 4)
+    levels = set()
+    for b in range(2):
+        for k, box in enumerate(boxes[b]):
+            level = _level(box, 2, 6)
+            levels.add(level)
+            y1, x1, y2, x2 = box / 2.0 ** level
+            roi = np.array([[b, x1, y1, x2, y2]], np.float32)
+            kwargs = dict(output_size=(crop, crop), spatial_scale=1.0,
+                          sampling_ratio=sampling_ratio, aligned=aligned)
+            by_op = keras_dcn.ops.deform_roi_pool(features[str(level)], roi, **kwargs)
+            by_reference = reference.deform_roi_pool(features[str(level)], roi, **kwargs)
+            np.testing.assert_allclose(out[b, k], by_op.numpy()[0], atol=1e-5,
+                                       err_msg=f"box {b}, {k} on level {level}")
+            np.testing.assert_allclose(out[b, k], by_reference.numpy()[0], atol=1e-4,
+                                       err_msg=f"box {b}, {k} on level {level}")
+    assert levels >= {2, 3, 5, 6}
+
+
+def test_plain_aligner_equals_an_unmodulated_branch_at_initialisation():
+    """The deformable, unmodulated aligner at initialisation (zero offsets) pools
+    exactly what the plain one does, with the same sampling."""
+    rng = np.random.default_rng(7)
+    features = _features(rng)
+    boxes = _boxes(rng, 2, 16, min_size=4.0)
+    plain = MultilevelDeformableROIAligner(crop_size=7, deformable=False)(features, boxes)
+    branch = _plain(crop_size=7)(features, boxes)
+    np.testing.assert_allclose(plain.numpy(), branch.numpy(), atol=1e-6)
+
+
+def test_config_roundtrip_keeps_deformable():
+    """`deformable` is in the config (True by default) and survives from_config."""
+    assert MultilevelDeformableROIAligner(hidden_units=8).get_config()["deformable"] is True
+    aligner = MultilevelDeformableROIAligner(crop_size=14, deformable=False,
+                                             sampling_ratio=1, aligned=False)
+    config = aligner.get_config()
+    assert config["deformable"] is False
+    clone = MultilevelDeformableROIAligner.from_config(config)
+    assert clone.pool is None and clone.get_config() == config
