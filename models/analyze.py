@@ -28,10 +28,9 @@ of the synthetic set in `--data` and its annotations.
 Runs: by default `regular=runs/analysis/regular`, `dcnv1=runs/analysis/dcnv1` and
 `dcnv2=runs/demo` (the demo's model). A default run, or a `NAME=DIR` run whose NAME is
 a variant, that has no checkpoint yet is first trained the way `models.demo` trains
-(the synthetic set in `--data`, `--steps` steps of batch `--batch`, same seed and
-schedule), so the three rows have the same budget. On 2 cores the defaults train
-three runs of 400 steps in about 16 minutes, two (about 11 minutes) when runs/demo
-exists; the analysis of the three runs takes about 30 seconds.
+(the same recipe flags and defaults: data set, pretrained backbone, steps, batch and
+schedule), so the three rows have the same budget. The analysis of three trained
+runs takes about 30 seconds on 2 cores.
 
 Writes `--out/figure1_conv<level>.png` (rows: runs; columns: the three modalities of
 the foreground node, then of the background node), `--out/figure2_roi.png` (rows: runs;
@@ -50,6 +49,7 @@ from absl import flags  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tf_keras  # noqa: E402
 
+from models import recipe_flags  # noqa: E402
 from models.analysis import annotated_nodes  # noqa: E402
 from models.analysis import report  # noqa: E402
 from models.analysis import spatial_support  # noqa: E402
@@ -80,14 +80,7 @@ def define_flags():
     flags.DEFINE_float("error_bound", 0.1, "relative error of the saliency regions")
     flags.DEFINE_integer("patch_size", 8, "side of the saliency search's patches (pixels)")
     # Training of missing runs, as models.demo trains.
-    flags.DEFINE_string("data", os.path.join("data", "synthetic_demo"),
-                        "data set folder of missing runs and of the default image")
-    flags.DEFINE_integer("train_images", 600, "training images")
-    flags.DEFINE_integer("val_images", 50, "validation images")
-    flags.DEFINE_integer("size", 128, "image side of missing runs (multiple of 32)")
-    flags.DEFINE_integer("steps", 400, "training steps of a missing run (0: never train)")
-    flags.DEFINE_integer("batch", 4, "global batch size of missing runs")
-    flags.DEFINE_integer("seed", 0, "random seed of the data, the models and training")
+    recipe_flags.define_recipe_flags()
 
 
 def _numbers(text, count, flag):
@@ -118,16 +111,15 @@ def ensure_trained(name, model_dir):
     """Trains `model_dir` as variant `name` like the demo when it has no checkpoint."""
     if tf.train.latest_checkpoint(model_dir):
         return
-    if FLAGS.steps <= 0 or name not in dcn_config.VARIANTS:
+    recipe = recipe_flags.recipe_from_flags()
+    if recipe.train_steps <= 0 or name not in dcn_config.VARIANTS:
         raise FileNotFoundError(
             f"no checkpoint in {model_dir}: train it, or name its variant "
             f"(--model_dir VARIANT=DIR) and give --steps > 0 to train it here")
-    print(f"== training {name} in {model_dir}: {FLAGS.steps} steps of batch {FLAGS.batch}",
-          flush=True)
-    data = synthetic_runs.prepare_data(FLAGS.data, FLAGS.train_images, FLAGS.val_images,
-                                       FLAGS.size, FLAGS.seed)
-    synthetic_runs.train_variant(data, name, model_dir, FLAGS.size, FLAGS.batch, FLAGS.steps,
-                                 FLAGS.seed, validation_steps=5)
+    print(f"== training {name} in {model_dir}: {recipe.train_steps} steps of batch "
+          f"{recipe.batch_size}", flush=True)
+    synthetic_runs.train_variant(recipe, synthetic_runs.prepare(recipe), name, model_dir,
+                                 validation_steps=5)
 
 
 def given_nodes():
@@ -169,8 +161,10 @@ def main(_):
     given_nodes()  # bad flags fail before any training
     image_path, annotations = FLAGS.image, FLAGS.annotations
     if image_path is None:
-        data = synthetic_runs.prepare_data(FLAGS.data, FLAGS.train_images, FLAGS.val_images,
-                                           FLAGS.size, FLAGS.seed)
+        recipe = recipe_flags.recipe_from_flags()
+        data = synthetic_runs.prepare_data(recipe.data_dir, recipe.train_images,
+                                           recipe.val_images, recipe.image_size,
+                                           recipe.data_seed, config=recipe.generator)
         image_path = os.path.join(data["root"], "val", "000001.png")
         annotations = annotations or data["annotation_file"]
     for name, model_dir in runs:

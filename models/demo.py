@@ -34,15 +34,13 @@ from absl import flags  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tf_keras  # noqa: E402
 
+from models import recipe_flags  # noqa: E402
 from models.common import console  # noqa: E402
-from models.common import runtime  # noqa: E402
 from models.configs import maskrcnn as dcn_config  # noqa: E402
-from models.configs.experiments import SYNTHETIC_EXPERIMENT  # noqa: E402
 from models.evaluation import coco  # noqa: E402
 from models.serving import detection  # noqa: E402
 from models.training import keras_trainer  # noqa: E402
 from models.training import learning_curves  # noqa: E402
-from models.training import pretraining  # noqa: E402
 from models.training import synthetic_runs  # noqa: E402
 from models.training import validation_ap  # noqa: E402
 
@@ -51,27 +49,15 @@ FLAGS = flags.FLAGS
 
 def define_flags():
     """Defines the flags of this command."""
+    recipe_flags.define_recipe_flags()
     flags.DEFINE_string("out", synthetic_runs.run_dir("demo"), "run folder")
-    flags.DEFINE_string("data", os.path.join("data", "synthetic_demo"), "data set folder")
-    flags.DEFINE_integer("train_images", 1000, "training images")
-    flags.DEFINE_integer("val_images", 200, "validation images")
-    flags.DEFINE_integer("size", 128, "image side (multiple of 32)")
-    flags.DEFINE_integer("steps", 1500, "training steps")
-    flags.DEFINE_integer("batch", 4, "global batch size")
-    flags.DEFINE_float("learning_rate", 0.02, "peak learning rate (SGD, momentum 0.9)")
-    flags.DEFINE_integer("pretrain_steps", pretraining.PretrainSettings.steps,
-                         "steps of the backbone's classification pretraining "
-                         "(0: train the detector from scratch)")
-    flags.DEFINE_integer("pretrain_images", pretraining.PretrainSettings.train_images,
-                         "images the backbone learns to classify (a sixth more are "
-                         "drawn to measure its accuracy)")
-    flags.DEFINE_integer("eval_interval", 500,
-                         "steps between validation APs during training (0: none)")
     flags.DEFINE_enum("variant", "dcnv2", sorted(dcn_config.VARIANTS) + [dcn_config.CUSTOM],
                       "model variant")
+    flags.DEFINE_integer("seed", 0, "random seed of the model and its training")
+    flags.DEFINE_integer("eval_interval", 500,
+                         "steps between validation APs during training (0: none)")
     flags.DEFINE_float("score_threshold", 0.5, "draw detections at this score or above")
     flags.DEFINE_integer("pictures", 6, "validation images in prediction.png")
-    flags.DEFINE_integer("seed", 0, "random seed of the data, the model and training")
 
 
 def _stage(title):
@@ -83,32 +69,29 @@ def main(_):
     console.show_warnings_only()
     started = time.perf_counter()
     tf_keras.utils.set_random_seed(FLAGS.seed)
-
-    _stage(f"data: {FLAGS.train_images} + {FLAGS.val_images} synthetic images of "
-           f"{FLAGS.size}x{FLAGS.size} in {FLAGS.data}")
-    data = synthetic_runs.prepare_data(FLAGS.data, FLAGS.train_images, FLAGS.val_images,
-                                       FLAGS.size, FLAGS.seed)
+    recipe = recipe_flags.recipe_from_flags()
+    _stage(f"data: {recipe.train_images} + {recipe.val_images} synthetic images of "
+           f"{recipe.image_size}x{recipe.image_size} in {recipe.data_dir}")
+    data = synthetic_runs.prepare_data(recipe.data_dir, recipe.train_images,
+                                       recipe.val_images, recipe.image_size,
+                                       recipe.data_seed, config=recipe.generator)
     print("reused (up to date)" if data["reused"] else "generated", flush=True)
 
-    init_checkpoint = None
-    if FLAGS.pretrain_steps > 0:
-        settings = pretraining.PretrainSettings(
-            train_images=FLAGS.pretrain_images, val_images=max(1, FLAGS.pretrain_images // 6),
-            steps=FLAGS.pretrain_steps, seed=FLAGS.seed)
+    summary = None
+    if recipe.pretrain.steps > 0:
+        settings = recipe.pretrain
         _stage(f"backbone pretraining: classifying {settings.train_images} single shapes "
                f"of {settings.image_size}x{settings.image_size}, {settings.steps} steps "
                f"of batch {settings.batch_size}")
         summary = synthetic_runs.pretrain_backbone(data, settings)
         print(f"{'reused' if summary['reused'] else 'trained'}: validation accuracy "
               f"{100 * summary['val_accuracy']:.1f}% ({summary['checkpoint']})", flush=True)
-        init_checkpoint = summary["checkpoint"]
+    prepared = synthetic_runs.Prepared(data, summary)
 
-    overrides = synthetic_runs.budget_overrides(
-        data, FLAGS.size, FLAGS.batch, FLAGS.steps, FLAGS.variant, validation_steps=5,
-        base_lr=FLAGS.learning_rate, seed=FLAGS.seed, init_checkpoint=init_checkpoint)
-    params = runtime.experiment_params(SYNTHETIC_EXPERIMENT, overrides)
-    _stage(f"training {dcn_config.describe(params.task.model)}; {FLAGS.steps} steps of "
-           f"batch {FLAGS.batch} (Keras fit; checkpoints and TensorBoard logs in "
+    params = synthetic_runs.experiment(recipe, prepared, FLAGS.variant, FLAGS.seed,
+                                       validation_steps=5)
+    _stage(f"training {dcn_config.describe(params.task.model)}; {recipe.train_steps} steps "
+           f"of batch {recipe.batch_size} (Keras fit; checkpoints and TensorBoard logs in "
            f"{FLAGS.out})")
     timer = keras_trainer.StepTimer()
     callbacks = [timer]
@@ -120,7 +103,7 @@ def main(_):
     if timer.durations:
         print(f"median train step: {timer.median():.2f} s", flush=True)
 
-    _stage(f"COCO evaluation on the {FLAGS.val_images} validation images "
+    _stage(f"COCO evaluation on the {recipe.val_images} validation images "
            "(Model Garden's evaluator, pycocotools)")
     metrics = coco.evaluate_model(params, model, logging_dir=FLAGS.out)
     step = int(model.optimizer.iterations.numpy())
@@ -139,7 +122,7 @@ def main(_):
 
     _stage("reload in a fresh process and draw")
     images = [os.path.join(data["root"], "val", f"{index:06d}.png")
-              for index in range(1, min(FLAGS.pictures, FLAGS.val_images) + 1)]
+              for index in range(1, min(FLAGS.pictures, recipe.val_images) + 1)]
     picture = os.path.join(FLAGS.out, "prediction.png")
     subprocess.run(
         [sys.executable, "-m", "models.predict", f"--saved_model={saved_model}",

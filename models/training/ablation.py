@@ -10,7 +10,6 @@ median inference time of a batch, and summarises its offsets and modulation;
 """
 
 import gc
-from typing import Optional
 
 from official.core import config_definitions as cfg
 from official.core import task_factory
@@ -40,14 +39,13 @@ def deformable_columns(params: cfg.ExperimentConfig) -> dict:
             "mimic": "yes" if resolved.mimic.enabled else "no"}
 
 
-def run_row(row: str, data: dict, model_dir: str, size: int, batch_size: int,
-            train_steps: int, seed: int, mimic_rois: int, mimic_crop: int,
-            init_checkpoint: Optional[str] = None, base_lr: float = 0.02) -> dict:
-    """Trains and evaluates one row (`variant` or `variant+mimic`) on `data` (see
-    `synthetic_runs.prepare_data`) into `model_dir`, from the backbone in
-    `init_checkpoint` when given; returns its results: `metrics`, `params`, `step_s`,
-    `inference_s`, `deformation` (`models.evaluation.deformation_stats` on a batch of
-    validation images) and the descriptive columns.
+def run_row(row: str, recipe: synthetic_runs.Recipe, prepared: synthetic_runs.Prepared,
+            model_dir: str, seed: int, mimic_rois: int, mimic_crop: int) -> dict:
+    """Trains and evaluates one row (`variant` or `variant+mimic`) of the recipe (its
+    data and pretrained backbone, `synthetic_runs.prepare`) into `model_dir`, training
+    seed `seed`; returns its results: `metrics`, `params`, `step_s`, `inference_s`,
+    `deformation` (`models.evaluation.deformation_stats` on a batch of validation
+    images) and the descriptive columns.
 
     Mimicking samples `mimic_rois` RoIs per image and crops them to `mimic_crop`
     pixels.
@@ -57,8 +55,7 @@ def run_row(row: str, data: dict, model_dir: str, size: int, batch_size: int,
              "crop_size": mimic_crop}
     timer = keras_trainer.StepTimer()
     params, model = synthetic_runs.train_variant(
-        data, variant, model_dir, size, batch_size, train_steps, seed,
-        validation_steps=2, init_checkpoint=init_checkpoint, base_lr=base_lr,
+        recipe, prepared, variant, model_dir, seed, validation_steps=2,
         overrides={"task": {"model": {"mimic": mimic}}}, callbacks=[timer])
     metrics = coco.evaluate_model(params, model, logging_dir=model_dir)
     coco.write_metrics(metrics, model_dir)

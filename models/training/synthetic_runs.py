@@ -2,11 +2,12 @@
 the pretrained backbone, and the overrides of `dcn_maskrcnn_synthetic` for a budget.
 
 `DEMO_DATA` is the generator setting of the CPU runs. It keeps the geometric
-variation the paper is about (scale over a 15x range of areas, aspect ratios up to
-3, any rotation, shear, bends, tapers and non-rigid warps) and drops what only makes
+variation the paper is about (instances over a 6x range of areas, aspect ratios up to
+2, any rotation, shear, bends, tapers and non-rigid warps) and drops what only makes
 the pictures hard to read in a few minutes of training: distractor strokes, striped
-and blotched fills, strong noise; stars have 5 to 7 points (a 4-point star is a
-cross). 1 to 4 instances per image cover 2-30% of it each.
+and blotched fills, strong noise, instances mostly hidden by others; stars have 5 to
+7 points (a 4-point star is a cross). 1 to 3 instances per image cover 5-30% of it
+each, at least half of each visible.
 
 `prepare_data` draws the set with `models.data.synthetic` and writes Model Garden
 TFRecords (both reuse what is up to date); `pretrain_backbone` pretrains the regular
@@ -15,7 +16,9 @@ ResNet of the experiment on classifying single shapes drawn with the same settin
 paper's ImageNet initialisation; `budget_overrides` sizes the experiment: image
 size, batch, steps, a learning-rate schedule whose warm-up and decays (10/16 and
 14/16 of the run, as in the paper) follow the number of steps, and the backbone
-checkpoint to start from; `train_variant` trains a variant on it.
+checkpoint to start from. A `Recipe` holds all of it for the demo, the ablation and
+the analysis: `prepare` makes its data and backbone, `experiment` its experiment for
+a variant, `train_variant` trains one.
 """
 
 import dataclasses
@@ -34,9 +37,10 @@ from models.training import pretraining
 CLASS_NAMES = ("background",) + tuple(synthetic.CLASS_NAMES)
 
 DEMO_DATA = synthetic.GeneratorConfig(
-    min_instances=1, max_instances=4, min_area_frac=0.02, max_area_frac=0.3,
+    min_instances=1, max_instances=3, min_area_frac=0.05, max_area_frac=0.3,
+    min_visible_frac=0.5, max_aspect=2.0, max_shear=0.3, warp=0.06,
     min_strokes=0, max_strokes=0, max_noise=2.0, max_background_noise=10.0,
-    fills=("flat", "gradient"), min_star_points=5, warp=0.06)
+    fills=("flat", "gradient"), min_star_points=5)
 
 
 def classification_config(config: synthetic.GeneratorConfig) -> synthetic.GeneratorConfig:
@@ -104,18 +108,73 @@ def budget_overrides(data: dict, size: int, batch_size: int, train_steps: int,
     }
 
 
-def train_variant(data: dict, variant: str, model_dir: str, size: int, batch_size: int,
-                  train_steps: int, seed: int = 0, validation_steps: int = 0,
-                  init_checkpoint: Optional[str] = None, base_lr: float = 0.02,
-                  overrides: Optional[dict] = None, callbacks=()):
-    """Trains `variant` (plus `overrides`) on `data` into `model_dir` with the Keras
-    trainer, in a fresh Keras session seeded with `seed`; returns (params, model)."""
-    params = runtime.experiment_params(
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """What the demo, the ablation and the analysis share: the data set, the
+    pretrained backbone and the training budget, so their runs are comparable.
+
+    Attributes:
+      data_dir: folder of the synthetic set (and of the pretrained backbone).
+      train_images, val_images, image_size, data_seed: the set's size and seed.
+      generator: the generator setting of the set.
+      pretrain: the backbone's classification pretraining (`steps` 0: none, the
+        detector then trains from scratch).
+      batch_size, train_steps, learning_rate: the detector's budget and peak rate.
+    """
+    data_dir: str = os.path.join("data", "synthetic_demo")
+    train_images: int = 1000
+    val_images: int = 200
+    image_size: int = 128
+    data_seed: int = 0
+    generator: synthetic.GeneratorConfig = DEMO_DATA
+    pretrain: pretraining.PretrainSettings = pretraining.PretrainSettings()
+    batch_size: int = 4
+    train_steps: int = 1500
+    learning_rate: float = 0.02
+
+
+@dataclasses.dataclass(frozen=True)
+class Prepared:
+    """A recipe's data (`prepare_data`'s dict) and pretraining summary (None without
+    pretraining)."""
+    data: dict
+    pretraining: Optional[dict] = None
+
+    @property
+    def init_checkpoint(self) -> Optional[str]:
+        """The pretrained backbone's checkpoint, or None."""
+        return self.pretraining["checkpoint"] if self.pretraining else None
+
+
+def prepare(recipe: Recipe, verbose: int = 2) -> Prepared:
+    """Draws (or reuses) the recipe's data set and pretrains (or reuses) its backbone."""
+    data = prepare_data(recipe.data_dir, recipe.train_images, recipe.val_images,
+                        recipe.image_size, recipe.data_seed, config=recipe.generator)
+    summary = None
+    if recipe.pretrain.steps > 0:
+        summary = pretrain_backbone(data, recipe.pretrain, verbose=verbose)
+    return Prepared(data, summary)
+
+
+def experiment(recipe: Recipe, prepared: Prepared, variant: str, seed: int = 0,
+               validation_steps: int = 0, overrides: Optional[dict] = None):
+    """The `dcn_maskrcnn_synthetic` experiment of `variant` on the recipe (plus
+    `overrides`), training seed `seed`."""
+    return runtime.experiment_params(
         experiments.SYNTHETIC_EXPERIMENT,
-        budget_overrides(data, size, batch_size, train_steps, variant,
-                         validation_steps=validation_steps, base_lr=base_lr, seed=seed,
-                         init_checkpoint=init_checkpoint),
+        budget_overrides(prepared.data, recipe.image_size, recipe.batch_size,
+                         recipe.train_steps, variant, validation_steps=validation_steps,
+                         base_lr=recipe.learning_rate, seed=seed,
+                         init_checkpoint=prepared.init_checkpoint),
         overrides or {})
+
+
+def train_variant(recipe: Recipe, prepared: Prepared, variant: str, model_dir: str,
+                  seed: int = 0, validation_steps: int = 0, overrides: Optional[dict] = None,
+                  callbacks=()):
+    """Trains `variant` (plus `overrides`) on the recipe into `model_dir` with the Keras
+    trainer, in a fresh Keras session seeded with `seed`; returns (params, model)."""
+    params = experiment(recipe, prepared, variant, seed, validation_steps, overrides)
     tf_keras.backend.clear_session()
     tf_keras.utils.set_random_seed(seed)
     model, _ = keras_trainer.train(params, model_dir, validate=False, verbose=2,
