@@ -17,6 +17,8 @@ LIBRARY := keras_dcn/libkeras_dcn_ops.so
 OP_SOURCES := $(shell find tf_ops/cc -name '*.cc' -o -name '*.h' -o -name '*.cuh')
 BAZEL_LIBRARY := bazel-bin/tf_ops/libkeras_dcn_ops.so
 PYTEST_ARGS ?=
+# oneDNN's CPU kernels also where TensorFlow leaves them off by default (see models/__init__.py).
+export TF_ENABLE_ONEDNN_OPTS ?= 1
 
 .PHONY: install test test-ops bench bazel test-bazel demo ablation analysis clean
 

@@ -6,12 +6,12 @@ DCNv2, with and without R-CNN feature mimicking, each over several seeds.
 
 Every row trains on the demo's data set from the demo's pretrained backbone (both
 made, or reused, as `make demo` makes them) with the same budget and schedule
-(`--steps`, 800 by default: shorter than the demo's 1500), once per seed (Keras `fit`, checkpoints in `--out/<row>/seed<k>`; a finished run's
-results are reused, an unfinished one resumes). Each run is evaluated with Model
-Garden's COCO evaluator (box and mask AP, AP50, AP75, APs, APm, APl), its parameters
-counted, its median training-step time and the median inference time of a batch
-measured, and its offsets and modulation summarised per stage
-(`models.evaluation.deformation_stats`). A row is a variant, with `+mimic` for R-CNN
+(`--steps`, 800 by default: shorter than the demo's 1500), once per seed (Keras
+`fit`, checkpoints in `--out/<row>/seed<k>`; a finished run's results are reused, an
+unfinished one resumes). Each run is evaluated with Model Garden's COCO evaluator
+(box and mask AP, AP50, AP75, APs, APm, APl), its parameters counted, its median
+training-step time and the median inference time of a batch measured, and its
+offsets and modulation summarised per stage (`models.evaluation.deformation_stats`). A row is a variant, with `+mimic` for R-CNN
 feature mimicking (`--mimic_rois` RoIs per image cropped to `--mimic_crop` pixels,
 sized for CPU; the paper uses 32 and 224).
 

@@ -14,9 +14,9 @@ import gc
 from official.core import config_definitions as cfg
 from official.core import task_factory
 
-from models.evaluation import deformation_stats
 from models.configs import maskrcnn as dcn_config
 from models.evaluation import coco
+from models.evaluation import deformation_stats
 from models.evaluation import inference_cost
 from models.training import keras_trainer
 from models.training import synthetic_runs
@@ -28,10 +28,10 @@ MIMIC_SUFFIX = "+mimic"
 def deformable_columns(params: cfg.ExperimentConfig) -> dict:
     """The table's columns naming a run's deformable layers and mimicking."""
     resolved = dcn_config.resolve_variant(params.task.model)
-    cfg = resolved.backbone.dcn_resnet
-    stages = "-".join(f"conv{s}" for s in cfg.deformable_stages) if cfg.deformable_stages \
-        else "none"
-    conv = f"{stages}{' (mod.)' if cfg.modulated and cfg.deformable_stages else ''}"
+    backbone = resolved.backbone.dcn_resnet
+    stages = "-".join(f"conv{s}" for s in backbone.deformable_stages) \
+        if backbone.deformable_stages else "none"
+    conv = f"{stages}{' (mod.)' if backbone.modulated and backbone.deformable_stages else ''}"
     aligner = resolved.roi_aligner
     pool = "modulated" if aligner.deformable and aligner.modulated else \
         "yes" if aligner.deformable else "no"

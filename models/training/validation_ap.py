@@ -1,8 +1,8 @@
 """COCO AP on the validation split while a model trains.
 
 `PeriodicCocoEvaluation` is a Keras callback for `models.training.keras_trainer`: at
-the end of every Keras epoch whose step count is a multiple of `interval` (and below
-the last step, which the caller evaluates in full), it computes box and mask AP with
+the first Keras epoch end at or past each multiple of `interval` (below the last
+step, which the caller evaluates in full), it computes box and mask AP with
 `models.evaluation.coco.CocoEvaluator`, writes them to TensorBoard under
 `model_dir/validation` (as `box_AP`, `mask_AP`, ...) and appends them to the run's
 AP history, `model_dir/coco_history.jsonl` (one JSON object a line:
@@ -61,8 +61,9 @@ class PeriodicCocoEvaluation(tf_keras.callbacks.Callback):
     Args:
       params: the experiment being trained (its validation data and annotations).
       model_dir: the run folder.
-      interval: steps between evaluations; a multiple of the Keras epoch
-        (`trainer.steps_per_loop`) to be exact.
+      interval: steps between evaluations; evaluations fall on Keras epoch ends
+        (every `trainer.steps_per_loop` steps), so on multiples of `interval` when
+        it is a multiple of the epoch.
       steps: validation batches per evaluation (None: all).
     """
 
@@ -75,11 +76,20 @@ class PeriodicCocoEvaluation(tf_keras.callbacks.Callback):
         self._steps = steps
         self._evaluator = None
         self._writer = None
+        self._intervals_done = 0
+
+    def _step(self):
+        return int(self.model.optimizer.iterations.numpy())
+
+    def on_train_begin(self, logs=None):
+        self._intervals_done = self._step() // self._interval  # a resumed run
 
     def on_epoch_end(self, epoch, logs=None):
-        step = int(self.model.optimizer.iterations.numpy())
-        if step % self._interval or step >= self._params.trainer.train_steps:
+        step = self._step()
+        if (step // self._interval <= self._intervals_done
+                or step >= self._params.trainer.train_steps):
             return
+        self._intervals_done = step // self._interval
         if self._evaluator is None:
             self._evaluator = coco.CocoEvaluator(self._params, steps=self._steps,
                                                  logging_dir=self._model_dir)

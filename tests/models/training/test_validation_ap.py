@@ -74,13 +74,14 @@ class _StubEvaluator:
                 "mask": {key: step / 200 for key in coco.METRIC_KEYS}}
 
 
-@pytest.mark.parametrize("steps_per_epoch, interval, train_steps", [
-    (3, 6, 20), (3, 4, 24), (5, 5, 25), (2, 1, 7)])
+@pytest.mark.parametrize("steps_per_epoch, interval, train_steps, want", [
+    (3, 6, 20, [6, 12, 18]), (3, 4, 24, [6, 9, 12, 18, 21]), (5, 5, 25, [5, 10, 15, 20]),
+    (2, 1, 7, [2, 4, 6])])
 def test_periodic_evaluation_at_multiples_of_the_interval(
-        tmp_path, monkeypatch, steps_per_epoch, interval, train_steps):
+        tmp_path, monkeypatch, steps_per_epoch, interval, train_steps, want):
     """Driven through Keras epochs of `steps_per_epoch` steps, the callback evaluates
-    at exactly the epoch ends that are multiples of `interval` and below the last
-    step, with one evaluator made once; each result goes to the history and to
+    at exactly the first epoch end at or past each multiple of `interval`, below the
+    last step, with one evaluator made once; each result goes to the history and to
     TensorBoard under `validation` at its step."""
     _StubEvaluator.made = []
     monkeypatch.setattr(coco, "CocoEvaluator", _StubEvaluator)
@@ -97,8 +98,6 @@ def test_periodic_evaluation_at_multiples_of_the_interval(
         epoch_ends.append(int(model.optimizer.iterations.numpy()))
         callback.on_epoch_end(epoch)
     assert epoch_ends[-1] == train_steps
-    want = [step for step in epoch_ends if step % interval == 0 and step < train_steps]
-    assert want  # each case evaluates at least once
 
     assert len(_StubEvaluator.made) == 1
     made = _StubEvaluator.made[0]
@@ -138,3 +137,19 @@ def test_no_evaluator_before_the_first_evaluation(tmp_path, monkeypatch):
     assert _StubEvaluator.made == []
     assert validation_ap.read_history(str(tmp_path)) == []
     assert not os.path.exists(os.path.join(str(tmp_path), "validation"))
+
+
+def test_resumed_run_evaluates_from_the_next_multiple(tmp_path, monkeypatch):
+    """A run resumed past a multiple of the interval evaluates first at the next one."""
+    _StubEvaluator.made = []
+    monkeypatch.setattr(coco, "CocoEvaluator", _StubEvaluator)
+    params = runtime.experiment_params(SYNTHETIC_EXPERIMENT,
+                                       {"trainer": {"train_steps": 1500}})
+    callback = validation_ap.PeriodicCocoEvaluation(params, str(tmp_path), 500)
+    callback.set_model(types.SimpleNamespace(
+        optimizer=types.SimpleNamespace(iterations=tf.Variable(600, dtype=tf.int64))))
+    callback.on_train_begin()
+    for epoch, step in enumerate(range(650, 1501, 50)):
+        callback.model.optimizer.iterations.assign(step)
+        callback.on_epoch_end(epoch)
+    assert [step for _, step in _StubEvaluator.made[0]["evaluator"].calls] == [1000]
