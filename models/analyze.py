@@ -2,8 +2,8 @@
 the paper for trained runs (`keras_dcn.analysis`; definitions in its docstrings).
 
     python -m models.analyze                                  # or: make analysis
-    python -m models.analyze --model_dir=regular=runs/ablation/regular \\
-        --model_dir=dcnv1=runs/ablation/dcnv1 --model_dir=dcnv2=runs/ablation/dcnv2
+    python -m models.analyze --model_dir=regular=runs/ablation/regular/seed0 \\
+        --model_dir=dcnv1=runs/ablation/dcnv1/seed0 --model_dir=dcnv2=runs/ablation/dcnv2/seed0
     python -m models.analyze --model_dir=runs/demo --image=photo.png \\
         --foreground=60,70 --background=10,12 --roi=30,40,100,110
 

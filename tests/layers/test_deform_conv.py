@@ -11,6 +11,8 @@ from keras.src.trainers import trainer as keras_trainer
 
 import keras_dcn
 from keras_dcn.layers import DeformConv2D
+from tests import reference
+from tests.layers import helpers
 
 RNG = np.random.default_rng(1234)
 
@@ -106,6 +108,65 @@ def test_branch_output_order(data_format):
     if data_format == "channels_first":
         expected = _to_first(expected.numpy())
     np.testing.assert_allclose(layer(inputs), expected, rtol=1e-5, atol=1e-6)
+
+
+def _numpy_conv(inputs, kernel, bias, strides, pads):
+    """Cross-correlation in numpy: inputs [N, H, W, C], kernel [kh, kw, C, O], pads
+    (top, bottom, left, right)."""
+    top, bottom, left, right = pads
+    padded = np.pad(inputs, [(0, 0), (top, bottom), (left, right), (0, 0)])
+    kh, kw = kernel.shape[:2]
+    sh, sw = strides
+    ho = (padded.shape[1] - kh) // sh + 1
+    wo = (padded.shape[2] - kw) // sw + 1
+    out = np.zeros((inputs.shape[0], ho, wo, kernel.shape[-1]))
+    for i in range(kh):
+        for j in range(kw):
+            window = padded[:, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw]
+            out += window @ kernel[i, j]
+    return out + bias
+
+
+@pytest.mark.parametrize("modulated", [True, False])
+def test_whole_layer_against_an_independent_computation(modulated, rng):
+    """inputs -> offset conv (numpy) -> offsets (and sigmoid mask) -> Eq. 1 (the plain-TF
+    reference): the layer's output, and its gradients against central differences of
+    that computation, the branch's scaled by `offset_lr_multiplier`."""
+    multiplier, strides, pads = 0.25, (2, 1), (1, 1, 1, 1)  # "same" for 7x7, 3x3
+    inputs = rng.standard_normal((2, 7, 7, 4))
+    layer = DeformConv2D(4, 3, strides=strides, padding="same", deformable_groups=2,
+                         modulated=modulated, offset_lr_multiplier=multiplier,
+                         dtype="float64")
+    layer.build(inputs.shape)
+    for weight in layer.weights:
+        scale = 0.15 if weight.name == "offset_kernel" else 0.5  # offsets of ~1 pixel
+        weight.assign(rng.normal(0.0, scale, weight.shape))
+    weights = {w.name: w.numpy() for w in layer.weights}
+    taps = 2 * 9
+
+    def independent(inputs, weights):
+        branch = _numpy_conv(inputs, weights["offset_kernel"], weights["offset_bias"],
+                             strides, pads)
+        mask = 1 / (1 + np.exp(-branch[..., 2 * taps:])) if modulated else None
+        return reference.deform_conv2d(
+            inputs, branch[..., :2 * taps], weights["kernel"], mask=mask,
+            bias=weights["bias"], strides=strides, pads=pads, deformable_groups=2).numpy()
+
+    expected = independent(inputs, weights)
+    cotangent = rng.standard_normal(expected.shape)
+    tensor = tf.constant(inputs)
+    with tf.GradientTape() as tape:
+        tape.watch(tensor)
+        outputs = layer(tensor)
+        loss = tf.reduce_sum(outputs * cotangent)
+    np.testing.assert_allclose(outputs.numpy(), expected, rtol=1e-9, atol=1e-12)
+    regular = _numpy_conv(inputs, weights["kernel"], weights["bias"], strides, pads)
+    assert np.abs(expected - regular).max() > 0.1  # the branch matters
+
+    grads = tape.gradient(loss, [tensor] + layer.weights)
+    helpers.assert_layer_gradients(
+        grads, inputs, weights, independent, cotangent, rng,
+        {"offset_kernel": multiplier, "offset_bias": multiplier})
 
 
 # --- Shapes, arguments, config ----------------------------------------------------

@@ -10,6 +10,8 @@ import tensorflow as tf
 
 import keras_dcn
 from keras_dcn.layers import DeformRoIPool
+from tests import reference
+from tests.layers import helpers
 
 RNG = np.random.default_rng(99)
 ROIS = np.array([
@@ -166,3 +168,59 @@ def test_training_moves_the_offsets():
     offsets, _ = layer.offsets_and_mask(tf.constant(features), tf.constant(ROIS))
     assert np.abs(offsets.numpy()).max() > 1e-3
     assert model.evaluate(dataset.take(1), verbose=0) < np.mean(target ** 2)
+
+
+def _numpy_branch(pooled, weights, output_size, modulated):
+    """The sibling branch in numpy: flattened RoIAlign features [R, oh, ow, C] -> fc ->
+    ReLU -> fc -> ReLU -> fc -> (dy, dx) per bin and, when modulated, a sigmoid mask."""
+    oh, ow = output_size
+    hidden = pooled.reshape(pooled.shape[0], -1)
+    for index in (1, 2):
+        hidden = np.maximum(
+            hidden @ weights[f"hidden{index}_kernel"] + weights[f"hidden{index}_bias"], 0)
+    branch = hidden @ weights["offset_kernel"] + weights["offset_bias"]
+    offsets = branch[:, :2 * oh * ow].reshape(-1, oh, ow, 2)
+    mask = None
+    if modulated:
+        mask = 1 / (1 + np.exp(-branch[:, 2 * oh * ow:].reshape(-1, oh, ow, 1)))
+    return offsets, mask
+
+
+@pytest.mark.parametrize("modulated", [True, False])
+def test_whole_layer_against_an_independent_computation(modulated, rng):
+    """features -> RoIAlign -> fc -> ReLU -> fc -> ReLU -> fc -> offsets (and sigmoid
+    mask) -> Eq. 2, in numpy and the plain-TF reference: the layer's output, and its
+    gradients against central differences of that computation, the branch's scaled by
+    `offset_lr_multiplier`."""
+    multiplier = 0.25
+    pool_args = dict(output_size=(2, 3), spatial_scale=0.5, sampling_ratio=2, gamma=0.1,
+                     aligned=True)
+    features = rng.standard_normal((2, 16, 16, 3))
+    layer = DeformRoIPool(hidden_units=6, modulated=modulated,
+                          offset_lr_multiplier=multiplier, dtype="float64", **pool_args)
+    layer.build(features.shape, ROIS.shape)
+    for weight in layer.weights:  # every unit and sign of the ReLUs in play
+        weight.assign(rng.normal(0.0, 0.5, weight.shape))
+    weights = {w.name: w.numpy() for w in layer.weights}
+    cotangent = rng.standard_normal((len(ROIS), 2, 3, 3))
+
+    def independent(features, weights):
+        pooled = reference.deform_roi_pool(features, ROIS, **pool_args).numpy()
+        offsets, mask = _numpy_branch(pooled, weights, pool_args["output_size"], modulated)
+        return reference.deform_roi_pool(features, ROIS, offsets=offsets, mask=mask,
+                                         **pool_args).numpy()
+
+    expected = independent(features, weights)
+    inputs = tf.constant(features)
+    with tf.GradientTape() as tape:
+        tape.watch(inputs)
+        outputs = layer(inputs, ROIS)
+        loss = tf.reduce_sum(outputs * cotangent)
+    np.testing.assert_allclose(outputs.numpy(), expected, rtol=1e-9, atol=1e-12)
+    # Offsets large enough to matter: the result differs from plain RoIAlign.
+    assert np.abs(expected - reference.deform_roi_pool(features, ROIS, **pool_args)).max() > 0.05
+
+    grads = tape.gradient(loss, [inputs] + layer.weights)
+    helpers.assert_layer_gradients(
+        grads, features, weights, independent, cotangent, rng,
+        {name: multiplier for name in weights})  # every branch weight is scaled

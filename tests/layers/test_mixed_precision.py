@@ -1,5 +1,6 @@
 """Both layers under Keras' mixed-precision policies: half-precision compute, float32
-variables, RoIs left in float32, and a few training steps."""
+variables, RoIs left in float32, a few training steps, and outputs within bounds
+derived from the half type's unit roundoff of their float32 twins'."""
 
 import keras
 import numpy as np
@@ -92,3 +93,62 @@ def test_deform_roi_pool(policy, monkeypatch):
     changed = [np.any(old != w.numpy()) for old, w in zip(before, layer.weights)]
     assert all(changed), [w.path for w, c in zip(layer.weights, changed) if not c]
     _assert_float32_variables(layer)
+
+
+# Unit roundoff of the half types (half the spacing of the numbers near 1).
+UNIT_ROUNDOFF = {"mixed_float16": 2.0 ** -11, "mixed_bfloat16": 2.0 ** -8}
+
+
+def _half_and_float32_twins(make, policy, *build_shapes):
+    reference = make(dtype="float32")
+    reference.build(*build_shapes)
+    half = make(dtype=policy)
+    half.build(*build_shapes)
+    return reference, half
+
+
+def test_deform_conv2d_matches_float32_to_the_half_precision(policy):
+    """Inputs, weights and offsets are each rounded once to the half type, products
+    accumulate in float32 and the output is rounded once: the error stays within
+    4 u (|x| * |w| summed over the taps, plus |y|), u the unit roundoff."""
+    u = UNIT_ROUNDOFF[policy.name]
+    x = RNG.standard_normal((2, 9, 9, 8)).astype("float32")
+    reference, half = _half_and_float32_twins(
+        lambda dtype: DeformConv2D(6, 3, padding="same", deformable_groups=2, dtype=dtype),
+        policy, x.shape)
+    for weight in reference.weights:  # offsets of about a pixel
+        scale = 0.1 if weight.name == "offset_kernel" else 0.3
+        weight.assign(RNG.normal(0.0, scale, weight.shape))
+    half.set_weights(reference.get_weights())
+    expected = reference(x).numpy()
+    got = half(x).numpy().astype("float32")
+    offsets, mask = reference.offsets_and_mask(tf.constant(x))
+    magnitude = keras_dcn.ops.deform_conv2d(
+        np.abs(x), offsets, np.abs(reference.kernel.numpy()), mask,
+        np.abs(reference.bias.numpy()), padding="same", deformable_groups=2).numpy()
+    bound = 4 * u * (magnitude + np.abs(expected))
+    assert np.all(np.abs(got - expected) <= bound), np.max(np.abs(got - expected) / bound)
+
+
+def test_deform_roi_pool_matches_float32_to_the_half_precision(policy):
+    """As for the convolution, and the offsets come from three fc layers computed in
+    the half type: within 8 u (the pooled |features| plus |y|)."""
+    u = UNIT_ROUNDOFF[policy.name]
+    features = RNG.standard_normal((2, 16, 16, 4)).astype("float32")
+    rois = np.array([[0, 1.3, 2.1, 27.7, 29.9], [1, 0.1, 3.3, 30.9, 17.1]], "float32")
+    reference, half = _half_and_float32_twins(
+        lambda dtype: DeformRoIPool(output_size=3, hidden_units=16, spatial_scale=0.5,
+                                    dtype=dtype),
+        policy, features.shape, rois.shape)
+    for weight in reference.weights:
+        weight.assign(RNG.normal(0.0, 0.3, weight.shape))
+    half.set_weights(reference.get_weights())
+    expected = reference(features, rois).numpy()
+    got = half(features, rois).numpy().astype("float32")
+    offsets, mask = reference.offsets_and_mask(tf.constant(features), tf.constant(rois))
+    assert np.abs(offsets.numpy()).max() > 0.5  # the bins move
+    magnitude = keras_dcn.ops.deform_roi_pool(
+        np.abs(features), rois, offsets=offsets, mask=mask, output_size=3,
+        spatial_scale=0.5).numpy()
+    bound = 8 * u * (magnitude + np.abs(expected))
+    assert np.all(np.abs(got - expected) <= bound), np.max(np.abs(got - expected) / bound)

@@ -278,7 +278,8 @@ def _mimic_loss(model, images, labels):
 
 def test_mimic_loss_falls_and_is_logged(tiny_overrides):
     tf_keras.utils.set_random_seed(7)
-    params, task = _task(tiny_overrides, rois_per_image=8)
+    # L_mimic at full weight, so that the other losses do not decide its course.
+    params, task = _task(tiny_overrides, rois_per_image=8, mimic_weight=1.0)
     model = task.build_model()
     model.compile(optimizer=tf_keras.optimizers.SGD(0.02, momentum=0.9))
     images, labels = next(iter(task.build_inputs(params.task.train_data)))
@@ -286,7 +287,7 @@ def test_mimic_loss_falls_and_is_logged(tiny_overrides):
     one_batch = tf.data.Dataset.from_tensors((images, labels)).repeat()
     history = model.fit(one_batch, steps_per_epoch=1, epochs=16, verbose=0).history
     after = _mimic_loss(model, images, labels)
-    # Seeds 7-10 gave after / before = 0.39-0.65 after 12 steps.
+    # Seeds 7-9 gave after / before = 0.03-0.44 on an AVX2 machine.
     assert after < 0.8 * before, (before, after)
     assert {"mimic_loss", "rcnn_cls_loss"} <= set(history)
     assert np.all(np.isfinite(history["mimic_loss"]))
