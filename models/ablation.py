@@ -11,9 +11,9 @@ made, or reused, as `make demo` makes them) with the same budget and schedule
 unfinished one resumes). Each run is evaluated with Model Garden's COCO evaluator
 (box and mask AP, AP50, AP75, APs, APm, APl), its parameters counted, its median
 training-step time and the median inference time of a batch measured, and its
-offsets and modulation summarised per stage (`models.evaluation.deformation_stats`). A row is a variant, with `+mimic` for R-CNN
-feature mimicking (`--mimic_rois` RoIs per image cropped to `--mimic_crop` pixels,
-sized for CPU; the paper uses 32 and 224).
+offsets and modulation summarised per stage (`models.evaluation.deformation_stats`).
+A row is a variant, with `+mimic` for R-CNN feature mimicking (`--mimic_rois` RoIs
+per image cropped to `--mimic_crop` pixels, sized for CPU; the paper uses 32 and 224).
 
 Writes `--out/table.md` (mean +- standard deviation over seeds), `--out/table.json`
 (every run, the summary and the check of the paper's ordering regular < dcnv1 <

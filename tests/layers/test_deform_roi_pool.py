@@ -80,7 +80,8 @@ def test_branch_output_layout(data_format):
     layer.offset_bias.assign(branch_bias)  # kernel 0: every RoI gets the bias
     offsets = np.broadcast_to(branch_bias[:2 * oh * ow].reshape(oh, ow, 2), (3, oh, ow, 2))
     mask = 1 / (1 + np.exp(-branch_bias[2 * oh * ow:].reshape(1, oh, ow, 1)))
-    expected = _roi_align(features, ROIS, offsets=offsets, mask=np.broadcast_to(mask, (3, oh, ow, 1)),
+    expected = _roi_align(features, ROIS, offsets=offsets,
+                          mask=np.broadcast_to(mask, (3, oh, ow, 1)),
                           output_size=(oh, ow), gamma=0.2, spatial_scale=0.5)
     if data_format == "channels_first":
         expected = _to_first(expected)
