@@ -1,5 +1,5 @@
-"""Helpers shared by the layer tests: running Python in a fresh process, and central
-differences for gradient checks."""
+"""Helpers shared by the layer tests: running Python in a fresh process, and checking
+gradients against central differences."""
 
 import os
 import subprocess
@@ -49,7 +49,6 @@ def sample_indices(rng, shape, count):
     flat = rng.choice(int(np.prod(shape)), size=min(count, int(np.prod(shape))),
                       replace=False)
     return [tuple(int(i) for i in np.unravel_index(f, shape)) for f in flat]
-
 
 
 def assert_layer_gradients(grads, inputs, weights, independent, cotangent, rng, scales,

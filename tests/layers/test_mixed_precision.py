@@ -1,6 +1,6 @@
 """Both layers under Keras' mixed-precision policies: half-precision compute, float32
-variables, RoIs left in float32, a few training steps, and outputs within bounds
-derived from the half type's unit roundoff of their float32 twins'."""
+variables, RoIs left in float32, a few training steps, and outputs that differ from
+their float32 twins' by less than bounds set by the half type's unit roundoff."""
 
 import keras
 import numpy as np
