@@ -122,15 +122,21 @@ def test_periodic_evaluation_at_multiples_of_the_interval(
     assert sorted(scalars["box_AP"]) == want
 
 
-def test_no_evaluator_before_the_first_evaluation(tmp_path, monkeypatch):
-    """A run shorter than the interval never evaluates and builds no evaluator."""
+def _stubbed_callback(tmp_path, monkeypatch, train_steps, interval, start_step=0):
+    """The callback on a stand-in model at `start_step`, with a stub evaluator."""
     _StubEvaluator.made = []
     monkeypatch.setattr(coco, "CocoEvaluator", _StubEvaluator)
     params = runtime.experiment_params(SYNTHETIC_EXPERIMENT,
-                                       {"trainer": {"train_steps": 10}})
-    callback = validation_ap.PeriodicCocoEvaluation(params, str(tmp_path), 10)
-    callback.set_model(types.SimpleNamespace(
-        optimizer=types.SimpleNamespace(iterations=tf.Variable(0, dtype=tf.int64))))
+                                       {"trainer": {"train_steps": train_steps}})
+    callback = validation_ap.PeriodicCocoEvaluation(params, str(tmp_path), interval)
+    callback.set_model(types.SimpleNamespace(optimizer=types.SimpleNamespace(
+        iterations=tf.Variable(start_step, dtype=tf.int64))))
+    return callback
+
+
+def test_no_evaluator_before_the_first_evaluation(tmp_path, monkeypatch):
+    """A run shorter than the interval never evaluates and builds no evaluator."""
+    callback = _stubbed_callback(tmp_path, monkeypatch, train_steps=10, interval=10)
     for epoch, step in enumerate((5, 10)):
         callback.model.optimizer.iterations.assign(step)
         callback.on_epoch_end(epoch)
@@ -141,13 +147,8 @@ def test_no_evaluator_before_the_first_evaluation(tmp_path, monkeypatch):
 
 def test_resumed_run_evaluates_from_the_next_multiple(tmp_path, monkeypatch):
     """A run resumed past a multiple of the interval evaluates first at the next one."""
-    _StubEvaluator.made = []
-    monkeypatch.setattr(coco, "CocoEvaluator", _StubEvaluator)
-    params = runtime.experiment_params(SYNTHETIC_EXPERIMENT,
-                                       {"trainer": {"train_steps": 1500}})
-    callback = validation_ap.PeriodicCocoEvaluation(params, str(tmp_path), 500)
-    callback.set_model(types.SimpleNamespace(
-        optimizer=types.SimpleNamespace(iterations=tf.Variable(600, dtype=tf.int64))))
+    callback = _stubbed_callback(tmp_path, monkeypatch, train_steps=1500, interval=500,
+                                 start_step=600)
     callback.on_train_begin()
     for epoch, step in enumerate(range(650, 1501, 50)):
         callback.model.optimizer.iterations.assign(step)
