@@ -1,14 +1,29 @@
 """Builds keras-dcn's op library against the installed TensorFlow.
 
-`pip install .` and `pip install -e .` compile every C++ source under tf_ops/cc with
-TensorFlow's own compile and link flags (`tf.sysconfig`) into
-keras_dcn/libkeras_dcn_ops.so; no Bazel is needed.
+`pip install .`, `pip install -e .`, `pip wheel .` and `python -m build` compile every
+C++ source under tf_ops/cc with TensorFlow's own compile and link flags
+(`tf.sysconfig`) into keras_dcn/libkeras_dcn_ops.so; no Bazel is needed. The package
+then requires TensorFlow of the minor version it was compiled against (for example
+tensorflow>=2.20,<2.21), read from the TensorFlow of the build environment.
+
+Machine code: by default the library targets x86-64 with AVX (-march=x86-64 -mavx).
+TensorFlow's x86-64 wheels are compiled with -mavx on top of the x86-64 baseline
+(the release builds in TensorFlow's .bazelrc), so no CPU that runs TensorFlow lacks
+an instruction of the library; GCC counts SSE4.2 and POPCNT in with AVX, which every
+AVX CPU has. The AVX-512 matrix-product micro-kernels carry their own target
+attributes and are chosen at run time (KERAS_DCN_MAX_CPU_ISA caps the choice). On
+other architectures the compiler's default target is used.
 
 Environment variables:
   CXX               the C++ compiler (default g++).
-  KERAS_DCN_MARCH   value of -march (default "native": the building machine's vector
-                    instructions; use e.g. "x86-64-v3" for a library that runs elsewhere).
+  KERAS_DCN_MARCH   -march value replacing the default x86-64 with AVX: "native" for
+                    the building machine's instruction set (faster where Eigen's
+                    products run, on CPUs without AVX-512; the library may then fail
+                    on other CPUs), or a level such as "x86-64-v3".
   KERAS_DCN_JOBS    parallel compile jobs (default: the number of CPUs).
+  KERAS_DCN_SANITIZE  "1": instrument the CPU code with AddressSanitizer and
+                    UndefinedBehaviorSanitizer (`make sanitize`; the library then
+                    loads only with the sanitizer runtimes preloaded).
   KERAS_DCN_CUDA    "0": CPU kernels only; "1": the CUDA kernels too, fail without nvcc;
                     unset: the CUDA kernels too when an nvcc is found ($CUDA_HOME/bin/nvcc,
                     then PATH). The *.cu.cc sources are compiled with nvcc, every object
@@ -21,8 +36,10 @@ Environment variables:
 
 import concurrent.futures
 import hashlib
+import importlib.metadata
 import os
 import pathlib
+import platform
 import re
 import shlex
 import shutil
@@ -33,6 +50,31 @@ from setuptools.command.build_ext import build_ext
 
 ROOT = pathlib.Path(__file__).resolve().parent
 LIBRARY_NAME = "libkeras_dcn_ops.so"
+# x86-64 with AVX: what TensorFlow's x86-64 wheels are compiled for (see above).
+BASELINE_CPU_FLAGS = ["-march=x86-64", "-mavx"]
+# KERAS_DCN_SANITIZE=1: any undefined behaviour stops the process like a memory error.
+SANITIZER_FLAGS = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all",
+                   "-fno-omit-frame-pointer", "-g"]
+
+
+def _cpu_flags():
+    """-march=$KERAS_DCN_MARCH when set; otherwise the baseline on x86-64 and the
+    compiler's default elsewhere."""
+    march = os.environ.get("KERAS_DCN_MARCH", "").strip()
+    if march:
+        return [f"-march={march}", f"-DKERAS_DCN_MARCH={march}"]
+    return BASELINE_CPU_FLAGS if platform.machine() in ("x86_64", "AMD64") else []
+
+
+def _tensorflow_requirement():
+    """TensorFlow of the build environment's minor version, e.g. tensorflow>=2.20,<2.21:
+    the op library only loads into the TensorFlow it was compiled against."""
+    distributions = importlib.metadata.packages_distributions().get("tensorflow")
+    if not distributions:
+        raise RuntimeError("keras-dcn builds against an installed TensorFlow; none found")
+    name = distributions[0]
+    major, minor = (int(part) for part in importlib.metadata.version(name).split(".")[:2])
+    return f"{name}>={major}.{minor},<{major}.{minor + 1}"
 
 
 def _sources():
@@ -133,13 +175,16 @@ class BuildTfOps(build_ext):
         import tensorflow as tf  # the TensorFlow the library will be loaded into
 
         cxx = os.environ.get("CXX", "g++")
-        march = os.environ.get("KERAS_DCN_MARCH", "native")
         jobs = int(os.environ.get("KERAS_DCN_JOBS", os.cpu_count() or 1))
         compile_flags = [
-            "-O3", f"-march={march}", "-fPIC", "-DNDEBUG", "-w",
-            f"-I{ROOT}", *tf.sysconfig.get_compile_flags(),
+            "-O3", *_cpu_flags(), "-fPIC", "-DNDEBUG", "-w",
+            f"-I{ROOT}", f"-DKERAS_DCN_TF_VERSION={tf.__version__}",
+            *tf.sysconfig.get_compile_flags(),
         ]
         link_flags = tf.sysconfig.get_link_flags()
+        if os.environ.get("KERAS_DCN_SANITIZE") == "1":
+            compile_flags += SANITIZER_FLAGS
+            link_flags = link_flags + SANITIZER_FLAGS
         sources = _sources()
         nvcc = _find_nvcc()
         cuda = CudaToolkit(nvcc, cxx) if nvcc else None
@@ -182,6 +227,7 @@ class BuildTfOps(build_ext):
 
 setup(
     packages=find_packages(include=["keras_dcn", "keras_dcn.*"]),
+    install_requires=[_tensorflow_requirement(), "keras>=3.10,<4", "numpy>=1.26"],
     ext_modules=[
         Extension(
             "keras_dcn.libkeras_dcn_ops",

@@ -2,7 +2,9 @@
 
 The library is looked for in the environment variable ``KERAS_DCN_OPS_LIBRARY`` (for
 example a Bazel build, ``bazel-bin/tf_ops/libkeras_dcn_ops.so``) and otherwise next to
-this file, where ``pip install .`` and ``pip install -e .`` put it.
+this file, where ``pip install .`` and ``pip install -e .`` put it. It loads only into
+TensorFlow of the minor version it was compiled against (``build_info()``); a library
+without CUDA kernels runs its ops on the CPU (keras_dcn/_placement.py).
 
 The CPU kernels pick their matrix-product code when the library is first used:
 AVX-512 micro-kernels where the CPU has AVX-512 (and bfloat16 ones with AVX512_BF16),
@@ -15,6 +17,9 @@ import os
 import pathlib
 
 import tensorflow as tf
+
+from keras_dcn import _build_info
+from keras_dcn import _placement
 
 LIBRARY_ENV = "KERAS_DCN_OPS_LIBRARY"
 LIBRARY_NAME = "libkeras_dcn_ops.so"
@@ -43,6 +48,12 @@ def library_path():
     if override:
         return pathlib.Path(override).expanduser().resolve()
     return _PACKAGE_DIR / LIBRARY_NAME
+
+
+def build_info():
+    """What the op library was built against (a ``_build_info.BuildInfo``: TensorFlow
+    version, CUDA kernels, x86 extensions), or None for a library that does not say."""
+    return _build_info.read(library_path())
 
 
 def _newest_source():
@@ -74,6 +85,21 @@ def cpu_isa():
     return CPU_ISAS[ctypes.CDLL(str(library_path())).keras_dcn_cpu_gemm_isa()]
 
 
+def _check_tensorflow_version(path, info):
+    """Refuses a library built against another minor version of TensorFlow."""
+    if info is None or info.tensorflow == "unknown":
+        return
+    built = _build_info.minor_version(info.tensorflow)
+    if built != _build_info.minor_version(tf.__version__):
+        series = f"{built[0]}.{built[1]}.x"
+        raise LibraryError(
+            f"keras_dcn's op library {path} was built against TensorFlow "
+            f"{info.tensorflow} and works only with TensorFlow {series}, but this "
+            f"process runs TensorFlow {tf.__version__}. Install tensorflow {series}, or "
+            f"a keras-dcn built against TensorFlow {tf.__version__}. {_BUILD_HINT}"
+        )
+
+
 def _load():
     _check_cpu_isa_cap()
     path = library_path()
@@ -85,14 +111,19 @@ def _load():
             f"keras_dcn's op library {path} is older than its source {newest[1]}; "
             f"it is stale. Rebuild it. {_BUILD_HINT}"
         )
+    info = _build_info.read(path)
+    _check_tensorflow_version(path, info)
     try:
-        return tf.load_op_library(str(path))
+        module = tf.load_op_library(str(path))
     except (tf.errors.NotFoundError, OSError) as error:
         raise LibraryError(
             f"keras_dcn's op library {path} does not load into TensorFlow "
             f"{tf.__version__} (built against another TensorFlow?): {error}. "
             f"Rebuild it. {_BUILD_HINT}"
         ) from error
+    if info is not None and not info.cuda:
+        return _placement.CpuOnlyOps(module, path)
+    return module
 
 
 ops = _load()

@@ -1,14 +1,17 @@
-"""The op library loader: a missing, stale or foreign library fails `import keras_dcn`
-with a message that says how to build it."""
+"""The op library loader: a missing, stale or foreign library, or one built against
+another TensorFlow, fails `import keras_dcn` with a message that says how to build it."""
 
 import functools
 import os
+import platform
 import shutil
 import subprocess
 import sys
 
 import pytest
+import tensorflow as tf
 
+from keras_dcn import _build_info
 from keras_dcn import _library
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -21,6 +24,7 @@ def _import_keras_dcn(library):
         capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_missing_library_says_how_to_build(tmp_path):
     result = _import_keras_dcn(tmp_path / "nowhere" / _library.LIBRARY_NAME)
     assert result.returncode != 0
@@ -29,6 +33,7 @@ def test_missing_library_says_how_to_build(tmp_path):
     assert "pip install -e ." in result.stderr
 
 
+@pytest.mark.slow
 def test_stale_library_is_refused(tmp_path):
     stale = tmp_path / _library.LIBRARY_NAME
     shutil.copy(_library.library_path(), stale)
@@ -39,12 +44,44 @@ def test_stale_library_is_refused(tmp_path):
     assert "make install" in result.stderr
 
 
+@pytest.mark.slow
 def test_file_that_is_not_a_library_is_refused(tmp_path):
     broken = tmp_path / _library.LIBRARY_NAME
     broken.write_bytes(b"not an ELF file")
     result = _import_keras_dcn(broken)
     assert result.returncode != 0
     assert "does not load" in result.stderr
+
+
+def test_library_says_what_it_was_built_against():
+    info = _library.build_info()
+    assert info is not None, f"{_library.library_path()} carries no build information"
+    assert info.tensorflow == tf.__version__
+    assert "avx" in info.cpu or platform.machine() != "x86_64"
+
+
+@pytest.mark.slow
+def test_library_built_against_another_tensorflow_is_refused(tmp_path):
+    """The build information names TensorFlow 1.x instead of 2.x (same length): the
+    import fails before loading, naming both versions."""
+    built = "1" + tf.__version__[1:]
+    data = _library.library_path().read_bytes()
+    marker = f"tensorflow={tf.__version__};".encode()
+    assert data.count(marker) == 1
+    foreign = tmp_path / _library.LIBRARY_NAME
+    foreign.write_bytes(data.replace(marker, f"tensorflow={built};".encode()))
+    assert _build_info.read(foreign).tensorflow == built
+    result = _import_keras_dcn(foreign)
+    assert result.returncode != 0
+    assert "LibraryError" in result.stderr
+    assert f"built against TensorFlow {built}" in result.stderr
+    assert f"this process runs TensorFlow {tf.__version__}" in result.stderr
+
+
+def test_minor_version_of_release_and_nightly_versions():
+    assert _build_info.minor_version("2.20.0") == (2, 20)
+    assert _build_info.minor_version("2.21.0-dev20250101") == (2, 21)
+    assert _build_info.minor_version("2.20.0rc1") == (2, 20)
 
 
 def test_environment_variable_selects_the_library(monkeypatch, tmp_path):
@@ -69,6 +106,7 @@ def test_cpu_isa_is_one_of_the_known():
     assert _library.cpu_isa() in _library.CPU_ISAS
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cap", _library.CPU_ISAS)
 def test_cpu_isa_cap_is_respected(cap):
     """The cap lowers the choice to at most itself, and never raises it above what the
@@ -80,6 +118,7 @@ def test_cpu_isa_cap_is_respected(cap):
     assert chosen == min(_library.CPU_ISAS.index(cap), best)
 
 
+@pytest.mark.slow
 def test_unknown_cpu_isa_cap_is_refused():
     result = subprocess.run(
         [sys.executable, "-c", "import keras_dcn"], cwd=REPO, capture_output=True,

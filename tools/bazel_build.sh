@@ -2,7 +2,7 @@
 # Builds the keras-dcn TensorFlow custom-op library with Bazel, offline.
 #
 # Usage: tools/bazel_build.sh [extra bazel build flags...]
-#   e.g. tools/bazel_build.sh --config=portable --copt=-march=x86-64-v2
+#   e.g. tools/bazel_build.sh --config=native
 #
 # Environment:
 #   PYTHON_BIN_PATH  Python whose TensorFlow is built against

@@ -10,7 +10,9 @@ symlinks both into the external repository and writes a BUILD file with:
                                                    installed build expects;
   * `@local_tensorflow//:libtensorflow_framework`  the shared framework library
                                                    to link custom ops against;
-  * `@local_tensorflow//:tensorflow`               both of the above together.
+  * `@local_tensorflow//:tensorflow`               both of the above together;
+
+and `version.bzl` defining `TF_VERSION`, the installed TensorFlow's version.
 
 Choice of interpreter, first match wins:
   1. the `PYTHON_BIN_PATH` environment variable (re-runs the rule on change);
@@ -149,6 +151,11 @@ def _tf_configure_impl(rctx):
         executable = False,
     )
     rctx.file("WORKSPACE", "workspace(name = \"%s\")\n" % rctx.name, executable = False)
+    rctx.file(
+        "version.bzl",
+        "TF_VERSION = \"%s\"\n" % info.get("VERSION", "unknown"),
+        executable = False,
+    )
 
 tf_configure = repository_rule(
     implementation = _tf_configure_impl,
