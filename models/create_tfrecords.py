@@ -5,8 +5,12 @@
 The data set is laid out as `ROOT/{split}/*.png` and
 `ROOT/annotations/instances_{split}.json`; the records go to
 `ROOT/tfrecords/{split}-*.tfrecord` (`models.data.tfrecords`), and shards that are up
-to date are not rewritten.
+to date are not rewritten. Images and annotations that cannot be trained on are left
+out (`models.data.coco_checks`); each split's summary is printed and the full list,
+with the reasons, is in `ROOT/tfrecords/{split}_report.json`.
 """
+
+import json
 
 from absl import app
 from absl import flags
@@ -27,11 +31,15 @@ def define_flags():
 
 
 def main(_):
-    """Converts each split and prints where its shards are."""
+    """Converts each split; prints where its shards are and what was left out."""
     for split in FLAGS.splits:
         paths = tfrecords.convert_split(FLAGS.root, split, FLAGS.shards, FLAGS.masks,
                                         FLAGS.force)
+        report = tfrecords.report_path(paths[0].parent / split)
         print(f"{split}: {len(paths)} shard(s), {paths[0].parent}/{split}-*.tfrecord")
+        for line in tfrecords.report_summary(json.loads(report.read_text())):
+            print(f"  {line}")
+        print(f"  report: {report}")
 
 
 if __name__ == "__main__":

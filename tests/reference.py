@@ -99,23 +99,24 @@ def _roi_align_read(features, batch, y, x):
 def deform_roi_pool(features, rois, offsets=None, mask=None, output_size=(7, 7),
                     spatial_scale=1.0, sampling_ratio=2, gamma=0.1, aligned=True):
     """Channels-last reference of Eq. (2): features [N, H, W, C], rois [R, 5] (numpy
-    values, read as float32 like the op), offsets [R, oh, ow, 2], mask [R, oh, ow, 1].
+    values), offsets [R, oh, ow, 2], mask [R, oh, ow, 1].
 
-    Computes in float64 for float64 features and in float32 otherwise, and returns
+    Computes in float64 for float64 features, with the RoIs, spatial_scale and gamma
+    as given; otherwise in float32, with all three rounded to float32 first. Returns
     [R, oh, ow, C] in that dtype. Every RoI's samples are padded to the largest grid
     and the padding is weighted 0."""
     features = tf.convert_to_tensor(features)
     dtype = tf.float64 if features.dtype == tf.float64 else tf.float32
     np_dtype = dtype.as_numpy_dtype
     features = tf.cast(features, dtype)
-    rois = np.asarray(rois, np.float32).reshape(-1, 5)
+    rois = np.asarray(rois, np_dtype).reshape(-1, 5)
     oh, ow = output_size
     num_rois = rois.shape[0]
 
-    # Boxes on the feature map, in the compute dtype (attributes are float32).
-    scale = np_dtype(np.float32(spatial_scale))
-    gamma = np_dtype(np.float32(gamma))
-    scaled = rois[:, 1:].astype(np_dtype) * scale
+    # Boxes on the feature map, in the compute dtype.
+    scale = np_dtype(spatial_scale)
+    gamma = np_dtype(gamma)
+    scaled = rois[:, 1:] * scale
     shift = np_dtype(0.5 if aligned else 0.0)
     start_x, start_y = scaled[:, 0] - shift, scaled[:, 1] - shift
     roi_w, roi_h = scaled[:, 2] - scaled[:, 0], scaled[:, 3] - scaled[:, 1]

@@ -33,7 +33,8 @@ class DeformRoIPool(DeformRoIPoolBase, keras.layers.Layer):
       features: `[N, H, W, C]` (channels_last) or `[N, C, H, W]` (channels_first).
       rois: `[R, 5]`, rows `(batch_index, x1, y1, x2, y2)` in input-image pixels
         (torchvision / mmcv convention). They are never cast to the compute dtype of
-        a mixed-precision policy (the op reads boxes in float32).
+        a mixed-precision policy (the op reads boxes in float32, or in float64 for
+        float64 features).
     Output: `[R, oh, ow, C]` (channels_last) or `[R, C, oh, ow]` (channels_first).
 
     Weights: `hidden1_kernel` `[oh * ow * C, hidden_units]`, `hidden1_bias`,

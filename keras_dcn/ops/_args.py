@@ -3,6 +3,7 @@
 import math
 import numbers
 
+import numpy as np
 import tensorflow as tf
 
 # The dtypes of the ops' float tensors: the one list in Python (the C++ one is
@@ -42,6 +43,16 @@ def data_format(value):
     return value
 
 
+def _convert_python_value(value, dtype):
+    """`value` as a tensor of its own dtype, except that Python floats meant for a
+    float64 `dtype` keep their double precision (TensorFlow reads them as float32)."""
+    tensor = tf.convert_to_tensor(value)
+    if dtype == tf.float64 and tensor.dtype == tf.float32 and \
+            not isinstance(value, (tf.Tensor, tf.Variable, np.ndarray, np.generic)):
+        tensor = tf.convert_to_tensor(np.asarray(value, np.float64))
+    return tensor
+
+
 def float_tensor(value, name, dtype=None):
     """`value` as a tensor of a supported float dtype (`dtype` when given)."""
     if isinstance(value, (tf.Tensor, tf.Variable)):
@@ -52,7 +63,7 @@ def float_tensor(value, name, dtype=None):
                 f"got {tensor.dtype.name}"
             )
     else:  # Python and NumPy values take the dtype they are used with.
-        tensor = tf.convert_to_tensor(value)
+        tensor = _convert_python_value(value, dtype)
         if tensor.dtype.is_floating or tensor.dtype.is_integer:
             tensor = tf.cast(tensor, dtype or (tensor.dtype if tensor.dtype.is_floating else tf.float32))
     if tensor.dtype not in FLOAT_DTYPES:
@@ -80,7 +91,7 @@ def to_channels_first(tensor):
 
 def real_tensor(value, name, dtype):
     """`value` (any float or integer tensor or array) cast to `dtype`."""
-    tensor = tf.convert_to_tensor(value)
+    tensor = _convert_python_value(value, dtype)
     if not (tensor.dtype.is_floating or tensor.dtype.is_integer) or tensor.dtype == tf.bool:
         raise TypeError(f"{name} must be a float or integer tensor, got {tensor.dtype.name}")
     return tf.cast(tensor, dtype)

@@ -85,8 +85,9 @@ def deform_roi_pool(features, rois, offsets=None, mask=None, output_size=(7, 7),
         one of `FLOAT_DTYPES` (keras_dcn/ops/_args.py; half types accumulate in
         float32).
       rois: `[R, 5]`, rows `(batch_index, x1, y1, x2, y2)` in input-image pixels
-        (torchvision / mmcv). Any float or integer dtype; converted to float32 (the
-        kernels read boxes in float32 whatever the feature dtype). `batch_index` must
+        (torchvision / mmcv). Any float or integer dtype; converted to the dtype the
+        kernels compute in: float64 for float64 features, float32 otherwise (so the
+        half types read float32 boxes). `batch_index` must
         be finite and in `[0, N)` and is truncated to an integer; corners must be
         finite with `x1 <= x2` and `y1 <= y2` (a zero-size box is allowed).
       offsets: `[R, oh, ow, 2]`, `(dy, dx)` per bin in units of the RoI height /
@@ -101,7 +102,9 @@ def deform_roi_pool(features, rois, offsets=None, mask=None, output_size=(7, 7),
       sampling_ratio: points per bin along each axis; `<= 0` for the adaptive rule
         above. At most 4096, and an adaptive grid may hold at most 2**24 points per
         bin (larger boxes raise `InvalidArgumentError`).
-      gamma: scale of the offsets (0.1 in the paper), finite.
+      gamma: scale of the offsets (0.1 in the paper), finite. `spatial_scale` and
+        `gamma` are float32 attributes of the op; float64 features compute with
+        the values as written (0.1, not float32's nearest value to it).
       aligned: whether to move the boxes by -0.5 pixel (see above).
       data_format: "channels_last" or "channels_first" (of `features` and the
         result only).
@@ -120,7 +123,8 @@ def deform_roi_pool(features, rois, offsets=None, mask=None, output_size=(7, 7),
         data_format = _args.data_format(data_format)
         features = _args.float_tensor(features, "features")
         dtype = features.dtype
-        rois = _args.real_tensor(rois, "rois", tf.float32)
+        rois = _args.real_tensor(rois, "rois",
+                                 tf.float64 if dtype == tf.float64 else tf.float32)
         offsets = None if offsets is None else _args.float_tensor(offsets, "offsets", dtype)
         mask = None if mask is None else _args.float_tensor(mask, "mask", dtype)
         output_size = _args.positive_pair(output_size, "output_size")

@@ -105,8 +105,15 @@ class DcnMaskRCNN(maskrcnn_cfg.MaskRCNN):
 
 @dataclasses.dataclass
 class DcnMaskRCNNTask(maskrcnn_cfg.MaskRCNNTask):
-    """Model Garden's Mask R-CNN task config whose model is a `DcnMaskRCNN`."""
+    """Model Garden's Mask R-CNN task config whose model is a `DcnMaskRCNN`.
+
+    Attributes:
+      drop_damaged_records: read a truncated or corrupted TFRecord file of the
+        training or validation data up to its first unreadable record, with a
+        warning; False: refuse to start, naming the file (`models.data.record_files`).
+    """
     model: DcnMaskRCNN = dataclasses.field(default_factory=DcnMaskRCNN)
+    drop_damaged_records: bool = False
 
 
 def resolve_variant(model_config: DcnMaskRCNN) -> DcnMaskRCNN:

@@ -16,6 +16,7 @@ import tensorflow as tf
 from official.core import config_definitions as cfg
 from official.core import task_factory
 
+from models.common import checkpoint_compat
 from models.common import runtime
 
 METRIC_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
@@ -68,10 +69,16 @@ def evaluate_model(params: cfg.ExperimentConfig, model, task=None,
 def evaluate(params: cfg.ExperimentConfig, checkpoint: str,
              steps: Optional[int] = None, logging_dir: Optional[str] = None) -> dict:
     """Builds the experiment's model, restores `checkpoint` (file or directory) and
-    returns its COCO metrics, with the checkpoint path."""
+    returns its COCO metrics, with the checkpoint path.
+
+    Raises:
+      checkpoint_compat.CheckpointMismatchError: the checkpoint was written by a model
+        of another shape.
+    """
     path = runtime.latest_checkpoint(checkpoint)
     task = task_factory.get_task(params.task, logging_dir=logging_dir)
     model = task.build_model()
+    checkpoint_compat.check_model_fits(model, path, params, allow_unused=True)
     status = tf.train.Checkpoint(model=model).read(path)
     status.expect_partial().assert_existing_objects_matched()
     metrics = evaluate_model(params, model, task, steps)

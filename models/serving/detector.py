@@ -18,7 +18,7 @@ import yaml
 import keras_dcn  # noqa: F401  registers the deformable ops used by the SavedModel
 
 from models.common import image_files
-from models.data import tfrecords
+from models.data import coco_checks
 from models.serving import drawing
 
 
@@ -82,7 +82,7 @@ def coco_ground_truth(annotation_file: str) -> Dict[str, dict]:
                           (a["bbox"] for a in annotations)], np.float32).reshape(-1, 4)
         masks = None
         if annotations and all("segmentation" in a for a in annotations):
-            masks = np.stack([tfrecords.segmentation_to_mask(
+            masks = np.stack([coco_checks.segmentation_to_mask(
                 a["segmentation"], image["height"], image["width"]).astype(bool)
                 for a in annotations])
         truth[image["file_name"]] = {

@@ -6,17 +6,27 @@ model with `models.modeling.factory` (a `DcnMaskRCNNModel`, trainable with Model
 Garden's trainer and with Keras `fit`), adds the weighted R-CNN feature-mimicking
 losses when the model returns the branch's outputs, and loads initial checkpoints
 that lack the deformable branches (a regular ResNet / Mask R-CNN checkpoint).
+
+Before reading TFRecords it checks that they read to their end
+(`models.data.record_files`), and it evaluates against the valid part of
+`annotation_file` (`models.data.coco_checks`), so bad data fails before training
+starts or is left out, never crashing a run midway.
 """
+
+import tempfile
 
 from absl import logging
 import tensorflow as tf
 import tf_keras
 
 from official.core import task_factory
+from official.vision.evaluation import coco_evaluator
 from official.vision.tasks import maskrcnn as maskrcnn_task
 
 from keras_dcn import tf_keras as dcn_layers
 from models.configs import maskrcnn as dcn_config
+from models.data import coco_checks
+from models.data import record_files
 from models.modeling import factory
 from models.modeling import maskrcnn_model
 from models.modeling import rcnn_mimic
@@ -59,6 +69,34 @@ class DcnMaskRCNNTask(maskrcnn_task.MaskRCNNTask):
         if model.mimic_branch is not None:
             model.mimic_branch.build([None, None, model_config.detection_head.fc_dims])
         return model
+
+    def build_inputs(self, params, input_context=None, dataset_fn=None):
+        """Model Garden's input pipeline of `params` (a data config), once its TFRecord
+        files are known to read to their end: a damaged file raises
+        `record_files.DamagedRecordsError`, or, with `task.drop_damaged_records`, is
+        read up to its damage."""
+        if dataset_fn is None and params.file_type == "tfrecord" \
+                and isinstance(params.input_path, (str, list, tuple)) and params.input_path:
+            scans = record_files.check(params.input_path,
+                                       self.task_config.drop_damaged_records)
+            if any(scan.damage for scan in scans):
+                dataset_fn = record_files.read_undamaged
+        return super().build_inputs(params, input_context, dataset_fn)
+
+    def _build_coco_metrics(self):
+        """Model Garden's COCO evaluator; with an `annotation_file`, against its valid
+        part (`coco_checks.valid_annotation_file`, written to the logging folder when
+        entries are left out), as the records were converted."""
+        path = self.task_config.annotation_file
+        if not path:
+            super()._build_coco_metrics()
+            return
+        out_dir = self.logging_dir or tempfile.mkdtemp(prefix="annotations")
+        self.coco_metric = coco_evaluator.COCOEvaluator(
+            annotation_file=coco_checks.valid_annotation_file(
+                path, self.task_config.model.include_mask, out_dir),
+            include_mask=self.task_config.model.include_mask,
+            per_category_metrics=self.task_config.per_category_metrics)
 
     def build_losses(self, outputs, labels, aux_losses=None):
         """Model Garden's Mask R-CNN losses, plus, when `outputs` holds the R-CNN

@@ -12,7 +12,9 @@ Checkpoints `model_dir/ckpt-<step>` hold `global_step`, `model` and `optimizer` 
 layout of Model Garden's trainer: either trainer resumes the other's runs, and
 `models.evaluate` / `models.export` read both) and are
 written every `trainer.checkpoint_interval` steps and at the end; a run restarted
-with the same `model_dir` resumes from the latest one. With `validate`, the
+with the same `model_dir` resumes from the newest one that loads
+(`models.common.checkpoint_recovery`), once it is known to fit the model
+(`models.common.checkpoint_compat`). With `validate`, the
 validation split (parsed like training data, without augmentation) gives a
 validation loss each epoch (`DcnMaskRCNNModel.test_step`). The loss history is
 appended to `model_dir/keras_history.csv` and written to TensorBoard, in the folders
@@ -33,14 +35,12 @@ from official.core import config_definitions as cfg
 from official.core import task_factory
 from official.core import train_utils
 
-HISTORY_NAME = "keras_history.csv"
-
 from models import registry_imports  # noqa: F401  the task of the experiments
+from models.common import checkpoint_compat
+from models.common import checkpoint_recovery
+from models.data import record_files
 
-
-def _count_records(pattern: str) -> int:
-    files = tf.io.gfile.glob(pattern)
-    return sum(1 for _ in tf.data.TFRecordDataset(files))
+HISTORY_NAME = "keras_history.csv"
 
 
 def validation_loss_data(params: cfg.ExperimentConfig):
@@ -122,7 +122,7 @@ def train(params: cfg.ExperimentConfig, model_dir: str,
     strategy = strategy or tf.distribute.get_strategy()
     trainer = params.trainer
     tf.io.gfile.makedirs(model_dir)
-    train_utils.serialize_config(params, model_dir)  # model_dir/params.yaml
+    latest = checkpoint_recovery.recover(model_dir)
     with strategy.scope():
         task = task_factory.get_task(params.task, logging_dir=model_dir)
         model = task.build_model()
@@ -133,11 +133,14 @@ def train(params: cfg.ExperimentConfig, model_dir: str,
                                          optimizer=optimizer)
         manager = tf.train.CheckpointManager(checkpoint, model_dir,
                                              max_to_keep=trainer.max_to_keep)
-        if manager.latest_checkpoint:
-            checkpoint.restore(manager.latest_checkpoint).expect_partial()
-            logging.info("Resumed from %s", manager.latest_checkpoint)
+        if latest:
+            checkpoint_compat.check_model_fits(model, latest, params)
+            checkpoint.restore(latest).expect_partial()
+            logging.info("Resumed from %s", latest)
         else:
             task.initialize(model)
+    # After the check above, which compares the model with the run's params.yaml.
+    train_utils.serialize_config(params, model_dir)
 
     done = int(optimizer.iterations.numpy())
     steps_per_epoch = max(1, min(trainer.steps_per_loop, trainer.train_steps))
@@ -149,7 +152,7 @@ def train(params: cfg.ExperimentConfig, model_dir: str,
         val_config = validation_loss_data(params)
         steps = trainer.validation_steps
         if steps is None or steps <= 0:
-            steps = max(1, _count_records(val_config.input_path)
+            steps = max(1, record_files.count(val_config.input_path)
                         // val_config.global_batch_size)
         fit_args.update(
             validation_data=strategy.distribute_datasets_from_function(

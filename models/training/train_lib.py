@@ -1,23 +1,32 @@
 """Trains and / or evaluates an experiment with Model Garden's trainer or Keras `fit`.
 
 `run_experiment(params, model_dir, mode, trainer)`: with `trainer='orbit'`, Model
-Garden's own trainer (`official.core.train_lib.run_experiment`: Orbit controller,
-checkpoints every `trainer.checkpoint_interval` steps, resumes from the latest
-checkpoint in `model_dir`); with `trainer='keras'`, Keras `model.fit`
+Garden's own trainer (`official.core.train_lib.OrbitExperimentRunner`: Orbit
+controller, checkpoints every `trainer.checkpoint_interval` steps, resumes from the
+latest checkpoint in `model_dir`); with `trainer='keras'`, Keras `model.fit`
 (`models.training.keras_trainer`) and, for modes with evaluation, then a COCO
 evaluation of the last checkpoint (`models.evaluation.coco`). `cpu_replicas > 1`
 trains with a `MirroredStrategy` over that many logical CPU devices.
+
+Both trainers resume after a crash from the newest checkpoint that loads
+(`models.common.checkpoint_recovery`) and refuse one written by a model of another
+shape (`models.common.checkpoint_compat`); `model_dir/params.yaml` is rewritten only
+after that check, so it still describes the checkpoints while they are compared.
 """
 
+import functools
 from typing import Optional
 
 from absl import logging
+import orbit
 
 from official.core import config_definitions as cfg
 from official.core import task_factory
 from official.core import train_lib
 from official.core import train_utils
 
+from models.common import checkpoint_compat
+from models.common import checkpoint_recovery
 from models.common import runtime
 from models.evaluation import coco
 from models.training import keras_trainer
@@ -33,6 +42,23 @@ class _LastEvalLogs:
         self.logs = logs
 
 
+class _CheckedController(orbit.Controller):
+    """Orbit's controller, checking that a checkpoint fits the model before restoring
+    it (`checkpoint_compat.check_model_fits` against `params`)."""
+
+    def __init__(self, *args, params: cfg.ExperimentConfig, **kwargs):
+        self._params = params
+        super().__init__(*args, **kwargs)
+
+    def restore_checkpoint(self, checkpoint_path: Optional[str] = None):
+        """Checks, then restores `checkpoint_path` or the latest checkpoint."""
+        path = checkpoint_path or self.checkpoint_manager.latest_checkpoint
+        if path:
+            checkpoint_compat.check_model_fits(self.checkpoint_manager.checkpoint.model,
+                                               path, self._params)
+        return super().restore_checkpoint(checkpoint_path)
+
+
 def run_experiment(params: cfg.ExperimentConfig, model_dir: str, mode: str,
                    trainer: str = "orbit", cpu_replicas: int = 0,
                    verbose: int = 1) -> Optional[dict]:
@@ -43,14 +69,19 @@ def run_experiment(params: cfg.ExperimentConfig, model_dir: str, mode: str,
                  strategy.num_replicas_in_sync, ", ".join(
                      d for d in getattr(strategy.extended, "worker_devices", ())))
     if trainer == "orbit":
-        if "train" in mode:  # the Keras trainer writes it itself
-            train_utils.serialize_config(params, model_dir)
+        training = "train" in mode
+        if training and strategy.extended.should_checkpoint:
+            checkpoint_recovery.recover(model_dir)
         with strategy.scope():
             task = task_factory.get_task(params.task, logging_dir=model_dir)
         last_eval = _LastEvalLogs()
-        train_lib.run_experiment(
+        runner = train_lib.OrbitExperimentRunner(
             distribution_strategy=strategy, task=task, mode=mode, params=params,
-            model_dir=model_dir, eval_actions=[last_eval])
+            model_dir=model_dir, eval_actions=[last_eval],
+            controller_cls=functools.partial(_CheckedController, params=params))
+        if training:  # the Keras trainer writes it itself
+            train_utils.serialize_config(params, model_dir)
+        runner.run()
         return coco.coco_metrics(last_eval.logs) if last_eval.logs else None
     if mode not in ("train", "train_and_eval", "eval"):
         raise ValueError(f"--trainer=keras supports train, train_and_eval and eval, got {mode}")

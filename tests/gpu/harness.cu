@@ -78,8 +78,8 @@ DeformRoiPoolGeometry RoiGeometry(const int64_t* v, const double* attrs) {
   g.out_width = v[6];
   g.sampling_ratio = v[7];
   g.aligned = v[8] != 0;
-  g.spatial_scale = static_cast<float>(attrs[0]);
-  g.gamma = static_cast<float>(attrs[1]);
+  g.spatial_scale = attrs[0];
+  g.gamma = attrs[1];
   return g;
 }
 
@@ -113,6 +113,11 @@ const T* In(const void* p) {
 template <typename T>
 T* Out(void* p) {
   return static_cast<T*>(p);
+}
+// RoIs are float32, or float64 for float64 features (RoiCoordinate).
+template <typename T>
+const keras_dcn::RoiCoordinate<T>* Rois(const void* p) {
+  return static_cast<const keras_dcn::RoiCoordinate<T>*>(p);
 }
 
 }  // namespace
@@ -182,21 +187,21 @@ int dcn_roi_pool_scratch_bytes(int dtype, const int64_t* geometry, const double*
 }
 
 int dcn_roi_pool_forward(int dtype, const int64_t* geometry, const double* attrs,
-                         int wide_index, const void* features, const float* rois,
+                         int wide_index, const void* features, const void* rois,
                          const void* offsets, const void* mask, void* output,
                          void* stream) {
   const DeformRoiPoolGeometry g = RoiGeometry(geometry, attrs);
   const Executor exec = MakeExecutor(stream, wide_index != 0);
   const bool ok = WithType(dtype, [&](auto zero) {
     using T = decltype(zero);
-    keras_dcn::gpu::DeformRoiPoolForward<T>(exec, g, In<T>(features), rois,
+    keras_dcn::gpu::DeformRoiPoolForward<T>(exec, g, In<T>(features), Rois<T>(rois),
                                             In<T>(offsets), In<T>(mask), Out<T>(output));
   });
   return ok ? static_cast<int>(exec.status()) : -1;
 }
 
 int dcn_roi_pool_backward(int dtype, const int64_t* geometry, const double* attrs,
-                          int wide_index, const void* features, const float* rois,
+                          int wide_index, const void* features, const void* rois,
                           const void* offsets, const void* mask, const void* output_grad,
                           void* features_grad, void* offsets_grad, void* mask_grad,
                           void* scratch, void* stream) {
@@ -205,7 +210,7 @@ int dcn_roi_pool_backward(int dtype, const int64_t* geometry, const double* attr
   const bool ok = WithType(dtype, [&](auto zero) {
     using T = decltype(zero);
     keras_dcn::gpu::DeformRoiPoolBackward<T>(
-        exec, g, In<T>(features), rois, In<T>(offsets), In<T>(mask),
+        exec, g, In<T>(features), Rois<T>(rois), In<T>(offsets), In<T>(mask),
         In<T>(output_grad), Out<T>(features_grad), Out<T>(offsets_grad),
         Out<T>(mask_grad), scratch);
   });

@@ -299,11 +299,14 @@ def roi_align_read(image, y, x):
 
 def roi_pool_reference(features, rois, offsets, mask, geometry):
     """features [N, H, W, C], offsets [R, oh, ow, 2], mask [R, oh, ow, 1], all
-    float64; rois float32 [R, 5]. Returns [R, oh, ow, C]."""
+    float64; rois [R, 5], float64 (then spatial_scale and gamma are used as given)
+    or float32 (then they are rounded to float32 too, as the kernels of the other
+    types do). Returns [R, oh, ow, C]."""
     g = geometry
     oh, ow = g.out_height, g.out_width
-    scale = float(np.float32(g.spatial_scale))
-    gamma = float(np.float32(g.gamma))
+    attr_type = float if rois.dtype == torch.float64 else np.float32
+    scale = float(attr_type(g.spatial_scale))
+    gamma = float(attr_type(g.gamma))
     outputs = []
     for r in range(rois.shape[0]):
         b, x1, y1, x2, y2 = [float(v) for v in rois[r].cpu()]
@@ -342,12 +345,15 @@ def check_roi_pool(lib, report, dtypes):
                              dtype=torch.float64)
     # Random boxes in image pixels (feature map x 4 .. x 8), some partly outside.
     num_rois = 12
-    corners = torch.rand(num_rois, 4, generator=gen) * torch.tensor([200.0, 170, 200, 170])
+    corners = torch.rand(num_rois, 4, generator=gen, dtype=torch.float64) * \
+        torch.tensor([200.0, 170, 200, 170], dtype=torch.float64)
     corners -= 20
     x1, x2 = torch.minimum(corners[:, 0], corners[:, 2]), torch.maximum(corners[:, 0], corners[:, 2])
     y1, y2 = torch.minimum(corners[:, 1], corners[:, 3]), torch.maximum(corners[:, 1], corners[:, 3])
-    index = torch.randint(0, batch, (num_rois,), generator=gen).float()
-    rois = torch.stack([index, x1, y1, x2, y2], dim=1).to(torch.float32).to(DEVICE)
+    index = torch.randint(0, batch, (num_rois,), generator=gen).double()
+    rois64 = torch.stack([index, x1, y1, x2, y2], dim=1).to(DEVICE)
+    # The kernels read float64 boxes for float64 and float32 boxes for the others.
+    rois_of = {dtype: rois64 if dtype == "float64" else rois64.float() for dtype in DTYPES}
     for case, params in ROI_CASES.items():
         geometry = harness_lib.RoiGeometry(batch, height, width, channels, num_rois,
                                            out_height=7, out_width=6, gamma=0.1, **params)
@@ -363,6 +369,7 @@ def check_roi_pool(lib, report, dtypes):
             output = torch.empty(num_rois, oh, ow, channels, dtype=cast, device=DEVICE)
             grads = [torch.empty_like(t) for t in (features, offsets, mask)]
             scratch = scratch_tensor(lib.roi_pool_scratch_bytes(dtype, geometry))
+            rois = rois_of[dtype]
             lib.roi_pool_forward(dtype, geometry, ptr(features), ptr(rois), ptr(offsets),
                                  ptr(mask), ptr(output), stream())
             lib.roi_pool_backward(dtype, geometry, ptr(features), ptr(rois), ptr(offsets),

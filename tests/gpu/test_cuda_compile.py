@@ -24,10 +24,10 @@ def _find_nvcc():
 
 
 NVCC = _find_nvcc()
-pytestmark = pytest.mark.skipif(
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(
     NVCC is None,
     reason="no nvcc ($CUDA_HOME/bin/nvcc or on PATH): the CUDA kernels cannot be "
-           "compiled on this machine")
+           "compiled on this machine")]
 
 
 def _run(command, **kwargs):

@@ -176,15 +176,17 @@ ROI_CASES = {
 
 
 def _roi_data(dtype, seed=0):
+    """Features, and RoIs in the type the kernels read them in for `dtype` (float64
+    for float64, so their decimals are not rounded to float32)."""
     rng = np.random.default_rng(seed)
     features = rng.standard_normal((2, 9, 11, 5)).astype(dtype)
     rois = np.array([
-        [0, 1.0, 2.0, 14.0, 12.0],
+        [0, 1.3, 2.1, 14.7, 12.2],
         [1, -6.0, -4.0, 5.0, 7.0],     # partly outside
         [1, 10.0, 3.0, 30.0, 25.0],    # beyond the bottom-right corner
         [0, 4.5, 4.5, 4.5, 4.5],       # a single point
         [1, 0.0, 0.0, 21.0, 17.0],     # the whole map
-    ], np.float32)
+    ]).astype(dtype)
     return features, rois
 
 
@@ -251,7 +253,7 @@ def test_conv_empty_tensors(harness, batch, filters):
 def test_roi_pool_empty_tensors(harness, num_rois, height):
     rng = np.random.default_rng(2)
     features = rng.standard_normal((2, height, 11, 3))
-    rois = np.array([[0, 1.0, 1.0, 6.0, 5.0], [1, 2.0, 0.0, 9.0, 3.0]], np.float32)[:num_rois]
+    rois = np.array([[0, 1.0, 1.0, 6.0, 5.0], [1, 2.0, 0.0, 9.0, 3.0]])[:num_rois]
     geometry = harness_lib.RoiGeometry(batch=2, height=height, width=11, channels=3,
                                        num_rois=num_rois, out_height=2, out_width=2)
     offsets = rng.standard_normal((num_rois, 2, 2, 2))

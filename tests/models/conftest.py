@@ -5,6 +5,7 @@ of it, a run trained in fresh processes, and the flags of a command line."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -167,6 +168,23 @@ train_lib.run_experiment(params(3), {model_dir!r}, "train", trainer="keras",
     output = result.stdout
     logs["resumed"], logs["keras"] = output.split("== keras", 1)
     return model_dir, config, logs
+
+
+@pytest.fixture(scope="session")
+def kill_during_save(tmp_path_factory):
+    """`kill_during_save(point, save)`: the environment of a child process that
+    SIGKILLs itself at `point` ('temp', 'data', 'index' or 'state') of its `save`-th
+    checkpoint write (tests/models/kill_during_save.c, built here with cc)."""
+    from tests.layers.helpers import python_env
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    if compiler is None:
+        pytest.skip("no C compiler to build kill_during_save.c")
+    library = tmp_path_factory.mktemp("preload") / "kill_during_save.so"
+    source = os.path.join(os.path.dirname(__file__), "kill_during_save.c")
+    subprocess.run([compiler, "-shared", "-fPIC", "-O1", "-o", str(library), source,
+                    "-ldl"], check=True)
+    return lambda point, save: python_env(LD_PRELOAD=str(library), KILL_AT=point,
+                                          KILL_AT_SAVE=str(save))
 
 
 @pytest.fixture

@@ -10,13 +10,14 @@ from tests import reference
 
 
 def random_rois(rng, count, batch, image_height, image_width, outside=0.2):
-    """Boxes in image pixels, some reaching past the image border."""
+    """Boxes in image pixels, some reaching past the image border, in float64 (the op
+    reads them so for float64 features; the other dtypes round them to float32)."""
     size = np.array([image_width, image_height, image_width, image_height])
     corners = rng.uniform(-outside, 1 + outside, size=(count, 4)) * size
     x1, x2 = np.minimum(corners[:, 0], corners[:, 2]), np.maximum(corners[:, 0], corners[:, 2])
     y1, y2 = np.minimum(corners[:, 1], corners[:, 3]), np.maximum(corners[:, 1], corners[:, 3])
     index = rng.integers(0, batch, size=count)
-    return np.stack([index, x1, y1, x2, y2], axis=1).astype(np.float32)
+    return np.stack([index, x1, y1, x2, y2], axis=1)
 
 
 def make_case(rng, batch=2, height=9, width=11, channels=5, num_rois=4,

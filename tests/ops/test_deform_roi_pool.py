@@ -189,6 +189,48 @@ def test_half_types_accumulate_in_float32(dtype):
         pytest.approx(1.0, rel=1e-2)
 
 
+def test_float64_reads_boxes_and_attributes_in_float64():
+    """float64 features: corners, spatial_scale and gamma are not rounded to float32.
+    A box 0.1 wide at x = 1000.1 (float32 rounds 1000.1 by 6e-5) on a ramp whose value
+    is 10 * x: the output is the ramp at the bin's shifted centre, known in closed
+    form."""
+    width = 1200
+    ramp = 10.0 * np.arange(width, dtype=np.float64)
+    features = np.broadcast_to(ramp, (1, 3, width)).reshape(1, 3, width, 1).copy()
+    rois = np.array([[0, 1000.1, 1.0, 1000.2, 1.1]])
+    dx = 0.3
+    for scale in (1.0, 0.1):
+        out = deform_roi_pool(features, rois / scale, [[[[0.0, dx]]]], output_size=1,
+                              sampling_ratio=1, spatial_scale=scale, gamma=0.1)
+        # Aligned box from 1000.1 - 0.5 to 1000.2 - 0.5, shifted by 0.1 * width * dx.
+        x = 1000.1 - 0.5 + 0.05 + 0.1 * 0.1 * dx
+        np.testing.assert_allclose(float(out[0, 0, 0, 0]), 10.0 * x, rtol=1e-14)
+    # Other dtypes still read float32 boxes (the op rounds float64 ones).
+    rounded = np.asarray(np.asarray(rois, np.float32), np.float64)
+    np.testing.assert_array_equal(
+        deform_roi_pool(features.astype(np.float32), rois, output_size=2),
+        deform_roi_pool(features.astype(np.float32), rounded, output_size=2))
+
+
+def test_raw_op_takes_rois_of_either_type(rng):
+    """Graphs written before float64 RoIs pass float32 ones with float64 features;
+    the kernel converts them, as it converts float64 RoIs for the other dtypes."""
+    features, rois, offsets, mask = make_case(rng)
+    rois32 = rois.astype(np.float32)
+    for dtype in (tf.float64, tf.float32):
+        args = [tf.cast(features, dtype), None, tf.cast(offsets, dtype), tf.cast(mask, dtype)]
+        outputs = []
+        for roi_type in (tf.float32, tf.float64):
+            args[1] = tf.constant(rois32, roi_type)
+            outputs.append(lib.dcn_deform_roi_pool(*args, output_size=[3, 4],
+                                                   spatial_scale=0.5))
+            grads = lib.dcn_deform_roi_pool_grad(*args, tf.ones_like(outputs[-1]),
+                                                 output_size=[3, 4], spatial_scale=0.5)
+            outputs.extend(grads)
+        for a, b in zip(outputs[:4], outputs[4:]):
+            np.testing.assert_array_equal(a, b)
+
+
 def test_border_rule():
     # RoIAlign reads the edge pixel for -1 <= x <= 0 and W - 1 <= x <= W, and 0 beyond.
     features = np.arange(1.0, 21.0).reshape(1, 4, 5, 1)

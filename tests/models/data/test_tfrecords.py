@@ -97,11 +97,3 @@ def test_model_garden_maskrcnn_parser(converted):
                 assert int(truth["source_id"]) == image_id
                 assert int(truth["num_detections"]) == count
                 assert truth["masks"].shape == (20, 28, 28)
-
-
-def test_polygon_segmentation_to_mask():
-    square = [[2.0, 2.0, 6.0, 2.0, 6.0, 6.0, 2.0, 6.0]]
-    mask = tfrecords.segmentation_to_mask(square, 8, 10)
-    assert mask.shape == (8, 10) and mask.dtype == np.uint8
-    assert mask.max() == 1 and 9 <= mask.sum() <= 25
-

@@ -3,7 +3,9 @@
 #ifndef KERAS_DCN_TF_OPS_CC_KERNELS_DEFORM_ROI_POOL_ATTRS_H_
 #define KERAS_DCN_TF_OPS_CC_KERNELS_DEFORM_ROI_POOL_ATTRS_H_
 
+#include <charconv>
 #include <cmath>
+#include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -12,6 +14,18 @@
 #include "tf_ops/cc/kernels/portable/deform_roi_pool.h"
 
 namespace keras_dcn {
+
+// The shortest decimal that rounds to `value` in float32, as a double: a float32
+// attribute written as 0.1 gives 0.1 rather than 0.100000001490116. TensorFlow has
+// no float64 attributes; this is how float64 features compute with the value the
+// caller wrote, while float(DecimalValue(v)) == v keeps the other types unchanged.
+inline double DecimalValue(float value) {
+  char text[32];
+  const char* end = std::to_chars(text, text + sizeof(text), value).ptr;
+  double decimal = value;
+  std::from_chars(text, end, decimal);
+  return decimal;
+}
 
 struct DeformRoiPoolAttrs {
   std::vector<int64_t> output_size;  // [out_height, out_width]

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <string>
 #include <type_traits>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "tensorflow/core/framework/op_kernel.h"
@@ -49,8 +50,8 @@ absl::Status MakeGeometry(const DeformRoiPoolAttrs& attrs, const TensorShape& fe
   g->out_height = attrs.output_size[0];
   g->out_width = attrs.output_size[1];
   g->sampling_ratio = attrs.sampling_ratio;
-  g->spatial_scale = attrs.spatial_scale;
-  g->gamma = attrs.gamma;
+  g->spatial_scale = DecimalValue(attrs.spatial_scale);
+  g->gamma = DecimalValue(attrs.gamma);
   g->aligned = attrs.aligned;
 
   const std::string bins =
@@ -74,12 +75,14 @@ absl::Status MakeGeometry(const DeformRoiPoolAttrs& attrs, const TensorShape& fe
 
 // Checks every RoI: a finite batch index in [0, batch) (truncated to an integer
 // like torchvision and mmcv do), finite corners with x1 <= x2 and y1 <= y2 that stay
-// finite on the feature map, and an adaptive sample grid within kMaxSamplesPerBin.
-absl::Status CheckRois(const DeformRoiPoolGeometry& g, const float* rois) {
+// finite on the feature map in R (the kernels' coordinate type), and an adaptive
+// sample grid within kMaxSamplesPerBin.
+template <typename R>
+absl::Status CheckRois(const DeformRoiPoolGeometry& g, const R* rois) {
   for (int64_t r = 0; r < g.num_rois; ++r) {
-    const float* roi = rois + r * 5;
-    const float index = roi[0];
-    if (!(index >= 0.0f) || !(index < static_cast<float>(g.batch)) ||
+    const R* roi = rois + r * 5;
+    const R index = roi[0];
+    if (!(index >= R(0)) || !(index < static_cast<R>(g.batch)) ||
         static_cast<int64_t>(index) >= g.batch) {
       return absl::InvalidArgumentError(absl::StrCat(
           "rois[", r, ", 0] (the batch index) must be a finite number in [0, ", g.batch,
@@ -100,15 +103,15 @@ absl::Status CheckRois(const DeformRoiPoolGeometry& g, const float* rois) {
     // The geometry in double, so that nothing here overflows; the kernels use the
     // same formulas in their accumulation type.
     const RoiBox<double> box = RoiBoxOnMap<double>(roi, g.spatial_scale, g.aligned);
-    const float scaled[4] = {roi[1] * g.spatial_scale, roi[2] * g.spatial_scale,
-                             roi[3] * g.spatial_scale, roi[4] * g.spatial_scale};
-    const float extent[2] = {scaled[2] - scaled[0], scaled[3] - scaled[1]};
+    const R scale = static_cast<R>(g.spatial_scale);
+    const R scaled[4] = {roi[1] * scale, roi[2] * scale, roi[3] * scale, roi[4] * scale};
+    const R extent[2] = {scaled[2] - scaled[0], scaled[3] - scaled[1]};
     bool finite = std::isfinite(extent[0]) && std::isfinite(extent[1]);
-    for (float v : scaled) finite = finite && std::isfinite(v);
+    for (R v : scaled) finite = finite && std::isfinite(v);
     if (!finite) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("rois[", r, "] ", corners, " times spatial_scale (",
-                       g.spatial_scale, ") does not fit in float32"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "rois[", r, "] ", corners, " times spatial_scale (", g.spatial_scale,
+          ") does not fit in ", std::is_same<R, float>::value ? "float32" : "float64"));
     }
     if (g.sampling_ratio <= 0) {
       const double grid_h = std::max(1.0, std::ceil(box.height / g.out_height));
@@ -126,14 +129,36 @@ absl::Status CheckRois(const DeformRoiPoolGeometry& g, const float* rois) {
   return absl::OkStatus();
 }
 
-// Shapes, geometry and RoI checks shared by both kernels.
+// The RoIs in R, the kernels' coordinate type: the tensor's own data when it has that
+// type, otherwise converted into `converted` (a float32 tensor for float64 features,
+// or a float64 one for the others).
+template <typename R>
+const R* RoisAs(const Tensor& rois, std::vector<R>* converted) {
+  if (rois.dtype() == ::tensorflow::DataTypeToEnum<R>::value) return rois.flat<R>().data();
+  converted->resize(rois.NumElements());
+  if (rois.dtype() == ::tensorflow::DT_FLOAT) {
+    const auto values = rois.flat<float>();
+    std::copy(values.data(), values.data() + values.size(), converted->begin());
+  } else {
+    const auto values = rois.flat<double>();
+    std::transform(values.data(), values.data() + values.size(), converted->begin(),
+                   [](double v) { return static_cast<R>(v); });
+  }
+  return converted->data();
+}
+
+// Shapes, geometry and RoI checks shared by both kernels; `*rois` points at the RoIs
+// in the kernels' coordinate type (in `converted` if they had to be converted).
+template <typename R>
 absl::Status Prepare(const DeformRoiPoolAttrs& attrs, OpKernelContext* context,
-                     DeformRoiPoolGeometry* g) {
-  const Tensor& rois = context->input(1);
-  TF_RETURN_IF_ERROR(MakeGeometry(attrs, context->input(0).shape(), rois.shape(),
+                     DeformRoiPoolGeometry* g, std::vector<R>* converted,
+                     const R** rois) {
+  const Tensor& roi_tensor = context->input(1);
+  TF_RETURN_IF_ERROR(MakeGeometry(attrs, context->input(0).shape(), roi_tensor.shape(),
                                   context->input(2).shape(), context->input(3).shape(),
                                   g));
-  return CheckRois(*g, rois.flat<float>().data());
+  *rois = RoisAs(roi_tensor, converted);
+  return CheckRois(*g, *rois);
 }
 
 template <typename Device, typename T>
@@ -145,7 +170,9 @@ class DeformRoiPoolOp : public OpKernel {
 
   void Compute(OpKernelContext* context) override {
     DeformRoiPoolGeometry g;
-    OP_REQUIRES_OK(context, Prepare(attrs_, context, &g));
+    std::vector<RoiCoordinate<T>> converted;
+    const RoiCoordinate<T>* rois = nullptr;
+    OP_REQUIRES_OK(context, Prepare(attrs_, context, &g, &converted, &rois));
     TensorShape output_shape;
     OP_REQUIRES_OK(
         context, TensorShape::BuildTensorShape(
@@ -164,9 +191,9 @@ class DeformRoiPoolOp : public OpKernel {
       }
     }
     functor::DeformRoiPoolForward<Device, T>()(
-        device, g, context->input(0).flat<T>().data(),
-        context->input(1).flat<float>().data(), context->input(2).flat<T>().data(),
-        context->input(3).flat<T>().data(), output->flat<T>().data());
+        device, g, context->input(0).flat<T>().data(), rois,
+        context->input(2).flat<T>().data(), context->input(3).flat<T>().data(),
+        output->flat<T>().data());
   }
 
  private:
@@ -182,7 +209,9 @@ class DeformRoiPoolGradOp : public OpKernel {
 
   void Compute(OpKernelContext* context) override {
     DeformRoiPoolGeometry g;
-    OP_REQUIRES_OK(context, Prepare(attrs_, context, &g));
+    std::vector<RoiCoordinate<T>> converted;
+    const RoiCoordinate<T>* rois = nullptr;
+    OP_REQUIRES_OK(context, Prepare(attrs_, context, &g, &converted, &rois));
     const Tensor& output_grad = context->input(4);
     OP_REQUIRES(context,
                 HasShape(output_grad.shape(),
@@ -213,9 +242,9 @@ class DeformRoiPoolGradOp : public OpKernel {
       }
     }
     functor::DeformRoiPoolBackward<Device, T>()(
-        device, g, context->input(0).flat<T>().data(),
-        context->input(1).flat<float>().data(), context->input(2).flat<T>().data(),
-        context->input(3).flat<T>().data(), output_grad.flat<T>().data(),
+        device, g, context->input(0).flat<T>().data(), rois,
+        context->input(2).flat<T>().data(), context->input(3).flat<T>().data(),
+        output_grad.flat<T>().data(),
         grads[0]->flat<T>().data(), grads[1]->flat<T>().data(),
         grads[2]->flat<T>().data());
   }
@@ -237,7 +266,8 @@ DCN_CALL_FLOAT_TYPES(DCN_REGISTER_CPU)
 
 #if GOOGLE_CUDA
 // The functors are specialised for the GPU in cuda/deform_roi_pool_gpu.cu.cc. The
-// RoIs stay in host memory: CheckRois reads them before anything is launched.
+// RoIs stay in host memory: CheckRois reads them before anything is launched. The
+// kernels take RoIs of either type (attribute Troi) and convert them as needed.
 using GPUDevice = Eigen::GpuDevice;
 #define DCN_REGISTER_GPU(T)                                     \
   REGISTER_KERNEL_BUILDER(Name("DcnDeformRoiPool")              \

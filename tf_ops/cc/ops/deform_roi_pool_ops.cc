@@ -100,11 +100,12 @@ absl::Status BackwardShape(InferenceContext* c) {
 
 REGISTER_OP("DcnDeformRoiPool")
     .Input("features: T")
-    .Input("rois: float")
+    .Input("rois: Troi")
     .Input("offsets: T")
     .Input("mask: T")
     .Output("output: T")
     .Attr(FloatTypeAttr())
+    .Attr("Troi: {float, double} = DT_FLOAT")
     .Attr("output_size: list(int) = [7, 7]")
     .Attr("spatial_scale: float = 1.0")
     .Attr("sampling_ratio: int = 2")
@@ -127,7 +128,10 @@ ceil(roi_w / ow) (at least 1). Reads follow RoIAlign: zero beyond [-1, height] x
 [-1, width], clamped into the map inside it.
 
 features: [batch, height, width, channels].
-rois: [num_rois, 5], (batch_index, x1, y1, x2, y2) in image pixels, float32.
+rois: [num_rois, 5], (batch_index, x1, y1, x2, y2) in image pixels, float32 or
+  float64. The kernels read them in float32, or in float64 for float64 features
+  (converting when given in the other type); float64 features also compute with
+  spatial_scale and gamma as written in decimal (0.1, not float32's nearest value).
 offsets: [num_rois, oh, ow, 2], (dy, dx) normalised by the RoI height / width.
 mask: [num_rois, oh, ow, 1].
 output: [num_rois, oh, ow, channels].
@@ -135,7 +139,7 @@ output: [num_rois, oh, ow, channels].
 
 REGISTER_OP("DcnDeformRoiPoolGrad")
     .Input("features: T")
-    .Input("rois: float")
+    .Input("rois: Troi")
     .Input("offsets: T")
     .Input("mask: T")
     .Input("output_grad: T")
@@ -143,6 +147,7 @@ REGISTER_OP("DcnDeformRoiPoolGrad")
     .Output("offsets_grad: T")
     .Output("mask_grad: T")
     .Attr(FloatTypeAttr())
+    .Attr("Troi: {float, double} = DT_FLOAT")
     .Attr("output_size: list(int) = [7, 7]")
     .Attr("spatial_scale: float = 1.0")
     .Attr("sampling_ratio: int = 2")

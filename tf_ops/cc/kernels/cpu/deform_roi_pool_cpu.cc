@@ -22,9 +22,10 @@
 // gradient; the price is that every task recomputes the (cheap) sample geometry of
 // the bins it walks.
 //
-// Half types are computed in float32: their features are read through Eigen casts,
-// which convert whole vectors at a time, and the features gradient accumulates in a
-// float buffer the size of the features.
+// Half types are computed in float32 (RoIs included: RoiCoordinate), float64 in
+// float64. Half-type features are read through Eigen casts, which convert whole
+// vectors at a time, and their features gradient accumulates in a float buffer the
+// size of the features.
 #define EIGEN_USE_THREADS
 
 #include <algorithm>
@@ -100,13 +101,13 @@ void MergeAxis(const std::vector<AxisSample<Acc>>& samples,
 
 // Locates the samples of bin `bin` (flat index into [num_rois, oh, ow]).
 template <typename T, typename Acc>
-void LocateBin(const DeformRoiPoolGeometry& g, const float* rois, const T* offsets,
+void LocateBin(const DeformRoiPoolGeometry& g, const Acc* rois, const T* offsets,
                int64_t bin, BinSamples<Acc>* s) {
   const int64_t per_roi = g.bins_per_roi();
   const int64_t r = bin / per_roi;
   const int64_t ph = (bin % per_roi) / g.out_width;
   const int64_t pw = bin % g.out_width;
-  const float* roi = rois + r * 5;
+  const Acc* roi = rois + r * 5;
   const RoiBox<Acc> box =
       RoiBoxOnMap<Acc>(roi, static_cast<Acc>(g.spatial_scale), g.aligned);
   const int64_t grid_h = SamplesPerBin<Acc>(box.height, g.out_height, g.sampling_ratio);
@@ -133,7 +134,8 @@ void LocateBin(const DeformRoiPoolGeometry& g, const float* rois, const T* offse
 }
 
 // Average number of samples per bin over all RoIs, for the thread pool's cost model.
-double MeanSamplesPerBin(const DeformRoiPoolGeometry& g, const float* rois) {
+template <typename R>
+double MeanSamplesPerBin(const DeformRoiPoolGeometry& g, const R* rois) {
   if (g.sampling_ratio > 0) {
     return static_cast<double>(g.sampling_ratio) * g.sampling_ratio;
   }
@@ -199,7 +201,7 @@ struct ForwardImpl {
   using Acc = typename AccumulatorOf<T>::type;
 
   static void Run(const CPUDevice& device, const DeformRoiPoolGeometry& g,
-                  const T* features, const float* rois, const T* offsets, const T* mask,
+                  const T* features, const Acc* rois, const T* offsets, const T* mask,
                   T* output) {
     const int64_t channels = g.channels;
     const double cost = MeanSamplesPerBin(g, rois) * channels * 9.0 + 100.0;
@@ -242,7 +244,7 @@ struct BackwardImpl {
   using Acc = typename AccumulatorOf<T>::type;
 
   static void Run(const CPUDevice& device, const DeformRoiPoolGeometry& g,
-                  const T* features, const float* rois, const T* offsets, const T* mask,
+                  const T* features, const Acc* rois, const T* offsets, const T* mask,
                   const T* output_grad, T* features_grad, T* offsets_grad, T* mask_grad) {
     const double samples = MeanSamplesPerBin(g, rois);
     CoordinateGradients(device, g, samples, features, rois, offsets, mask, output_grad,
@@ -255,7 +257,7 @@ struct BackwardImpl {
   // element-wise, so it vectorises); three dot products with the output gradient
   // then give the mask gradient and the two offset gradients.
   static void CoordinateGradients(const CPUDevice& device, const DeformRoiPoolGeometry& g,
-                                  double samples, const T* features, const float* rois,
+                                  double samples, const T* features, const Acc* rois,
                                   const T* offsets, const T* mask, const T* output_grad,
                                   T* offsets_grad, T* mask_grad) {
     using Vector = Eigen::Map<const Eigen::Matrix<Acc, Eigen::Dynamic, 1>>;
@@ -298,7 +300,7 @@ struct BackwardImpl {
   // Features gradient, split over (image, channel block) tasks (see the file
   // comment).
   static void FeaturesGradient(const CPUDevice& device, const DeformRoiPoolGeometry& g,
-                               double samples, const float* rois, const T* offsets,
+                               double samples, const Acc* rois, const T* offsets,
                                const T* mask, const T* output_grad, T* features_grad) {
     const int64_t channels = g.channels;
     const int64_t image_size = g.image_size();
@@ -387,8 +389,8 @@ namespace functor {
 template <typename T>
 struct DeformRoiPoolForward<CPUDevice, T> {
   void operator()(const CPUDevice& device, const DeformRoiPoolGeometry& geometry,
-                  const T* features, const float* rois, const T* offsets, const T* mask,
-                  T* output) {
+                  const T* features, const RoiCoordinate<T>* rois, const T* offsets,
+                  const T* mask, T* output) {
     ForwardImpl<T>::Run(device, geometry, features, rois, offsets, mask, output);
   }
 };
@@ -396,8 +398,9 @@ struct DeformRoiPoolForward<CPUDevice, T> {
 template <typename T>
 struct DeformRoiPoolBackward<CPUDevice, T> {
   void operator()(const CPUDevice& device, const DeformRoiPoolGeometry& geometry,
-                  const T* features, const float* rois, const T* offsets, const T* mask,
-                  const T* output_grad, T* features_grad, T* offsets_grad, T* mask_grad) {
+                  const T* features, const RoiCoordinate<T>* rois, const T* offsets,
+                  const T* mask, const T* output_grad, T* features_grad, T* offsets_grad,
+                  T* mask_grad) {
     BackwardImpl<T>::Run(device, geometry, features, rois, offsets, mask, output_grad,
                          features_grad, offsets_grad, mask_grad);
   }

@@ -30,10 +30,11 @@ namespace {
 // pinned memory and reuse it as soon as the op returns, before an asynchronous copy
 // from it has run; from pageable memory of our own, the CUDA runtime has taken the
 // data by the time cudaMemcpyAsync returns.
-void CopyRoisToDevice(const gpu::CudaExecutor& exec, const float* rois, int64_t num_rois,
-                      float* device_rois) {
-  const std::vector<float> pageable(rois, rois + num_rois * 5);
-  exec.CopyFromHost(device_rois, pageable.data(), pageable.size() * sizeof(float));
+template <typename R>
+void CopyRoisToDevice(const gpu::CudaExecutor& exec, const R* rois, int64_t num_rois,
+                      R* device_rois) {
+  const std::vector<R> pageable(rois, rois + num_rois * 5);
+  exec.CopyFromHost(device_rois, pageable.data(), pageable.size() * sizeof(R));
 }
 
 }  // namespace
@@ -41,15 +42,15 @@ void CopyRoisToDevice(const gpu::CudaExecutor& exec, const float* rois, int64_t 
 template <typename T>
 struct DeformRoiPoolForward<GPUDevice, T> {
   void operator()(const GPUDevice& device, const DeformRoiPoolGeometry& geometry,
-                  const T* features, const float* rois, const T* offsets, const T* mask,
-                  T* output) {
+                  const T* features, const RoiCoordinate<T>* rois, const T* offsets,
+                  const T* mask, T* output) {
     using D = typename gpu::CudaTypeOf<T>::type;
     gpu::ScratchLayout layout;
-    layout.Take<float>(geometry.num_rois * 5);
+    layout.Take<RoiCoordinate<T>>(geometry.num_rois * 5);
     gpu::DeviceScratch scratch(device, layout.size());
     if (!scratch.ok()) return;
-    float* device_rois =
-        gpu::ScratchLayout(scratch.get()).Take<float>(geometry.num_rois * 5);
+    RoiCoordinate<T>* device_rois =
+        gpu::ScratchLayout(scratch.get()).Take<RoiCoordinate<T>>(geometry.num_rois * 5);
     const gpu::CudaExecutor exec(device.stream());
     CopyRoisToDevice(exec, rois, geometry.num_rois, device_rois);
     gpu::DeformRoiPoolForward<D>(exec, geometry, gpu::AsCuda(features), device_rois,
@@ -62,17 +63,18 @@ struct DeformRoiPoolForward<GPUDevice, T> {
 template <typename T>
 struct DeformRoiPoolBackward<GPUDevice, T> {
   void operator()(const GPUDevice& device, const DeformRoiPoolGeometry& geometry,
-                  const T* features, const float* rois, const T* offsets, const T* mask,
-                  const T* output_grad, T* features_grad, T* offsets_grad, T* mask_grad) {
+                  const T* features, const RoiCoordinate<T>* rois, const T* offsets,
+                  const T* mask, const T* output_grad, T* features_grad, T* offsets_grad,
+                  T* mask_grad) {
     using D = typename gpu::CudaTypeOf<T>::type;
     const size_t kernel_bytes = gpu::DeformRoiPoolBackwardScratchBytes<D>(geometry);
     gpu::ScratchLayout layout;
-    layout.Take<float>(geometry.num_rois * 5);
+    layout.Take<RoiCoordinate<T>>(geometry.num_rois * 5);
     layout.Take<char>(kernel_bytes);
     gpu::DeviceScratch scratch(device, layout.size());
     if (!scratch.ok()) return;
     gpu::ScratchLayout parts(scratch.get());
-    float* device_rois = parts.Take<float>(geometry.num_rois * 5);
+    RoiCoordinate<T>* device_rois = parts.Take<RoiCoordinate<T>>(geometry.num_rois * 5);
     void* kernel_scratch = parts.Take<char>(kernel_bytes);
     const gpu::CudaExecutor exec(device.stream());
     CopyRoisToDevice(exec, rois, geometry.num_rois, device_rois);

@@ -18,7 +18,8 @@
 //   DeformRoiPoolBackward<T>(exec, geometry, features, rois, offsets, mask,
 //                            output_grad, features_grad, offsets_grad, mask_grad,
 //                            scratch)
-// with every pointer, `rois` included, on the executor's device (gpu_utils.cuh).
+// with every pointer, `rois` included, on the executor's device (gpu_utils.cuh);
+// `rois` are RoiCoordinate<T> (deform_roi_pool.h): float, or double for double.
 // The RoIs must have passed the op kernel's checks (batch index in range, finite).
 #ifndef KERAS_DCN_TF_OPS_CC_KERNELS_PORTABLE_DEFORM_ROI_POOL_CUH_
 #define KERAS_DCN_TF_OPS_CC_KERNELS_PORTABLE_DEFORM_ROI_POOL_CUH_
@@ -42,8 +43,8 @@ struct Dims {
   Index height, width, channels, image_size;
   Index out_height, out_width, bins_per_roi;
   int64_t sampling_ratio;
-  float spatial_scale;
-  float gamma;
+  double spatial_scale;
+  double gamma;
   bool aligned;
 };
 
@@ -78,13 +79,13 @@ struct Bin {
 };
 
 template <typename T, typename Acc, typename Index>
-DCN_HOST_DEVICE Bin<Acc> LocateBin(const Dims<Index>& d, const float* rois,
+DCN_HOST_DEVICE Bin<Acc> LocateBin(const Dims<Index>& d, const Acc* rois,
                                    const T* offsets, Index bin) {
   const Index r = bin / d.bins_per_roi;
   const Index in_roi = bin - r * d.bins_per_roi;
   const Index ph = in_roi / d.out_width;
   const Index pw = in_roi - ph * d.out_width;
-  const float* roi = rois + static_cast<int64_t>(r) * 5;
+  const Acc* roi = rois + static_cast<int64_t>(r) * 5;
   const RoiBox<Acc> box =
       RoiBoxOnMap<Acc>(roi, static_cast<Acc>(d.spatial_scale), d.aligned);
   Bin<Acc> b;
@@ -119,7 +120,7 @@ template <typename T, typename Acc, typename Index>
 struct PoolBins {
   Dims<Index> d;
   const T* features;
-  const float* rois;
+  const Acc* rois;
   const T* offsets;
   const T* mask;
   T* output;
@@ -157,7 +158,7 @@ template <typename T, typename Acc, typename Index>
 struct CoordinateGradients {
   Dims<Index> d;
   const T* features;
-  const float* rois;
+  const Acc* rois;
   const T* offsets;
   const T* mask;
   const T* output_grad;
@@ -205,7 +206,7 @@ struct CoordinateGradients {
 template <typename T, typename Acc, typename Index>
 struct FeaturesGradient {
   Dims<Index> d;
-  const float* rois;
+  const Acc* rois;
   const T* offsets;
   const T* mask;
   const T* output_grad;
@@ -260,7 +261,7 @@ struct BackwardScratch {
 
 template <typename Index, typename T, typename Exec>
 void Forward(const Exec& exec, const DeformRoiPoolGeometry& g, const T* features,
-             const float* rois, const T* offsets, const T* mask, T* output) {
+             const RoiCoordinate<T>* rois, const T* offsets, const T* mask, T* output) {
   using Acc = typename AccumulatorOf<T>::type;
   PoolBins<T, Acc, Index> pool;
   pool.d = MakeDims<Index>(g);
@@ -274,8 +275,9 @@ void Forward(const Exec& exec, const DeformRoiPoolGeometry& g, const T* features
 
 template <typename Index, typename T, typename Exec>
 void Backward(const Exec& exec, const DeformRoiPoolGeometry& g, const T* features,
-              const float* rois, const T* offsets, const T* mask, const T* output_grad,
-              T* features_grad, T* offsets_grad, T* mask_grad, void* scratch) {
+              const RoiCoordinate<T>* rois, const T* offsets, const T* mask,
+              const T* output_grad, T* features_grad, T* offsets_grad, T* mask_grad,
+              void* scratch) {
   using Acc = typename AccumulatorOf<T>::type;
   ScratchLayout layout(scratch);
   const BackwardScratch<T> buffers(g, &layout);
@@ -325,8 +327,8 @@ size_t DeformRoiPoolBackwardScratchBytes(const DeformRoiPoolGeometry& g) {
 
 template <typename T, typename Exec>
 void DeformRoiPoolForward(const Exec& exec, const DeformRoiPoolGeometry& g,
-                          const T* features, const float* rois, const T* offsets,
-                          const T* mask, T* output) {
+                          const T* features, const RoiCoordinate<T>* rois,
+                          const T* offsets, const T* mask, T* output) {
   namespace internal = roi_pool_internal;
   if (exec.NeedsWideIndex(internal::LargestIndex(g))) {
     internal::Forward<int64_t>(exec, g, features, rois, offsets, mask, output);
@@ -337,9 +339,10 @@ void DeformRoiPoolForward(const Exec& exec, const DeformRoiPoolGeometry& g,
 
 template <typename T, typename Exec>
 void DeformRoiPoolBackward(const Exec& exec, const DeformRoiPoolGeometry& g,
-                           const T* features, const float* rois, const T* offsets,
-                           const T* mask, const T* output_grad, T* features_grad,
-                           T* offsets_grad, T* mask_grad, void* scratch) {
+                           const T* features, const RoiCoordinate<T>* rois,
+                           const T* offsets, const T* mask, const T* output_grad,
+                           T* features_grad, T* offsets_grad, T* mask_grad,
+                           void* scratch) {
   namespace internal = roi_pool_internal;
   if (exec.NeedsWideIndex(internal::LargestIndex(g))) {
     internal::Backward<int64_t>(exec, g, features, rois, offsets, mask, output_grad,

@@ -2,7 +2,8 @@
 //
 // Layouts (all row-major, channels last):
 //   features  [batch, height, width, channels]
-//   rois      [num_rois, 5] float32: (batch_index, x1, y1, x2, y2) in image pixels
+//   rois      [num_rois, 5] RoiCoordinate<T>: (batch_index, x1, y1, x2, y2) in image
+//             pixels; float32, or float64 for float64 features
 //   offsets   [num_rois, out_height, out_width, 2]: (dy, dx), in units of the RoI
 //             height / width (scaled by gamma)
 //   mask      [num_rois, out_height, out_width, 1]
@@ -16,7 +17,14 @@
 
 #include <cstdint>
 
+#include "tf_ops/cc/kernels/portable/accumulator.h"
+
 namespace keras_dcn {
+
+// The type the kernels read RoI corners in, that of the arithmetic: float32 for the
+// half types and float32, float64 for float64 (so float64 results are exact).
+template <typename T>
+using RoiCoordinate = typename AccumulatorOf<T>::type;
 
 // At most this many sample points per bin (grid_h * grid_w). The op kernel rejects
 // an explicit sampling_ratio or an adaptive grid (sampling_ratio <= 0) above it, so
@@ -36,8 +44,10 @@ struct DeformRoiPoolGeometry {
   int64_t out_height = 0;
   int64_t out_width = 0;
   int64_t sampling_ratio = 0;  // <= 0: adaptive, ceil(roi size / bins) per axis
-  float spatial_scale = 1.0f;
-  float gamma = 0.1f;
+  // The float32 attributes as written in decimal (DecimalValue in
+  // deform_roi_pool_attrs.h); converted to float they are the attributes again.
+  double spatial_scale = 1.0;
+  double gamma = 0.1;
   bool aligned = true;
 
   int64_t bins_per_roi() const { return out_height * out_width; }
@@ -51,8 +61,8 @@ namespace functor {
 template <typename Device, typename T>
 struct DeformRoiPoolForward {
   void operator()(const Device& device, const DeformRoiPoolGeometry& geometry,
-                  const T* features, const float* rois, const T* offsets, const T* mask,
-                  T* output);
+                  const T* features, const RoiCoordinate<T>* rois, const T* offsets,
+                  const T* mask, T* output);
 };
 
 // Gradients of the loss with respect to features, offsets and mask, given its
@@ -60,8 +70,9 @@ struct DeformRoiPoolForward {
 template <typename Device, typename T>
 struct DeformRoiPoolBackward {
   void operator()(const Device& device, const DeformRoiPoolGeometry& geometry,
-                  const T* features, const float* rois, const T* offsets, const T* mask,
-                  const T* output_grad, T* features_grad, T* offsets_grad, T* mask_grad);
+                  const T* features, const RoiCoordinate<T>* rois, const T* offsets,
+                  const T* mask, const T* output_grad, T* features_grad, T* offsets_grad,
+                  T* mask_grad);
 };
 
 }  // namespace functor
