@@ -1,6 +1,12 @@
 # keras-dcn developer commands. Each target only redoes what is out of date.
 #   make install   virtual environment (.venv), pinned dependencies, op library
+#   make wheel     dist/: an sdist and the wheel built from it (KERAS_DCN_CUDA=0: CPU only)
+#   make sdist     dist/: the sdist alone
 #   make test      the test suite (pytest)
+#   make test-fast the suite without the tests marked slow (under 3 minutes on 2 cores)
+#   make fuzz      100,000 fuzzed calls of the ops (FUZZ_CALLS=...); none may crash or hang
+#   make sanitize  the op library built with AddressSanitizer and UndefinedBehaviorSanitizer,
+#                  then the op tests and 10,000 fuzzed calls against it
 #   make bench     benchmarks (tables printed, JSON in benchmarks/results/)
 #   make bazel     the op library built with Bazel (bazel-bin/tf_ops/libkeras_dcn_ops.so)
 #   make test-bazel  the op tests against the Bazel-built library
@@ -20,7 +26,7 @@ PYTEST_ARGS ?=
 # oneDNN's CPU kernels also where TensorFlow leaves them off by default (see models/__init__.py).
 export TF_ENABLE_ONEDNN_OPTS ?= 1
 
-.PHONY: install test test-ops bench bazel test-bazel demo ablation analysis clean
+.PHONY: install wheel sdist test test-fast test-ops fuzz sanitize bench bazel test-bazel demo ablation analysis clean
 
 install: $(LIBRARY)
 
@@ -36,6 +42,19 @@ $(LIBRARY): $(DEPS_STAMP) $(OP_SOURCES) setup.py pyproject.toml
 	$(PY) -m pip install --no-build-isolation --no-deps -e .
 	touch $@
 
+# python -m build: the sdist, then the wheel from the unpacked sdist, against the
+# TensorFlow of .venv. The metadata the sdist step leaves in the tree would shadow
+# the installed package's (the tests put the tree on sys.path), so it goes.
+wheel: $(DEPS_STAMP)
+	rm -rf dist
+	$(PY) -m build --no-isolation --outdir dist .
+	rm -rf keras_dcn.egg-info
+
+sdist: $(DEPS_STAMP)
+	rm -f dist/*.tar.gz
+	$(PY) -m build --no-isolation --sdist --outdir dist .
+	rm -rf keras_dcn.egg-info
+
 # pytest exits with 5 when it collects no test: that is a failure here too.
 define run_pytest
 	$(PY) -m pytest $(1) $(PYTEST_ARGS); status=$$?; \
@@ -46,8 +65,29 @@ endef
 test: install
 	$(call run_pytest,tests)
 
+test-fast: install
+	$(call run_pytest,tests -m 'not slow')
+
 test-ops: install
 	$(call run_pytest,tests/ops)
+
+FUZZ_CALLS ?= 100000
+fuzz: install
+	mkdir -p build
+	$(PY) -m tests.ops.fuzz --calls $(FUZZ_CALLS) --log build/fuzz.log
+
+# The sanitized library loads into an uninstrumented Python with the sanitizer
+# runtimes preloaded; leak checking is off (the interpreter itself never frees
+# everything), any report ends the process with an error.
+SANITIZED_LIBRARY := build/sanitize/keras_dcn/libkeras_dcn_ops.so
+SANITIZER_ENV := export KERAS_DCN_OPS_LIBRARY=$(abspath $(SANITIZED_LIBRARY)) \
+	LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
+	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1
+sanitize: $(DEPS_STAMP)
+	KERAS_DCN_SANITIZE=1 KERAS_DCN_CUDA=0 $(PY) setup.py -q build_ext \
+		--build-lib build/sanitize --build-temp build/sanitize-obj
+	$(SANITIZER_ENV); $(call run_pytest,tests/ops)
+	$(SANITIZER_ENV); $(PY) -m tests.ops.fuzz --calls 10000 --log build/fuzz-sanitized.log
 
 bench: install
 	$(PY) -m benchmarks.run
@@ -71,4 +111,4 @@ analysis: install
 	$(PY) -m models.analyze $(ANALYSIS_ARGS)
 
 clean:
-	rm -rf build *.egg-info $(LIBRARY) bazel-*
+	rm -rf build dist *.egg-info $(LIBRARY) bazel-*

@@ -1,4 +1,9 @@
-"""benchmarks.timing: the paired ratio of two interleaved series and its interval."""
+"""benchmarks.timing: interleaved timing rounds, the peak memory of a block, the
+paired ratio of two interleaved series and its interval, and the tables and JSON the
+benchmarks write."""
+
+import itertools
+import json
 
 import numpy as np
 import pytest
@@ -26,3 +31,71 @@ def test_verdict_not_slower_fails_only_when_measurably_slower():
     assert timing.verdict_not_slower(0.97) == "ok"
     assert timing.verdict_not_slower(1.0) == "ok"
     assert timing.verdict_not_slower(1.03) == "MISSED"
+
+
+class _Result:
+    """A stand-in tensor that records when the timer forces it."""
+
+    def __init__(self, log, name):
+        self.log, self.name = log, name
+
+    def numpy(self):
+        self.log.append(f"force {self.name}")
+
+
+def test_interleaved_times_take_turns_and_drop_the_warmup(monkeypatch):
+    """Each round calls every function once, in turn; the clock runs one second per
+    reading, so each call measures 1 s; the warm-up round is not recorded; lists of
+    results are forced one by one."""
+    monkeypatch.setattr(timing.time, "perf_counter", itertools.count().__next__)
+    log = []
+
+    def make(name, as_list):
+        def fn():
+            log.append(f"call {name}")
+            result = _Result(log, name)
+            return [result, result] if as_list else result
+        return fn
+
+    times = timing.interleaved_times({"a": make("a", False), "b": make("b", True)},
+                                     repeats=2, warmup=1)
+    assert times == {"a": [1, 1], "b": [1, 1]}
+    assert log == ["call a", "force a", "call b", "force b", "force b"] * 3
+
+
+def test_interleaved_medians_are_the_medians_of_the_rounds(monkeypatch):
+    rounds = {"slow": [3.0, 7.0, 5.0], "fast": [1.0, 2.0, 1.0]}
+    monkeypatch.setattr(timing, "interleaved_times",
+                        lambda fns, repeats, warmup: {name: rounds[name] for name in fns})
+    assert timing.interleaved_medians(dict.fromkeys(rounds), repeats=3) == {
+        "slow": 5.0, "fast": 1.0}
+
+
+def test_peak_rss_counts_a_buffer_touched_inside():
+    size = 64 * 2 ** 20
+    with timing.PeakRss() as peak:
+        buffer = np.ones(size, np.uint8)  # every page written
+        del buffer
+    if peak.growth is None:
+        pytest.skip("this kernel cannot reset the peak RSS")
+    # Within 10%: the peak is read from /proc in pages, after the interpreter's own
+    # allocations and frees around the block.
+    assert 0.9 * size <= peak.growth < 1.1 * size
+
+
+def test_print_table_right_aligns_formatted_columns(capsys):
+    columns = [("name", "op", "{}"), ("ms", "time (ms)", "{:.1f}")]
+    timing.print_table("Title", columns, [{"name": "conv", "ms": 12.345},
+                                          {"name": "roi_pool", "ms": 3.0}])
+    assert capsys.readouterr().out.splitlines() == [
+        "", "Title",
+        "      op  time (ms)",
+        "    conv       12.3",
+        "roi_pool        3.0"]
+
+
+def test_write_json_writes_the_payload_under_results(tmp_path, monkeypatch):
+    monkeypatch.setattr(timing, "RESULTS_DIR", tmp_path / "results")
+    path = timing.write_json("bench", {"speedup": 1.5})
+    assert path == tmp_path / "results" / "bench.json"
+    assert json.loads(path.read_text()) == {"speedup": 1.5}

@@ -10,15 +10,13 @@ from keras_dcn import analysis
 from keras_dcn import layers as dcn_layers
 from keras_dcn import tf_keras as tfk_layers
 
-RNG = np.random.default_rng(4)
 
-
-def test_spatial_node_is_the_layer_output_at_the_position_keras3():
+def test_spatial_node_is_the_layer_output_at_the_position_keras3(rng):
     inputs = keras.Input((8, 8, 3))
     hidden = dcn_layers.DeformConv2D(4, 3, padding="same", name="deform")(inputs)
     outputs = keras.layers.Conv2D(5, 3, strides=2, name="head")(hidden)
     model = keras.Model(inputs, outputs)
-    image = RNG.standard_normal((1, 8, 8, 3)).astype("float32")
+    image = rng.standard_normal((1, 8, 8, 3)).astype("float32")
     node = analysis.spatial_node(model, "head", (2, 1))
     np.testing.assert_allclose(node(image), model(image)[0, 2, 1], rtol=1e-6)
     inner = analysis.spatial_node(model, model.get_layer("deform"), (7, 0))
@@ -28,13 +26,13 @@ def test_spatial_node_is_the_layer_output_at_the_position_keras3():
         analysis.spatial_node(model, "head", (3, 0))(image)
 
 
-def test_spatial_node_and_layers_tf_keras():
+def test_spatial_node_and_layers_tf_keras(rng):
     inputs = tf_keras.Input((6, 6, 2))
     block = tf_keras.Sequential([tfk_layers.DeformConv2D(3, 3, padding="same")],
                                 name="block")
     outputs = tfk_layers.DeformConv2D(2, 3, name="top")(block(inputs))
     model = tf_keras.Model(inputs, outputs)
-    image = RNG.standard_normal((1, 6, 6, 2)).astype("float32")
+    image = rng.standard_normal((1, 6, 6, 2)).astype("float32")
     node = analysis.spatial_node(model, "top", (1, 3))
     np.testing.assert_allclose(node(image), model(image)[0, 1, 3], rtol=1e-6)
     found = analysis.deformable_layers(model)

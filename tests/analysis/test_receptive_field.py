@@ -8,8 +8,6 @@ import pytest
 from keras_dcn import analysis
 from keras_dcn.analysis import receptive_field
 
-RNG = np.random.default_rng(3)
-
 
 def _linear_conv_model(kernel):
     inputs = keras.Input((9, 10, kernel.shape[2]))
@@ -20,10 +18,10 @@ def _linear_conv_model(kernel):
     return model
 
 
-def test_linear_convolution_field_is_its_summed_kernel():
-    kernel = RNG.standard_normal((3, 3, 3, 4)).astype("float32")
+def test_linear_convolution_field_is_its_summed_kernel(rng):
+    kernel = rng.standard_normal((3, 3, 3, 4)).astype("float32")
     model = _linear_conv_model(kernel)
-    image = RNG.uniform(0, 1, (9, 10, 3)).astype("float32")
+    image = rng.uniform(0, 1, (9, 10, 3)).astype("float32")
     row, col = 4, 6
     node = analysis.spatial_node(model, "conv", (row, col))
     gradient = receptive_field.receptive_field_gradient(node, image)
@@ -39,8 +37,8 @@ def test_linear_convolution_field_is_its_summed_kernel():
     assert field.max() == pytest.approx(1.0)
 
 
-def test_field_matches_finite_differences_of_a_nonlinear_node():
-    image = RNG.uniform(0, 1, (5, 6, 2))
+def test_field_matches_finite_differences_of_a_nonlinear_node(rng):
+    image = rng.uniform(0, 1, (5, 6, 2))
 
     def node(images):
         return keras.ops.tanh(images[0, 1:4, 2:5] * 3.0)[..., 0] ** 2

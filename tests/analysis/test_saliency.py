@@ -11,11 +11,9 @@ import pytest
 from keras_dcn import analysis
 from keras_dcn.analysis import saliency
 
-RNG = np.random.default_rng(21)
 
-
-def test_node_of_one_pixel_has_that_pixels_patch():
-    image = RNG.uniform(0, 0.05, (30, 27, 3))
+def test_node_of_one_pixel_has_that_pixels_patch(rng):
+    image = rng.uniform(0, 0.05, (30, 27, 3))
     image[13, 21] = [0.9, 0.7, 0.8]
 
     def node(images):
@@ -53,11 +51,11 @@ def _reference_region(weights, image, fill, patch, bound):
 
 
 @pytest.mark.parametrize("bound", [0.05, 0.1, 0.3])
-def test_binary_search_matches_exhaustive_search(bound):
+def test_binary_search_matches_exhaustive_search(bound, rng):
     height, width, patch = 23, 19, 5
     yy, xx = np.mgrid[:height, :width]
     weights = np.exp(-((yy - 9.0) ** 2 + (xx - 12.0) ** 2) / 30.0)  # positive, smooth
-    image = RNG.uniform(0.5, 1.0, (height, width))  # above the fill: monotone error
+    image = rng.uniform(0.5, 1.0, (height, width))  # above the fill: monotone error
 
     def node(images):
         return keras.ops.sum(images[0, :, :, 0] * weights)
@@ -71,8 +69,8 @@ def test_binary_search_matches_exhaustive_search(bound):
     assert region.error <= bound
 
 
-def test_default_fill_is_the_mean_colour():
-    image = RNG.uniform(0, 1, (8, 8, 3))
+def test_default_fill_is_the_mean_colour(rng):
+    image = rng.uniform(0, 1, (8, 8, 3))
     seen = []
 
     def node(images):

@@ -14,7 +14,6 @@ from keras_dcn import analysis
 from keras_dcn import tf_keras as tfk_layers
 from keras_dcn.layers import DeformConv2D, DeformRoIPool
 
-RNG = np.random.default_rng(11)
 EPS = 1e-6
 
 
@@ -52,14 +51,14 @@ def _tf_same_pad_before(size, kernel, stride):
 
 
 @pytest.mark.parametrize("zero_offsets", [False, True])
-def test_single_deformable_conv_points_are_its_taps(zero_offsets):
+def test_single_deformable_conv_points_are_its_taps(zero_offsets, rng):
     height, width, row, col = 11, 12, 2, 3
     inputs = keras.Input((height, width, 2), dtype="float64")
     layer = DeformConv2D(3, 3, strides=2, padding="same", dtype="float64", name="dcn")
     model = keras.Model(inputs, layer(inputs))
-    offsets = np.zeros(18) if zero_offsets else RNG.uniform(-0.9, 0.9, 18)
-    _fix_offsets(layer, offsets, RNG.standard_normal(9))
-    image = RNG.standard_normal((height, width, 2))
+    offsets = np.zeros(18) if zero_offsets else rng.uniform(-0.9, 0.9, 18)
+    _fix_offsets(layer, offsets, rng.standard_normal(9))
+    image = rng.standard_normal((height, width, 2))
     node = analysis.spatial_node(model, "dcn", (row, col))
 
     (result,) = analysis.effective_sampling_locations(node, image, [layer])
@@ -85,16 +84,16 @@ def test_single_deformable_conv_points_are_its_taps(zero_offsets):
                                                             abs=1e-6)
 
 
-def test_stacked_layers_tf_keras_cone_and_strides():
+def test_stacked_layers_tf_keras_cone_and_strides(rng):
     inputs = tf_keras.Input((16, 16, 2), dtype="float64")
     stem = tf_keras.layers.AveragePooling2D(2, dtype="float64")  # input stride 2
     first = tfk_layers.DeformConv2D(3, 3, padding="same", modulated=False,
                                     dtype="float64", name="first")
     second = tfk_layers.DeformConv2D(2, 3, padding="same", dtype="float64", name="second")
     model = tf_keras.Model(inputs, second(tf.nn.tanh(first(stem(inputs)))))
-    _fix_offsets(first, RNG.uniform(-0.7, 0.7, 18))
-    _fix_offsets(second, RNG.uniform(-0.7, 0.7, 18), RNG.standard_normal(9))
-    image = RNG.standard_normal((16, 16, 2))
+    _fix_offsets(first, rng.uniform(-0.7, 0.7, 18))
+    _fix_offsets(second, rng.uniform(-0.7, 0.7, 18), rng.standard_normal(9))
+    image = rng.standard_normal((16, 16, 2))
     row, col = 4, 3
     node = analysis.spatial_node(model, second, (row, col))
 
@@ -117,8 +116,8 @@ def test_stacked_layers_tf_keras_cone_and_strides():
 
     # Points in image pixels and weights per image pixel (the input stride is 2).
     positions = np.argwhere(reached)
-    for y, x in positions[RNG.choice(len(positions), 3, replace=False)]:
-        k = int(RNG.integers(9))
+    for y, x in positions[rng.choice(len(positions), 3, replace=False)]:
+        k = int(rng.integers(9))
         feature_point = (np.array([y, x]) - 1 + [k // 3, k % 3]
                          + first.offset_bias.numpy()[2 * k:2 * k + 2])
         np.testing.assert_allclose(first_result.points[y, x, k],
@@ -129,7 +128,7 @@ def test_stacked_layers_tf_keras_cone_and_strides():
                                                               rel=1e-4, abs=1e-6)
 
 
-def test_roi_pool_bins_are_the_moved_bin_centres():
+def test_roi_pool_bins_are_the_moved_bin_centres(rng):
     gamma, output = 0.2, (2, 3)
     inputs = keras.Input((20, 24, 3), dtype="float64")
     pool = DeformRoIPool(output_size=output, spatial_scale=0.5, gamma=gamma,
@@ -137,14 +136,14 @@ def test_roi_pool_bins_are_the_moved_bin_centres():
     features = keras.layers.AveragePooling2D(2, dtype="float64")(inputs)  # stride 2
     rois = np.array([[0, 4.0, 2.0, 18.0, 15.0], [0, 1.0, 1.0, 9.0, 9.0]], "float32")
     model = keras.Model(inputs, features)
-    offsets = RNG.uniform(-0.5, 0.5, 2 * 6)
+    offsets = rng.uniform(-0.5, 0.5, 2 * 6)
     pool.build((1, 10, 12, 3))
-    _fix_offsets(pool, offsets, RNG.standard_normal(6))
+    _fix_offsets(pool, offsets, rng.standard_normal(6))
 
     def node(images):
         return pool(model(images), rois)[0]  # RoI 0 only
 
-    image = RNG.standard_normal((20, 24, 3))
+    image = rng.standard_normal((20, 24, 3))
     (result,) = analysis.effective_sampling_locations(node, image, [pool])
     assert result.kind == "roi" and result.points.shape == (2, 2, 3, 2)
     assert result.stride == (2.0, 2.0)

@@ -1,5 +1,6 @@
-"""Helpers shared by the layer tests: running Python in a fresh process, and checking
-gradients against central differences."""
+"""Helpers shared by the layer tests: running Python in a fresh process, the layers'
+outputs computed without the layers (numpy branches, plain-TF ops of
+`tests.reference`), and checking gradients against central differences."""
 
 import os
 import subprocess
@@ -7,6 +8,8 @@ import sys
 import textwrap
 
 import numpy as np
+
+from tests import reference
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -31,6 +34,79 @@ def check(result):
     """Asserts a child exited with 0, showing its output otherwise."""
     assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
     return result
+
+
+def numpy_conv(inputs, kernel, bias, strides, pads):
+    """Cross-correlation in numpy: inputs [N, H, W, C], kernel [kh, kw, C, O], pads
+    (top, bottom, left, right)."""
+    top, bottom, left, right = pads
+    padded = np.pad(inputs, [(0, 0), (top, bottom), (left, right), (0, 0)])
+    kh, kw = kernel.shape[:2]
+    sh, sw = strides
+    ho = (padded.shape[1] - kh) // sh + 1
+    wo = (padded.shape[2] - kw) // sw + 1
+    out = np.zeros((inputs.shape[0], ho, wo, kernel.shape[-1]))
+    for i in range(kh):
+        for j in range(kw):
+            window = padded[:, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw]
+            out += window @ kernel[i, j]
+    return out + bias
+
+
+def sigmoid(x):
+    """The logistic function in numpy."""
+    return 1 / (1 + np.exp(-x))
+
+
+def conv_offsets_and_mask(inputs, weights, strides, pads, modulated=True,
+                          deformable_groups=1):
+    """`DeformConv2D`'s offset / mask branch in numpy: `(offsets, mask)` of the
+    convolution of inputs [N, H, W, C] with `weights['offset_kernel']` and
+    `weights['offset_bias']` (mask None when not `modulated`)."""
+    branch = numpy_conv(inputs, weights["offset_kernel"], weights["offset_bias"], strides,
+                        pads)
+    kh, kw = weights["offset_kernel"].shape[:2]
+    split = 2 * deformable_groups * kh * kw
+    return branch[..., :split], sigmoid(branch[..., split:]) if modulated else None
+
+
+def independent_deform_conv(inputs, weights, strides, pads, modulated=True, groups=1,
+                            deformable_groups=1):
+    """`DeformConv2D`'s output before its activation, channels_last, computed without
+    the layer: the branch (`conv_offsets_and_mask`), then Eq. 1 by the plain-TF
+    reference with `weights['kernel']` and `weights['bias']`."""
+    offsets, mask = conv_offsets_and_mask(inputs, weights, strides, pads, modulated,
+                                          deformable_groups)
+    return reference.deform_conv2d(
+        inputs, offsets, weights["kernel"], mask=mask, bias=weights["bias"],
+        strides=strides, pads=pads, groups=groups,
+        deformable_groups=deformable_groups).numpy()
+
+
+def roi_offsets_and_mask(pooled, weights, output_size, modulated=True):
+    """`DeformRoIPool`'s sibling branch in numpy: flattened RoIAlign features
+    [R, oh, ow, C] -> fc -> ReLU -> fc -> ReLU -> fc -> (dy, dx) per bin and, when
+    modulated, a sigmoid mask."""
+    oh, ow = output_size
+    hidden = pooled.reshape(pooled.shape[0], -1)
+    for index in (1, 2):
+        hidden = np.maximum(
+            hidden @ weights[f"hidden{index}_kernel"] + weights[f"hidden{index}_bias"], 0)
+    branch = hidden @ weights["offset_kernel"] + weights["offset_bias"]
+    offsets = branch[:, :2 * oh * ow].reshape(-1, oh, ow, 2)
+    mask = sigmoid(branch[:, 2 * oh * ow:].reshape(-1, oh, ow, 1)) if modulated else None
+    return offsets, mask
+
+
+def independent_deform_roi_pool(features, rois, weights, modulated=True, **pool_args):
+    """`DeformRoIPool`'s output, channels_last, computed without the layer: RoIAlign
+    and Eq. 2 by the plain-TF reference, the branch in numpy (`roi_offsets_and_mask`).
+    `pool_args` are the op's, `output_size` a pair."""
+    pooled = reference.deform_roi_pool(features, rois, **pool_args).numpy()
+    offsets, mask = roi_offsets_and_mask(pooled, weights, pool_args["output_size"],
+                                         modulated)
+    return reference.deform_roi_pool(features, rois, offsets=offsets, mask=mask,
+                                     **pool_args).numpy()
 
 
 def central_differences(loss, values, indices, delta=1e-6):

@@ -11,14 +11,11 @@ from keras.src.trainers import trainer as keras_trainer
 
 import keras_dcn
 from keras_dcn.layers import DeformConv2D
-from tests import reference
 from tests.layers import helpers
 
-RNG = np.random.default_rng(1234)
 
-
-def _random(*shape, scale=1.0):
-    return (RNG.standard_normal(shape) * scale).astype("float32")
+def _random(rng, *shape, scale=1.0):
+    return (rng.standard_normal(shape) * scale).astype("float32")
 
 
 def _to_first(x):
@@ -41,8 +38,8 @@ def _built(layer, input_shape):
     dict(kernel_size=(1, 3), strides=(1, 2), groups=2),
     dict(kernel_size=3, activation="relu", use_bias=False),
 ])
-def test_zero_offsets_match_conv2d(conv_args, data_format):
-    x = _random(2, 9, 10, 4)
+def test_zero_offsets_match_conv2d(conv_args, data_format, rng):
+    x = _random(rng, 2, 9, 10, 4)
     conv = keras.layers.Conv2D(6, **conv_args)  # CPU Conv2D runs channels_last only
     expected = keras.ops.convert_to_numpy(conv(x))
     layer = DeformConv2D(6, modulated=False, data_format=data_format, **conv_args)
@@ -60,8 +57,8 @@ def test_zero_offsets_match_conv2d(conv_args, data_format):
     np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-5)
 
 
-def test_fresh_modulated_layer_is_half_of_conv2d():
-    x = _random(2, 8, 8, 3)
+def test_fresh_modulated_layer_is_half_of_conv2d(rng):
+    x = _random(rng, 2, 8, 8, 3)
     conv = keras.layers.Conv2D(5, 3, padding="same", use_bias=False)
     conv.build(x.shape)
     layer = _built(DeformConv2D(5, 3, padding="same", use_bias=False), x.shape)
@@ -92,14 +89,14 @@ def test_offset_branch_weights(modulated, per_tap):
 
 
 @pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
-def test_branch_output_order(data_format):
+def test_branch_output_order(data_format, rng):
     """First 2K*dg branch channels are the op's offsets, the last K*dg mask logits."""
-    x = _random(2, 7, 7, 4)
+    x = _random(rng, 2, 7, 7, 4)
     layer = DeformConv2D(3, 3, padding="same", deformable_groups=2, data_format=data_format)
     inputs = x if data_format == "channels_last" else _to_first(x)
     _built(layer, inputs.shape)
     taps = 2 * 9
-    branch_bias = _random(3 * taps, scale=0.7)
+    branch_bias = _random(rng, 3 * taps, scale=0.7)
     layer.offset_bias.assign(branch_bias)  # kernel 0: the branch output is its bias
     offsets = np.broadcast_to(branch_bias[:2 * taps], (2, 7, 7, 2 * taps))
     mask = np.broadcast_to(1 / (1 + np.exp(-branch_bias[2 * taps:])), (2, 7, 7, taps))
@@ -108,23 +105,6 @@ def test_branch_output_order(data_format):
     if data_format == "channels_first":
         expected = _to_first(expected.numpy())
     np.testing.assert_allclose(layer(inputs), expected, rtol=1e-5, atol=1e-6)
-
-
-def _numpy_conv(inputs, kernel, bias, strides, pads):
-    """Cross-correlation in numpy: inputs [N, H, W, C], kernel [kh, kw, C, O], pads
-    (top, bottom, left, right)."""
-    top, bottom, left, right = pads
-    padded = np.pad(inputs, [(0, 0), (top, bottom), (left, right), (0, 0)])
-    kh, kw = kernel.shape[:2]
-    sh, sw = strides
-    ho = (padded.shape[1] - kh) // sh + 1
-    wo = (padded.shape[2] - kw) // sw + 1
-    out = np.zeros((inputs.shape[0], ho, wo, kernel.shape[-1]))
-    for i in range(kh):
-        for j in range(kw):
-            window = padded[:, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw]
-            out += window @ kernel[i, j]
-    return out + bias
 
 
 @pytest.mark.parametrize("modulated", [True, False])
@@ -142,15 +122,10 @@ def test_whole_layer_against_an_independent_computation(modulated, rng):
         scale = 0.15 if weight.name == "offset_kernel" else 0.5  # offsets of ~1 pixel
         weight.assign(rng.normal(0.0, scale, weight.shape))
     weights = {w.name: w.numpy() for w in layer.weights}
-    taps = 2 * 9
 
     def independent(inputs, weights):
-        branch = _numpy_conv(inputs, weights["offset_kernel"], weights["offset_bias"],
-                             strides, pads)
-        mask = 1 / (1 + np.exp(-branch[..., 2 * taps:])) if modulated else None
-        return reference.deform_conv2d(
-            inputs, branch[..., :2 * taps], weights["kernel"], mask=mask,
-            bias=weights["bias"], strides=strides, pads=pads, deformable_groups=2).numpy()
+        return helpers.independent_deform_conv(inputs, weights, strides, pads, modulated,
+                                               deformable_groups=2)
 
     expected = independent(inputs, weights)
     cotangent = rng.standard_normal(expected.shape)
@@ -160,7 +135,7 @@ def test_whole_layer_against_an_independent_computation(modulated, rng):
         outputs = layer(tensor)
         loss = tf.reduce_sum(outputs * cotangent)
     np.testing.assert_allclose(outputs.numpy(), expected, rtol=1e-9, atol=1e-12)
-    regular = _numpy_conv(inputs, weights["kernel"], weights["bias"], strides, pads)
+    regular = helpers.numpy_conv(inputs, weights["kernel"], weights["bias"], strides, pads)
     assert np.abs(expected - regular).max() > 0.1  # the branch matters
 
     grads = tape.gradient(loss, [tensor] + layer.weights)
@@ -180,10 +155,10 @@ def test_whole_layer_against_an_independent_computation(modulated, rng):
     dict(kernel_size=3, padding=(0, 2)),
     dict(kernel_size=2, padding=((1, 0), (2, 1)), strides=(1, 2)),
 ])
-def test_compute_output_shape_matches_call(conv_args, data_format):
+def test_compute_output_shape_matches_call(conv_args, data_format, rng):
     shape = (2, 11, 9, 2) if data_format == "channels_last" else (2, 2, 11, 9)
     layer = DeformConv2D(3, data_format=data_format, **conv_args)
-    outputs = layer(_random(*shape))
+    outputs = layer(_random(rng, *shape))
     assert layer.compute_output_shape(shape) == tuple(outputs.shape)
     assert layer.compute_output_shape((None,) + shape[1:]) == (None,) + tuple(outputs.shape[1:])
     symbolic = layer(keras.Input(shape[1:]))
@@ -223,13 +198,13 @@ def test_bad_arguments_raise(kwargs, match):
         DeformConv2D(**kwargs)
 
 
-def test_bad_input_channels_raise():
+def test_bad_input_channels_raise(rng):
     with pytest.raises(ValueError, match="deformable_groups"):
-        DeformConv2D(4, 3, deformable_groups=3)(_random(1, 5, 5, 4))
+        DeformConv2D(4, 3, deformable_groups=3)(_random(rng, 1, 5, 5, 4))
     with pytest.raises(ValueError, match="groups"):
-        DeformConv2D(4, 3, groups=4)(_random(1, 5, 5, 6))
+        DeformConv2D(4, 3, groups=4)(_random(rng, 1, 5, 5, 6))
     with pytest.raises(ValueError):
-        DeformConv2D(4, 3)(_random(5, 5, 4))
+        DeformConv2D(4, 3)(_random(rng, 5, 5, 4))
 
 
 def test_config_round_trip():
@@ -255,22 +230,22 @@ def test_config_round_trip():
 
 # --- Learning rate of the offset branch ------------------------------------------
 
-def _twins(multiplier, x):
+def _twins(rng, multiplier, x):
     """A layer with `multiplier` and a multiplier-1 twin with the same, nonzero, weights."""
     layers = [DeformConv2D(3, 3, padding="same", offset_lr_multiplier=m)
               for m in (multiplier, 1.0)]
     for layer in layers:
         layer.build(x.shape)
-    weights = [w + _random(*w.shape, scale=0.1) for w in layers[0].get_weights()]
+    weights = [w + _random(rng, *w.shape, scale=0.1) for w in layers[0].get_weights()]
     for layer in layers:
         layer.set_weights(weights)
     return layers
 
 
-def test_branch_sgd_step_is_scaled_by_the_multiplier():
-    x = _random(2, 6, 6, 4)
-    target = _random(2, 6, 6, 3)
-    scaled, plain = _twins(0.1, x)
+def test_branch_sgd_step_is_scaled_by_the_multiplier(rng):
+    x = _random(rng, 2, 6, 6, 4)
+    target = _random(rng, 2, 6, 6, 3)
+    scaled, plain = _twins(rng, 0.1, x)
 
     def loss_of(layer):
         return tf.reduce_mean(tf.square(layer(x) - target))
@@ -295,13 +270,13 @@ def test_branch_sgd_step_is_scaled_by_the_multiplier():
                                    rtol=1e-4, atol=1e-7, err_msg=weight.name)
 
 
-def test_fit_step_moves_branch_by_the_multiplier_relative_to_a_twin():
+def test_fit_step_moves_branch_by_the_multiplier_relative_to_a_twin(rng):
     """One `Model.fit` step with SGD: same step for `kernel` / `bias` as the
     multiplier-1 twin, `multiplier` times its step for the branch."""
-    x = _random(4, 6, 6, 4)
-    y = _random(4, 6, 6, 3)
+    x = _random(rng, 4, 6, 6, 4)
+    y = _random(rng, 4, 6, 6, 3)
     steps = {}
-    for layer in _twins(0.1, x):
+    for layer in _twins(rng, 0.1, x):
         model = keras.Sequential([keras.Input(x.shape[1:]), layer])
         model.compile(keras.optimizers.SGD(0.3), "mse")
         before = [w.numpy() for w in layer.weights]
@@ -315,12 +290,12 @@ def test_fit_step_moves_branch_by_the_multiplier_relative_to_a_twin():
                                    rtol=1e-4, atol=1e-7, err_msg=name)
 
 
-def test_adam_normalises_the_multiplier_away_on_the_first_step():
+def test_adam_normalises_the_multiplier_away_on_the_first_step(rng):
     """Documented limitation: Adam's first step is +-lr whatever the gradient scale."""
-    x = _random(2, 6, 6, 4)
-    target = _random(2, 6, 6, 3)
+    x = _random(rng, 2, 6, 6, 4)
+    target = _random(rng, 2, 6, 6, 3)
     moved = {}
-    for layer in _twins(0.1, x):
+    for layer in _twins(rng, 0.1, x):
         optimizer = keras.optimizers.Adam(1e-3)
         before = layer.offset_kernel.numpy()
         with tf.GradientTape() as tape:
@@ -369,11 +344,11 @@ def test_compile_auto_does_not_choose_xla(monkeypatch):
     assert deformable.jit_compile is False
 
 
-def test_fit_evaluate_predict_with_compile_defaults():
+def test_fit_evaluate_predict_with_compile_defaults(rng):
     deformable, _ = _models()
     deformable.compile("adam", "mse")
     assert deformable.jit_compile is False
-    x, y = _random(8, 8, 8, 3), _random(8, 4)
+    x, y = _random(rng, 8, 8, 8, 3), _random(rng, 8, 4)
     history = deformable.fit(x, y, batch_size=4, epochs=2, verbose=0)
     assert np.all(np.isfinite(history.history["loss"]))
     assert np.isfinite(deformable.evaluate(x, y, verbose=0))
@@ -402,8 +377,7 @@ def _shifted_fields(rng, count, height=12, width=12):
     return inputs.astype("float32"), targets[..., None].astype("float32"), shifts
 
 
-def test_training_learns_offsets_on_a_geometric_task():
-    rng = np.random.default_rng(7)
+def test_training_learns_offsets_on_a_geometric_task(rng):
     x, y, shifts = _shifted_fields(rng, 256)
     layer = DeformConv2D(1, 1, modulated=False, use_bias=False, offset_lr_multiplier=1.0)
     model = keras.Sequential([keras.Input(x.shape[1:]), layer])

@@ -13,7 +13,6 @@ from keras_dcn.layers import DeformRoIPool
 from tests import reference
 from tests.layers import helpers
 
-RNG = np.random.default_rng(99)
 ROIS = np.array([
     [0, 2.0, 3.0, 25.0, 20.0],
     [1, 0.0, 0.0, 31.0, 31.0],
@@ -21,8 +20,8 @@ ROIS = np.array([
 ], "float32")
 
 
-def _features(*shape):
-    return RNG.standard_normal(shape).astype("float32")
+def _features(rng, *shape):
+    return rng.standard_normal(shape).astype("float32")
 
 
 def _to_first(x):
@@ -35,8 +34,8 @@ def _roi_align(features, rois, **kwargs):
 
 @pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
 @pytest.mark.parametrize("modulated, scale", [(True, 0.5), (False, 1.0)])
-def test_fresh_layer_is_roi_align(modulated, scale, data_format):
-    features = _features(2, 16, 16, 3)
+def test_fresh_layer_is_roi_align(modulated, scale, data_format, rng):
+    features = _features(rng, 2, 16, 16, 3)
     pool_args = dict(output_size=(3, 4), spatial_scale=0.5, sampling_ratio=2, aligned=True)
     layer = DeformRoIPool(hidden_units=16, modulated=modulated, data_format=data_format,
                           **pool_args)
@@ -68,15 +67,15 @@ def test_branch_weights(modulated, per_bin):
 
 
 @pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
-def test_branch_output_layout(data_format):
+def test_branch_output_layout(data_format, rng):
     """Branch outputs: (dy, dx) per bin k = ph * ow + pw, then one mask logit per bin."""
-    features = _features(2, 16, 16, 3)
+    features = _features(rng, 2, 16, 16, 3)
     oh, ow = 2, 3
     layer = DeformRoIPool(output_size=(oh, ow), hidden_units=8, gamma=0.2,
                           spatial_scale=0.5, data_format=data_format)
     inputs = features if data_format == "channels_last" else _to_first(features)
     layer(inputs, ROIS)
-    branch_bias = RNG.uniform(-1, 1, 3 * oh * ow).astype("float32")
+    branch_bias = rng.uniform(-1, 1, 3 * oh * ow).astype("float32")
     layer.offset_bias.assign(branch_bias)  # kernel 0: every RoI gets the bias
     offsets = np.broadcast_to(branch_bias[:2 * oh * ow].reshape(oh, ow, 2), (3, oh, ow, 2))
     mask = 1 / (1 + np.exp(-branch_bias[2 * oh * ow:].reshape(1, oh, ow, 1)))
@@ -88,18 +87,18 @@ def test_branch_output_layout(data_format):
     np.testing.assert_allclose(layer(inputs, ROIS), expected, rtol=1e-5, atol=1e-6)
 
 
-def test_branch_reads_the_roi_features():
+def test_branch_reads_the_roi_features(rng):
     """With nonzero weights the offsets of each RoI depend on what RoIAlign read."""
-    features = _features(2, 16, 16, 3)
+    features = _features(rng, 2, 16, 16, 3)
     layer = DeformRoIPool(output_size=2, hidden_units=8, hidden_initializer="glorot_uniform")
     layer(features, ROIS)
-    layer.offset_kernel.assign(RNG.standard_normal(layer.offset_kernel.shape))
+    layer.offset_kernel.assign(rng.standard_normal(layer.offset_kernel.shape))
     offsets, mask = layer.offsets_and_mask(tf.constant(features), tf.constant(ROIS))
     assert offsets.shape == (3, 2, 2, 2) and mask.shape == (3, 2, 2, 1)
     assert np.std(offsets.numpy(), axis=0).min() > 0
 
 
-def test_compute_output_shape_and_functional_use():
+def test_compute_output_shape_and_functional_use(rng):
     features = keras.Input((16, 16, 6))
     rois = keras.Input((5,))
     layer = DeformRoIPool(output_size=(3, 2), hidden_units=8, spatial_scale=0.5)
@@ -110,12 +109,12 @@ def test_compute_output_shape_and_functional_use():
     assert first.compute_output_shape((2, 6, 16, 16), (4, 5)) == (4, 6, 3, 3)
     model = keras.Model([features, rois], outputs)
     # RoIs are not batched with the images: one call per batch of images.
-    result = model.predict_on_batch([_features(2, 16, 16, 6), ROIS])
+    result = model.predict_on_batch([_features(rng, 2, 16, 16, 6), ROIS])
     assert result.shape == (3, 3, 2, 6)
 
 
-def test_arrays_integer_rois_and_empty_rois():
-    features = _features(2, 16, 16, 3)
+def test_arrays_integer_rois_and_empty_rois(rng):
+    features = _features(rng, 2, 16, 16, 3)
     layer = DeformRoIPool(output_size=2, hidden_units=4)
     as_int = layer(features, ROIS.astype("int32"))
     np.testing.assert_allclose(as_int, layer(features, np.floor(ROIS)), rtol=1e-6)
@@ -123,7 +122,7 @@ def test_arrays_integer_rois_and_empty_rois():
     assert empty.shape == (0, 2, 2, 3)
 
 
-def test_bad_arguments_raise():
+def test_bad_arguments_raise(rng):
     for kwargs, match in [
         (dict(output_size=0), "output_size"),
         (dict(spatial_scale=0), "spatial_scale"),
@@ -134,7 +133,7 @@ def test_bad_arguments_raise():
         with pytest.raises(ValueError, match=match):
             DeformRoIPool(**kwargs)
     with pytest.raises(ValueError, match="rois"):
-        DeformRoIPool(hidden_units=4)(_features(1, 8, 8, 2), np.zeros([3, 4], "float32"))
+        DeformRoIPool(hidden_units=4)(_features(rng, 1, 8, 8, 2), np.zeros([3, 4], "float32"))
 
 
 def test_config_round_trip():
@@ -153,9 +152,9 @@ def test_config_round_trip():
     assert DeformRoIPool().name != DeformRoIPool().name  # unique default names
 
 
-def test_training_moves_the_offsets():
-    features = _features(2, 16, 16, 4)
-    target = RNG.standard_normal((3, 3, 3, 4)).astype("float32")
+def test_training_moves_the_offsets(rng):
+    features = _features(rng, 2, 16, 16, 4)
+    target = rng.standard_normal((3, 3, 3, 4)).astype("float32")
     feature_input = keras.Input((16, 16, 4))
     roi_input = keras.Input((5,))
     layer = DeformRoIPool(output_size=3, hidden_units=32, hidden_initializer="glorot_uniform",
@@ -169,22 +168,6 @@ def test_training_moves_the_offsets():
     offsets, _ = layer.offsets_and_mask(tf.constant(features), tf.constant(ROIS))
     assert np.abs(offsets.numpy()).max() > 1e-3
     assert model.evaluate(dataset.take(1), verbose=0) < np.mean(target ** 2)
-
-
-def _numpy_branch(pooled, weights, output_size, modulated):
-    """The sibling branch in numpy: flattened RoIAlign features [R, oh, ow, C] -> fc ->
-    ReLU -> fc -> ReLU -> fc -> (dy, dx) per bin and, when modulated, a sigmoid mask."""
-    oh, ow = output_size
-    hidden = pooled.reshape(pooled.shape[0], -1)
-    for index in (1, 2):
-        hidden = np.maximum(
-            hidden @ weights[f"hidden{index}_kernel"] + weights[f"hidden{index}_bias"], 0)
-    branch = hidden @ weights["offset_kernel"] + weights["offset_bias"]
-    offsets = branch[:, :2 * oh * ow].reshape(-1, oh, ow, 2)
-    mask = None
-    if modulated:
-        mask = 1 / (1 + np.exp(-branch[:, 2 * oh * ow:].reshape(-1, oh, ow, 1)))
-    return offsets, mask
 
 
 @pytest.mark.parametrize("modulated", [True, False])
@@ -206,10 +189,8 @@ def test_whole_layer_against_an_independent_computation(modulated, rng):
     cotangent = rng.standard_normal((len(ROIS), 2, 3, 3))
 
     def independent(features, weights):
-        pooled = reference.deform_roi_pool(features, ROIS, **pool_args).numpy()
-        offsets, mask = _numpy_branch(pooled, weights, pool_args["output_size"], modulated)
-        return reference.deform_roi_pool(features, ROIS, offsets=offsets, mask=mask,
-                                         **pool_args).numpy()
+        return helpers.independent_deform_roi_pool(features, ROIS, weights, modulated,
+                                                   **pool_args)
 
     expected = independent(features, weights)
     inputs = tf.constant(features)

@@ -1,12 +1,14 @@
 """The layers under tf.distribute: MirroredStrategy over two logical CPUs matches one
 device on the same global batch, and MultiWorkerMirroredStrategy with two worker
-processes on localhost ends with identical weights on both workers.
+processes on localhost (on ports held for them from the start, so no other process can
+take them) ends with identical weights on both workers.
 
 Each case runs in fresh processes: logical devices must be configured before
-TensorFlow initialises, and a multi-worker cluster needs one process per worker."""
+TensorFlow initialises, and a multi-worker cluster needs one process per worker (tens
+of seconds: marked slow)."""
 
+import contextlib
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -14,8 +16,11 @@ import textwrap
 import time
 
 import numpy as np
+import pytest
 
 from tests.layers import helpers
+
+pytestmark = pytest.mark.slow
 
 # Shared by the child scripts: a small model holding both layers, its data, and a
 # deterministic set of weights (nonzero offset branches, so offsets matter).
@@ -134,40 +139,46 @@ def test_mirrored_two_devices_match_one_device():
     assert "MIRRORED-OK" in result.stdout
 
 
-def _free_ports(count):
-    sockets = []
-    try:
+@contextlib.contextmanager
+def _reserved_ports(count):
+    """`count` localhost ports, held until the block ends.
+
+    Each port stays bound by a socket with SO_REUSEPORT, so no other process can take
+    it (the kernel hands it to no `bind(0)`, and a bind without SO_REUSEPORT fails);
+    the workers' gRPC servers bind it beside that socket because TF_GRPC_REUSE_PORT=1
+    makes them set SO_REUSEPORT too. A port that was closed before the workers bound
+    it could be taken in between."""
+    with contextlib.ExitStack() as stack:
+        ports = []
         for _ in range(count):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             sock.bind(("127.0.0.1", 0))
-            sockets.append(sock)
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
+            ports.append(sock.getsockname()[1])
+        yield ports
 
 
 def test_multi_worker_mirrored_two_processes(tmp_path):
-    ports = _free_ports(2)
-    cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
     workers = []
-    try:
-        for index in range(2):
-            env = helpers.python_env(TF_CONFIG=json.dumps(
-                {"cluster": cluster, "task": {"type": "worker", "index": index}}))
-            workers.append(subprocess.Popen(
-                [sys.executable, "-c", textwrap.dedent(_WORKER),
-                 str(tmp_path / f"worker{index}.npz")],
-                cwd=helpers.REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                text=True))
-        deadline = time.monotonic() + 300
-        outputs = [worker.communicate(timeout=max(1.0, deadline - time.monotonic()))
-                   for worker in workers]
-    finally:
-        for worker in workers:
-            if worker.poll() is None:
-                worker.kill()
-                worker.communicate()
+    with _reserved_ports(2) as ports:
+        cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
+        try:
+            for index in range(2):
+                env = helpers.python_env(TF_GRPC_REUSE_PORT="1", TF_CONFIG=json.dumps(
+                    {"cluster": cluster, "task": {"type": "worker", "index": index}}))
+                workers.append(subprocess.Popen(
+                    [sys.executable, "-c", textwrap.dedent(_WORKER),
+                     str(tmp_path / f"worker{index}.npz")],
+                    cwd=helpers.REPO, env=env, stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE, text=True))
+            deadline = time.monotonic() + 300
+            outputs = [worker.communicate(timeout=max(1.0, deadline - time.monotonic()))
+                       for worker in workers]
+        finally:
+            for worker in workers:
+                if worker.poll() is None:
+                    worker.kill()
+                    worker.communicate()
     for worker, (stdout, stderr) in zip(workers, outputs):
         assert worker.returncode == 0 and "WORKER-OK" in stdout, f"{stdout}\n{stderr}"
     weights = [np.load(tmp_path / f"worker{index}.npz") for index in range(2)]

@@ -11,8 +11,6 @@ import keras_dcn
 
 from keras_dcn.layers import DeformConv2D, DeformRoIPool
 
-RNG = np.random.default_rng(5)
-
 
 @pytest.fixture(params=["mixed_float16", "mixed_bfloat16"])
 def policy(request):
@@ -30,9 +28,9 @@ def _assert_float32_variables(layer):
         assert weight.dtype == "float32", weight.path
 
 
-def test_deform_conv2d(policy):
-    x = RNG.standard_normal((8, 8, 8, 3)).astype("float32")
-    y = RNG.standard_normal((8, 4)).astype("float32")
+def test_deform_conv2d(policy, rng):
+    x = rng.standard_normal((8, 8, 8, 3)).astype("float32")
+    y = rng.standard_normal((8, 4)).astype("float32")
     layer = DeformConv2D(4, 3, padding="same")
     inputs = keras.Input((8, 8, 3))
     model = keras.Model(inputs, keras.layers.Activation("linear", dtype="float32")(
@@ -41,7 +39,7 @@ def test_deform_conv2d(policy):
     assert layer(x).dtype == policy.compute_dtype
     _assert_float32_variables(layer)
     # Nonzero offsets, so the branch gets gradients through the op's half kernels.
-    layer.offset_kernel.assign(RNG.standard_normal(layer.offset_kernel.shape) * 0.1)
+    layer.offset_kernel.assign(rng.standard_normal(layer.offset_kernel.shape) * 0.1)
     before = [w.numpy() for w in layer.weights]
     model.compile(keras.optimizers.SGD(0.1), "mse")
     history = model.fit(x, y, batch_size=4, epochs=2, verbose=0)
@@ -51,8 +49,8 @@ def test_deform_conv2d(policy):
     _assert_float32_variables(layer)
 
 
-def test_deform_roi_pool(policy, monkeypatch):
-    features = RNG.standard_normal((2, 16, 16, 4)).astype("float32")
+def test_deform_roi_pool(policy, monkeypatch, rng):
+    features = rng.standard_normal((2, 16, 16, 4)).astype("float32")
     # Box corners that float16 / bfloat16 cannot hold exactly.
     rois = np.array([[0, 1.3, 2.1, 27.7, 29.9], [1, 0.1, 3.3, 30.9, 17.1]], "float32")
     layer = DeformRoIPool(output_size=3, hidden_units=16, spatial_scale=0.5)
@@ -84,7 +82,7 @@ def test_deform_roi_pool(policy, monkeypatch):
         if hasattr(seen_rois, "numpy"):  # eager (a traced tensor has no value)
             np.testing.assert_array_equal(seen_rois, rois)
 
-    target = RNG.standard_normal((2, 3, 3, 4)).astype("float32")
+    target = rng.standard_normal((2, 3, 3, 4)).astype("float32")
     before = [w.numpy() for w in layer.weights]
     model.compile(keras.optimizers.SGD(0.5), "mse")
     dataset = tf.data.Dataset.from_tensors(((features, rois), target)).repeat(3)
@@ -107,18 +105,18 @@ def _half_and_float32_twins(make, policy, *build_shapes):
     return reference, half
 
 
-def test_deform_conv2d_matches_float32_to_the_half_precision(policy):
+def test_deform_conv2d_matches_float32_to_the_half_precision(policy, rng):
     """Inputs, weights and offsets are each rounded once to the half type, products
     accumulate in float32 and the output is rounded once: the error stays within
     4 u (|x| * |w| summed over the taps, plus |y|), u the unit roundoff."""
     u = UNIT_ROUNDOFF[policy.name]
-    x = RNG.standard_normal((2, 9, 9, 8)).astype("float32")
+    x = rng.standard_normal((2, 9, 9, 8)).astype("float32")
     reference, half = _half_and_float32_twins(
         lambda dtype: DeformConv2D(6, 3, padding="same", deformable_groups=2, dtype=dtype),
         policy, x.shape)
     for weight in reference.weights:  # offsets of about a pixel
         scale = 0.1 if weight.name == "offset_kernel" else 0.3
-        weight.assign(RNG.normal(0.0, scale, weight.shape))
+        weight.assign(rng.normal(0.0, scale, weight.shape))
     half.set_weights(reference.get_weights())
     expected = reference(x).numpy()
     got = half(x).numpy().astype("float32")
@@ -130,18 +128,18 @@ def test_deform_conv2d_matches_float32_to_the_half_precision(policy):
     assert np.all(np.abs(got - expected) <= bound), np.max(np.abs(got - expected) / bound)
 
 
-def test_deform_roi_pool_matches_float32_to_the_half_precision(policy):
+def test_deform_roi_pool_matches_float32_to_the_half_precision(policy, rng):
     """As for the convolution, and the offsets come from three fc layers computed in
     the half type: within 8 u (the pooled |features| plus |y|)."""
     u = UNIT_ROUNDOFF[policy.name]
-    features = RNG.standard_normal((2, 16, 16, 4)).astype("float32")
+    features = rng.standard_normal((2, 16, 16, 4)).astype("float32")
     rois = np.array([[0, 1.3, 2.1, 27.7, 29.9], [1, 0.1, 3.3, 30.9, 17.1]], "float32")
     reference, half = _half_and_float32_twins(
         lambda dtype: DeformRoIPool(output_size=3, hidden_units=16, spatial_scale=0.5,
                                     dtype=dtype),
         policy, features.shape, rois.shape)
     for weight in reference.weights:
-        weight.assign(RNG.normal(0.0, 0.3, weight.shape))
+        weight.assign(rng.normal(0.0, 0.3, weight.shape))
     half.set_weights(reference.get_weights())
     expected = reference(features, rois).numpy()
     got = half(features, rois).numpy().astype("float32")

@@ -30,6 +30,7 @@ def test_missing_checkpoint_needs_a_variant_to_train(tmp_path, command_flags):
         analyze.ensure_trained(None, str(tmp_path))
 
 
+@pytest.mark.slow
 def test_command_draws_both_figures(tmp_path, tiny_run, tiny_data, command_flags):
     image = os.path.join(tiny_data["root"], "val", "000001.png")
     out = tmp_path / "out"

@@ -19,6 +19,7 @@ CHECKS = [str(pathlib.Path(__file__).with_name(name)) for name in (
 SELECTED = "over_many_tiles or odd_channels or accumulate"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("isa", ["generic", "avx512"])
 def test_capped_cpu_isa_matches_reference(isa):
     """The products without the micro-kernels (Eigen's), and without the bfloat16 ones,

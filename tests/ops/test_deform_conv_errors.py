@@ -327,6 +327,7 @@ def overflow_outcomes():
     return outcomes
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", list(OVERFLOW_CASES))
 def test_overflowing_sizes_raise_instead_of_crashing(case, overflow_outcomes):
     outcome = overflow_outcomes[case]

@@ -13,8 +13,6 @@ from models.common import runtime
 from models.configs.experiments import SYNTHETIC_EXPERIMENT
 from models.modeling.layers.deform_roi_aligner import MultilevelDeformableROIAligner
 
-RNG = np.random.default_rng(8)
-
 
 def _restored(params, run_dir):
     """The trained model as the task builds it (no analysis changes)."""
@@ -24,7 +22,8 @@ def _restored(params, run_dir):
     return model
 
 
-def test_regular_twin_computes_the_regular_model(tiny_run):
+@pytest.mark.slow
+def test_regular_twin_computes_the_regular_model(tiny_run, rng):
     run_dir = tiny_run("regular")
     params = spatial_support.run_params(run_dir)
     assert params.task.model.variant == "regular"
@@ -42,7 +41,7 @@ def test_regular_twin_computes_the_regular_model(tiny_run):
     assert (pools[0].sampling_ratio, pools[0].aligned, pools[0].modulated) == (
         plain["sampling_ratio"], plain["aligned"], False)
 
-    images = RNG.uniform(0, 255, (1, 64, 64, 3)).astype("float32")
+    images = rng.uniform(0, 255, (1, 64, 64, 3)).astype("float32")
     expected = regular.backbone(spatial_support.normalize(images), training=False)
     for level in ("2", "3", "4", "5"):
         position = (1, 0)
@@ -67,6 +66,7 @@ def dcnv2_model(tiny_run):
     return spatial_support.load_model(params, run_dir)  # asserts every weight restored
 
 
+@pytest.mark.slow
 def test_deformable_runs_load_unchanged(dcnv2_model):
     convs, pools = spatial_support.probed_layers(dcnv2_model)
     assert len(convs) == 6 and all(c.modulated for c in convs)
@@ -92,8 +92,8 @@ def test_analysis_model_config():
         config("regular", (6,))
 
 
-def test_fit_image_scales_and_pads_with_the_mean_colour():
-    image = RNG.integers(0, 255, (40, 80, 3), dtype=np.uint8)
+def test_fit_image_scales_and_pads_with_the_mean_colour(rng):
+    image = rng.integers(0, 255, (40, 80, 3), dtype=np.uint8)
     canvas, scale = spatial_support.fit_image(image, (64, 64))
     assert scale == pytest.approx(0.8) and canvas.shape == (64, 64, 3)
     assert canvas.dtype == np.uint8
@@ -103,6 +103,7 @@ def test_fit_image_scales_and_pads_with_the_mean_colour():
     assert one == 1.0 and np.array_equal(same, image[:32, :32])
 
 
+@pytest.mark.slow
 def test_bad_arguments(tmp_path, dcnv2_model):
     with pytest.raises(FileNotFoundError, match="no params.yaml"):
         spatial_support.run_params(str(tmp_path))

@@ -3,6 +3,8 @@ and the table of runs."""
 
 import json
 
+import pytest
+
 from models.evaluation import coco
 
 LOGS = {"AP": 0.5, "AP50": 0.75, "AP75": 0.5, "APs": -1.0, "APm": 0.25, "APl": 0.625,
@@ -36,7 +38,7 @@ def test_write_metrics_and_format_table(tmp_path):
     assert regular.split() == ["regular"] + ["-"] * 12
 
 
-
+@pytest.mark.slow
 def test_coco_evaluator_reuses_its_traced_step(tiny_overrides, tmp_path):
     """Called twice on one model, the evaluator traces the validation step once (traces
     counted where the step's Python body runs), starts its aggregation afresh on each

@@ -29,6 +29,7 @@ def test_build_roi_aligner_follows_the_config(deformable):
     assert (aligner.pool is not None) == deformable
 
 
+@pytest.mark.slow
 def test_regular_model_has_no_model_garden_aligner(tiny_overrides):
     """The regular variant's box and mask aligners are plain `MultilevelDeformableROIAligner`s
     (no weights, the config's sampling), and no Model Garden `MultilevelROIAligner` is

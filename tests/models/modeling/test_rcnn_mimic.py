@@ -16,8 +16,7 @@ from models.common import runtime
 from models.configs.experiments import SYNTHETIC_EXPERIMENT
 from models.modeling import rcnn_mimic as mimic
 from models.serving import detection
-
-RNG = np.random.default_rng(0)
+from tests import random_state
 
 
 def _np_iou(a, b):
@@ -31,14 +30,14 @@ def _np_iou(a, b):
     return np.where(union > 0, inter / np.where(union > 0, union, 1), 0)
 
 
-def _random_boxes(shape, size=64.0):
-    corners = RNG.uniform(0, size, shape + (2, 2))
+def _random_boxes(rng, shape, size=64.0):
+    corners = rng.uniform(0, size, shape + (2, 2))
     low, high = corners.min(axis=-2), corners.max(axis=-2)
     return np.concatenate([low, high], axis=-1).astype(np.float32)
 
 
-def test_box_iou_matches_numpy():
-    a, b = _random_boxes((3, 20)), _random_boxes((3, 20))
+def test_box_iou_matches_numpy(rng):
+    a, b = _random_boxes(rng, (3, 20)), _random_boxes(rng, (3, 20))
     b[0, :5] = a[0, :5]  # identical boxes: IoU 1
     np.testing.assert_allclose(mimic.box_iou(a, b).numpy(), _np_iou(a, b), atol=1e-6)
     np.testing.assert_allclose(mimic.box_iou(a[0, :5], b[0, :5]).numpy(), 1.0, atol=1e-6)
@@ -68,12 +67,12 @@ def _branch(**kwargs):
 
 
 @pytest.mark.parametrize("roi_type", ["positive", "negative", "all"])
-def test_eligible_rois(roi_type):
-    rois = _random_boxes((2, 30))
-    gt = np.where(RNG.uniform(size=(2, 30, 1)) < 0.5,
-                  rois + RNG.uniform(-3, 3, rois.shape).astype(np.float32),
-                  _random_boxes((2, 30)))
-    classes = RNG.integers(0, 5, (2, 30))
+def test_eligible_rois(roi_type, rng):
+    rois = _random_boxes(rng, (2, 30))
+    gt = np.where(rng.uniform(size=(2, 30, 1)) < 0.5,
+                  rois + rng.uniform(-3, 3, rois.shape).astype(np.float32),
+                  _random_boxes(rng, (2, 30)))
+    classes = rng.integers(0, 5, (2, 30))
     rois[1, -4:] = 0.0  # the sampler's padding
     branch = _branch(roi_type=roi_type, iou_threshold=0.6)
     got = branch.eligible(rois, gt, tf.constant(classes)).numpy()
@@ -112,14 +111,14 @@ def test_sample_is_random():
 
 
 @pytest.mark.parametrize("reduction", ["sum", "mean"])
-def test_mimic_losses_match_numpy(reduction):
+def test_mimic_losses_match_numpy(reduction, rng):
     batch, slots, dims, classes = 3, 4, 8, 5
-    rcnn = RNG.normal(size=(batch, slots, dims)).astype(np.float32)
-    frcnn = RNG.normal(size=(batch, slots, dims)).astype(np.float32)
+    rcnn = rng.normal(size=(batch, slots, dims)).astype(np.float32)
+    frcnn = rng.normal(size=(batch, slots, dims)).astype(np.float32)
     frcnn[0, 0] = 2.5 * rcnn[0, 0]  # parallel: no loss
-    logits = RNG.normal(size=(batch, slots, classes)).astype(np.float32)
-    targets = RNG.integers(0, classes, (batch, slots))
-    weights = (RNG.uniform(size=(batch, slots)) < 0.7).astype(np.float32)
+    logits = rng.normal(size=(batch, slots, classes)).astype(np.float32)
+    targets = rng.integers(0, classes, (batch, slots))
+    weights = (rng.uniform(size=(batch, slots)) < 0.7).astype(np.float32)
     weights[0, 0] = 1.0
     outputs = {mimic.RCNN_FEATURES: rcnn, mimic.FRCNN_FEATURES: frcnn,
                mimic.CLASS_OUTPUTS: logits, mimic.CLASS_TARGETS: targets,
@@ -161,10 +160,11 @@ def _task(tiny_overrides, variant="dcnv2", **settings):
 @pytest.fixture(scope="module")
 def tiny(tiny_overrides):
     """A dcnv2 task with mimicking, its model and one training batch."""
-    tf_keras.utils.set_random_seed(3)
-    params, task = _task(tiny_overrides)
-    model = task.build_model()
-    batch = next(iter(task.build_inputs(params.task.train_data)))
+    with random_state.restored():
+        tf_keras.utils.set_random_seed(3)
+        params, task = _task(tiny_overrides)
+        model = task.build_model()
+        batch = next(iter(task.build_inputs(params.task.train_data)))
     return task, model, batch
 
 
@@ -173,6 +173,7 @@ def _training_outputs(model, batch):
     return model(images, **model._target_inputs(labels), training=True)
 
 
+@pytest.mark.slow
 def test_branch_outputs_and_positive_rois_only(tiny):
     task, model, batch = tiny
     outputs = _training_outputs(model, batch)
@@ -195,6 +196,7 @@ def test_branch_outputs_and_positive_rois_only(tiny):
         float(base["total_loss"] + weighted), rel=1e-5)
 
 
+@pytest.mark.slow
 def test_model_garden_train_step_adds_and_logs_the_losses(tiny):
     task, model, batch = tiny
     metrics = task.build_metrics(training=True)
@@ -204,6 +206,7 @@ def test_model_garden_train_step_adds_and_logs_the_losses(tiny):
     assert float(logs["loss"]) == pytest.approx(results["total_loss"])
 
 
+@pytest.mark.slow
 def test_negative_rois_when_asked(tiny_overrides):
     params, task = _task(tiny_overrides, roi_type="negative")
     model = task.build_model()
@@ -228,6 +231,7 @@ def _reached(model, batch, loss_fn):
     return reached
 
 
+@pytest.mark.slow
 def test_mimic_gradients_reach_shared_parts_not_the_classifiers(tiny):
     _, model, batch = tiny
     reached = _reached(
@@ -256,6 +260,7 @@ def test_mimic_gradients_reach_shared_parts_not_the_classifiers(tiny):
     assert not any(v.name in reached for v in head._classifier.trainable_variables)
 
 
+@pytest.mark.slow
 def test_inference_and_validation_do_not_run_the_branch(tiny):
     _, model, (images, labels) = tiny
     inference = model(images, image_shape=labels["image_info"][:, 1, :],
@@ -276,6 +281,7 @@ def _mimic_loss(model, images, labels):
     return float(mimic.mimic_losses(outputs, "mean")[mimic.MIMIC_LOSS])
 
 
+@pytest.mark.slow
 def test_mimic_loss_falls_and_is_logged(tiny_overrides):
     tf_keras.utils.set_random_seed(7)
     # L_mimic at full weight, so that the other losses do not decide its course.

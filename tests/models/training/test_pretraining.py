@@ -4,36 +4,21 @@ Mask R-CNN (offset branches left at zero), reused when the settings are unchange
 
 import dataclasses
 import os
-import random
 
 import numpy as np
 import pytest
-import tensorflow as tf
 from official.core import task_factory
-from tensorflow.python.eager import context
 
-from keras_dcn import tf_keras as dcn_layers
 from models.common import runtime
 from models.configs.experiments import SYNTHETIC_EXPERIMENT
 from models.data import synthetic
 from models.training import pretraining
+from tests.models import helpers
 
 TINY = pretraining.PretrainSettings(image_size=32, train_images=8, val_images=6, steps=2,
                                     batch_size=4, learning_rate=1e-3, seed=3)
 GENERATOR = synthetic.GeneratorConfig(max_strokes=0, min_strokes=0, fills=("flat",),
                                       centred=True, min_area_frac=0.1)
-
-
-@pytest.fixture
-def keep_global_seeds():
-    """Restores Python's, NumPy's and TensorFlow's global random state, which
-    pretraining seeds."""
-    python_state, numpy_state = random.getstate(), np.random.get_state()
-    tf_seed = context.global_seed()
-    yield
-    random.setstate(python_state)
-    np.random.set_state(numpy_state)
-    tf.random.set_seed(tf_seed)
 
 
 def test_confusion_matrix_counts_pairs(rng):
@@ -72,16 +57,9 @@ def test_regular_backbone_config_drops_the_deformable_stages(tiny_overrides):
         pretraining.regular_backbone_config(other.task.model)
 
 
-def _variables(path):
-    """`{key: value}` of the variables of a checkpoint (object-graph keys)."""
-    reader = tf.train.load_checkpoint(path)
-    return {key: reader.get_tensor(key) for key in reader.get_variable_to_shape_map()
-            if key.endswith("/.ATTRIBUTES/VARIABLE_VALUE")}
-
-
 @pytest.mark.slow
 def test_pretrained_backbone_initialises_every_dcnv2_backbone_variable(
-        tiny_overrides, tmp_path, keep_global_seeds):
+        tiny_overrides, tmp_path):
     """A tiny pretraining writes a checkpoint of the regular backbone. Through
     `DcnMaskRCNNTask.initialize` (modules 'backbone') it sets every backbone variable
     of a DCNv2 model to the checkpoint's value, except the deformable offset / mask
@@ -105,25 +83,8 @@ def test_pretrained_backbone_initialises_every_dcnv2_backbone_variable(
                   "init_checkpoint_modules": "backbone"}})
     task = task_factory.get_task(init.task)
     model = task.build_model()
-    deformable = [m for m in model.backbone.submodules
-                  if isinstance(m, dcn_layers.DeformConv2D)]
-    assert deformable
     task.initialize(model)
-
-    # Every backbone variable, read back under its object-graph key, has the value of
-    # the pretrained checkpoint; only the offset branches are not in it.
-    restored = _variables(tf.train.Checkpoint(backbone=model.backbone).write(
-        str(tmp_path / "restored" / "backbone")))
-    pretrained = _variables(summary["checkpoint"])
-    branch = {key for key in restored if "/offset_kernel/" in key or "/offset_bias/" in key}
-    assert len(branch) == 2 * len(deformable)
-    assert len(restored) == len(model.backbone.variables)
-    assert set(restored) - branch <= set(pretrained)
-    for key in set(restored) - branch:
-        np.testing.assert_array_equal(restored[key], pretrained[key], err_msg=key)
-    for layer in deformable:
-        assert not np.any(layer.offset_kernel.numpy())
-        assert not np.any(layer.offset_bias.numpy())
+    helpers.assert_backbone_restored(model.backbone, summary["checkpoint"], str(tmp_path))
 
     # Same settings: reused, nothing retrained. Another setting: trained again.
     index = summary["checkpoint"] + ".index"

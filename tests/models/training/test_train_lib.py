@@ -30,7 +30,9 @@ def test_model_garden_trainer_resumes_under_mirrored_strategy(trained):
     metrics = logs["metrics"]
     for kind in ("box", "mask"):
         assert set(metrics[kind]) == {"AP", "AP50", "AP75", "APs", "APm", "APl"}
-        assert all(-1 <= v <= 1 for v in metrics[kind].values())
+        # COCO's -1 means no object of that size; accuracy itself is checked on an
+        # overfit run (test_keras_trainer.py), not on this one-step run.
+        assert all(v == -1 or 0 <= v <= 1 for v in metrics[kind].values())
 
 
 def test_keras_fit_continues_under_mirrored_strategy(trained):

@@ -67,23 +67,22 @@ def test_rejects_unknown_stages():
         DeformableResNet(model_id=18, deformable_stages=[6], input_specs=SPEC)
 
 
-def test_zero_offsets_and_mask_one_half_at_initialisation():
+def test_zero_offsets_and_mask_one_half_at_initialisation(rng):
     model = DeformableResNet(model_id=18, input_specs=SPEC)  # DCNv2, conv3-conv5
-    x = tf.random.normal([2, 64, 64, 3])
-    model(x, training=False)
+    model(rng.standard_normal((2, 64, 64, 3)).astype("float32"), training=False)
     for conv in _deformable_convs(model):
         channels = conv.kernel.shape[2]
-        offsets, mask = conv.offsets_and_mask(tf.random.normal([1, 8, 8, channels]))
+        offsets, mask = conv.offsets_and_mask(
+            tf.constant(rng.standard_normal((1, 8, 8, channels)), tf.float32))
         np.testing.assert_array_equal(offsets.numpy(), 0.0)
         np.testing.assert_allclose(mask.numpy(), 0.5)
         assert mask.shape[-1] == 9
 
 
-def test_regular_resnet_checkpoint_restores_and_reproduces_features(tmp_path):
+def test_regular_resnet_checkpoint_restores_and_reproduces_features(tmp_path, rng):
     """A tf.train.Checkpoint of Model Garden's ResNet restores into the deformable
     backbone (every regular variable found by name; only the offset branches are
     new), and with zero offsets and no modulation the features are the same."""
-    rng = np.random.default_rng(0)
     tf_keras.utils.set_random_seed(0)
     regular = resnet.ResNet(model_id=18, input_specs=SPEC)
     _randomize_batch_norm(regular, rng)

@@ -1,0 +1,25 @@
+"""python -m models.export: the experiment, checkpoint, folder and signature batch size
+it exports with (the export itself: tests/models/serving/test_detection.py)."""
+
+import pytest
+
+from models import export
+from models.configs.experiments import SYNTHETIC_EXPERIMENT
+from models.serving import detection
+
+
+@pytest.mark.parametrize("flag, batch_size", [((), 1), (("--batch_size", "4"), 4),
+                                              (("--batch_size", "0"), None)])
+def test_exports_the_overridden_experiment(monkeypatch, command_flags, capsys, flag,
+                                           batch_size):
+    calls = []
+    monkeypatch.setattr(detection, "export_saved_model",
+                        lambda *args: calls.append(args) or "out/saved_model")
+    command_flags(export, "--experiment", SYNTHETIC_EXPERIMENT, "--checkpoint", "run",
+                  "--export_dir", "out", "--params_override",
+                  "task.model.variant=regular", *flag)
+    export.main([])
+    (params, checkpoint, export_dir, given_batch_size), = calls
+    assert params.task.model.variant == "regular"
+    assert (checkpoint, export_dir, given_batch_size) == ("run", "out", batch_size)
+    assert capsys.readouterr().out.strip() == "SavedModel: out/saved_model"
