@@ -74,7 +74,7 @@ test-ops: install
 FUZZ_CALLS ?= 100000
 fuzz: install
 	mkdir -p build
-	$(PY) -m tests.ops.fuzz --calls $(FUZZ_CALLS) --log build/fuzz.log
+	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m tests.ops.fuzz --calls $(FUZZ_CALLS) --log build/fuzz.log
 
 # The sanitized library loads into an uninstrumented Python with the sanitizer
 # runtimes preloaded; leak checking is off (the interpreter itself never frees

@@ -9,6 +9,8 @@ from keras_dcn.ops import _args
 # The kernels' limit (kMaxSamplingRatio in
 # tf_ops/cc/kernels/portable/deform_roi_pool.h).
 _MAX_SAMPLING_RATIO = 4096
+# The most elements a tensor may have (int64 sizes).
+_MAX_ELEMENTS = 2**63 - 1
 
 
 def _float32_attr(value, name, positive=False):
@@ -128,6 +130,10 @@ def deform_roi_pool(features, rois, offsets=None, mask=None, output_size=(7, 7),
         offsets = None if offsets is None else _args.float_tensor(offsets, "offsets", dtype)
         mask = None if mask is None else _args.float_tensor(mask, "mask", dtype)
         output_size = _args.positive_pair(output_size, "output_size")
+        if output_size[0] * output_size[1] * 2 > _MAX_ELEMENTS:
+            raise ValueError(
+                f"output_size {output_size} is too large: the offsets of one RoI, "
+                f"[oh, ow, 2], would have more than 2**63 - 1 elements")
         sampling_ratio = _args.integer(sampling_ratio, "sampling_ratio")
         if sampling_ratio > _MAX_SAMPLING_RATIO:
             raise ValueError(

@@ -596,8 +596,12 @@ def test_grad_kernel_checks_output_grad():
 
 
 def test_huge_output_size_fails_cleanly():
+    # Not even one RoI's offsets fit in a tensor.
+    with pytest.raises(ValueError, match=r"output_size \(3, 4611686018427387904\) is too large"):
+        deform_roi_pool(FEATURES, ROIS, output_size=(3, 2 ** 62))
+    # One RoI's do, not those of all of them.
     with pytest.raises(InvalidArgumentError, match="more than 2\\*\\*63 - 1 elements"):
-        deform_roi_pool(FEATURES, ROIS, output_size=(2 ** 31, 2 ** 31))
+        deform_roi_pool(FEATURES, ROIS, output_size=(2 ** 30, 2 ** 31))
     # Nothing to allocate without RoIs.
-    out = deform_roi_pool(FEATURES, np.zeros((0, 5), np.float32), output_size=(2 ** 31, 2 ** 31))
-    assert out.shape == (0, 2 ** 31, 2 ** 31, 3)
+    out = deform_roi_pool(FEATURES, np.zeros((0, 5), np.float32), output_size=(2 ** 30, 2 ** 31))
+    assert out.shape == (0, 2 ** 30, 2 ** 31, 3)
