@@ -108,6 +108,12 @@ class Fuzzer:
                 return tf.constant(np.nan_to_num(values).astype(np.int32))
         return tf.cast(tf.constant(values), dtype)
 
+    def tensors(self, dtype, **shapes):
+        """`{name: tensor}` of the (clipped) `shapes`, sometimes broken or of another
+        dtype than `dtype`."""
+        return {name: self.tensor(self.maybe_break(self.clip(shape)), self.other_dtype(dtype))
+                for name, shape in shapes.items()}
+
     def dtype(self):
         return FLOAT_DTYPES[int(self.rng.integers(len(FLOAT_DTYPES)))]
 
@@ -132,16 +138,14 @@ class Fuzzer:
         ho, wo = conv_output_size([h, w], [kh, kw], attrs)
         taps = max(dg, 1) * max(kh, 1) * max(kw, 1)
         dtype = self.dtype()
-        shapes = dict(inputs=[n, h, w, channels], offsets=[n, ho, wo, 2 * taps],
-                      mask=[n, ho, wo, taps],
-                      kernel=[kh, kw, channels // max(groups, 1), filters], bias=[filters])
-        shapes = {key: self.clip(shape) for key, shape in shapes.items()}
-        tensors = {k: self.tensor(self.maybe_break(v), self.other_dtype(dtype))
-                   for k, v in shapes.items()}
-        return tensors, attrs, shapes
+        tensors = self.tensors(dtype, inputs=[n, h, w, channels],
+                               offsets=[n, ho, wo, 2 * taps], mask=[n, ho, wo, taps],
+                               kernel=[kh, kw, channels // max(groups, 1), filters],
+                               bias=[filters])
+        return tensors, attrs
 
     def call_conv(self):
-        tensors, attrs, shapes = self.conv_case()
+        tensors, attrs = self.conv_case()
         channels_first = self.chance(0.3)
         if self.chance(0.5):  # the public op
             padding = {"valid": "valid", "same": "same",
@@ -219,12 +223,10 @@ class Fuzzer:
                 rois[row, col] = self.rng.choice([-1.0, n + 0.5, np.nan, np.inf, -5.0, 1e38])
         roi_shape = self.maybe_break([len(rois), 5])
         if roi_shape != [len(rois), 5]:
-            rois = np.zeros([min(max(d, 0), 64) for d in roi_shape])
+            rois = np.zeros(self.clip(roi_shape))
         rois = tf.constant(rois, tf.float64 if self.chance(0.5) else tf.float32)
-        shapes = dict(features=[n, h, w, c], offsets=[r, oh, ow, 2], mask=[r, oh, ow, 1])
-        shapes = {key: self.clip(shape) for key, shape in shapes.items()}
-        tensors = {k: self.tensor(self.maybe_break(v), self.other_dtype(dtype))
-                   for k, v in shapes.items()}
+        tensors = self.tensors(dtype, features=[n, h, w, c], offsets=[r, oh, ow, 2],
+                               mask=[r, oh, ow, 1])
         return tensors, rois, attrs
 
     def call_roi_pool(self):
