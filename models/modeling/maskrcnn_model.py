@@ -25,6 +25,7 @@ import tf_keras
 
 from official.vision.modeling import maskrcnn_model
 
+from models.modeling import classifier_stats
 from models.modeling import rcnn_mimic
 
 PACKAGE = "keras_dcn_models"
@@ -43,8 +44,8 @@ class DcnMaskRCNNModel(maskrcnn_model.MaskRCNNModel):
 
     Args:
       loss_fn: `loss_fn(outputs, labels, aux_losses) -> {name: scalar}` with at least
-        the keys of `LOSS_NAMES` (and `MIMIC_LOSS_NAMES` with a mimic branch); needed by
-        `train_step` / `test_step` only.
+        the keys of `LOSS_NAMES` and `classifier_stats.NAMES` (and `MIMIC_LOSS_NAMES`
+        with a mimic branch); needed by `train_step` / `test_step` only.
       mimic_branch: an `RCNNMimicBranch`; the detection head must then be a
         `FeatureDetectionHead` and there must be a single (non-cascade) head.
       **kwargs: the components and settings of `MaskRCNNModel`.
@@ -62,12 +63,14 @@ class DcnMaskRCNNModel(maskrcnn_model.MaskRCNNModel):
                                  f"{type(self.detection_head[0]).__name__}")
         self.mimic_branch = mimic_branch
         self._loss_fn = loss_fn
-        names = LOSS_NAMES + (MIMIC_LOSS_NAMES if mimic_branch is not None else ())
+        names = (LOSS_NAMES + classifier_stats.NAMES
+                 + (MIMIC_LOSS_NAMES if mimic_branch is not None else ()))
         self._loss_trackers = [tf_keras.metrics.Mean(name) for name in names]
 
     @property
     def metrics(self):
-        """The means of the losses that `fit` and `evaluate` report."""
+        """The means of the losses (and classifier statistics) that `fit` and
+        `evaluate` report."""
         return list(self._loss_trackers)
 
     def call(self, images, *, image_shape, anchor_boxes=None, gt_boxes=None,

@@ -27,6 +27,7 @@ from keras_dcn import tf_keras as dcn_layers
 from models.configs import maskrcnn as dcn_config
 from models.data import coco_checks
 from models.data import record_files
+from models.modeling import classifier_stats
 from models.modeling import factory
 from models.modeling import maskrcnn_model
 from models.modeling import rcnn_mimic
@@ -99,10 +100,14 @@ class DcnMaskRCNNTask(maskrcnn_task.MaskRCNNTask):
             per_category_metrics=self.task_config.per_category_metrics)
 
     def build_losses(self, outputs, labels, aux_losses=None):
-        """Model Garden's Mask R-CNN losses, plus, when `outputs` holds the R-CNN
-        branch's values, `mimic_loss` and `rcnn_cls_loss` (unweighted) with their
-        weighted sum added to `model_loss` and `total_loss`."""
+        """Model Garden's Mask R-CNN losses and the Fast R-CNN classifier's statistics
+        on its sampled RoIs (`classifier_stats.NAMES`, logged, not optimised), plus,
+        when `outputs` holds the R-CNN branch's values, `mimic_loss` and
+        `rcnn_cls_loss` (unweighted) with their weighted sum added to `model_loss` and
+        `total_loss`."""
         losses = super().build_losses(outputs, labels, aux_losses)
+        losses.update(classifier_stats.classifier_statistics(outputs["class_outputs"],
+                                                             outputs["class_targets"]))
         if rcnn_mimic.WEIGHTS not in outputs:
             return losses
         settings = self.task_config.model.mimic
@@ -115,9 +120,13 @@ class DcnMaskRCNNTask(maskrcnn_task.MaskRCNNTask):
         return losses
 
     def build_metrics(self, training: bool = True):
-        """Model Garden's metrics; in training with mimicking also the means of the
-        two mimic losses (logged to TensorBoard by Model Garden's trainer)."""
+        """Model Garden's metrics; in training also the means of the classifier's
+        statistics and, with mimicking, of the two mimic losses (logged to TensorBoard
+        by Model Garden's trainer)."""
         metrics = super().build_metrics(training)
+        if training:
+            metrics += [tf_keras.metrics.Mean(name, dtype=tf.float32)
+                        for name in classifier_stats.NAMES]
         if training and self.task_config.model.mimic.enabled:
             metrics += [tf_keras.metrics.Mean(name, dtype=tf.float32)
                         for name in maskrcnn_model.MIMIC_LOSS_NAMES]

@@ -3,8 +3,10 @@
 `plot_learning_curves(model_dir, out_path)` reads what the Keras trainer leaves in a
 run folder (`keras_history.csv`, one row of mean losses per Keras epoch of
 `trainer.steps_per_loop` steps, and the AP history of
-`models.training.validation_ap`) and draws two panels: the total loss and its terms
-by training step, and box / mask AP (and AP50) at the evaluated steps.
+`models.training.validation_ap`) and draws three panels: the total loss and its
+terms by training step, the Fast R-CNN classifier on its sampled RoIs (foreground share,
+accuracy on foreground and on background RoIs; `models.modeling.classifier_stats`),
+and box / mask AP (and AP50) at the evaluated steps.
 """
 
 import csv
@@ -16,6 +18,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import yaml  # noqa: E402
 
+from models.modeling import classifier_stats  # noqa: E402
 from models.training import keras_trainer  # noqa: E402
 from models.training import validation_ap  # noqa: E402
 
@@ -24,8 +27,9 @@ LOSSES = ("total_loss", "rpn_score_loss", "rpn_box_loss", "frcnn_cls_loss",
 
 
 def loss_history(model_dir: str) -> dict:
-    """`{'step': [...], loss name: [...]}`: mean training losses at the end of each
-    Keras epoch (the last rows when a resumed run logged an epoch twice)."""
+    """`{'step': [...], name: [...]}`: mean training losses (and classifier
+    statistics, where logged) at the end of each Keras epoch (the last rows when a
+    resumed run logged an epoch twice)."""
     with open(os.path.join(model_dir, "params.yaml")) as f:
         steps_per_epoch = int(yaml.safe_load(f)["trainer"]["steps_per_loop"])
     by_epoch = {}
@@ -34,7 +38,7 @@ def loss_history(model_dir: str) -> dict:
             by_epoch[int(row["epoch"])] = row
     epochs = sorted(by_epoch)
     history = {"step": [(epoch + 1) * steps_per_epoch for epoch in epochs]}
-    for name in LOSSES:
+    for name in LOSSES + classifier_stats.NAMES:
         if epochs and name in by_epoch[epochs[0]]:
             history[name] = [float(by_epoch[epoch][name]) for epoch in epochs]
     return history
@@ -45,7 +49,7 @@ def plot_learning_curves(model_dir: str, out_path: str, title: str = "") -> str:
     `out_path`."""
     losses = loss_history(model_dir)
     aps = validation_ap.read_history(model_dir)
-    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    figure, (left, middle, right) = plt.subplots(1, 3, figsize=(15, 4.2))
     for name in LOSSES:
         if name in losses:
             left.plot(losses["step"], losses[name], label=name,
@@ -55,6 +59,17 @@ def plot_learning_curves(model_dir: str, out_path: str, title: str = "") -> str:
     left.set_title("training losses")
     left.grid(alpha=0.3)
     left.legend(fontsize=8)
+    for name, label in ((classifier_stats.FOREGROUND_FRACTION, "foreground share"),
+                        (classifier_stats.FOREGROUND_ACCURACY, "accuracy, foreground"),
+                        (classifier_stats.BACKGROUND_ACCURACY, "accuracy, background")):
+        if name in losses:
+            middle.plot(losses["step"], [100 * v for v in losses[name]], label=label)
+    middle.set_xlabel("training step")
+    middle.set_ylabel("percent of the sampled RoIs")
+    middle.set_title("Fast R-CNN classifier on its sampled RoIs")
+    middle.set_ylim(0, 100)
+    middle.grid(alpha=0.3)
+    middle.legend(fontsize=8)
     steps = [record["step"] for record in aps]
     for kind, style in (("box", "-o"), ("mask", "-s")):
         for key, alpha in (("AP", 1.0), ("AP50", 0.45)):

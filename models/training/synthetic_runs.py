@@ -5,9 +5,10 @@ the pretrained backbone, and the overrides of `dcn_maskrcnn_synthetic` for a bud
 variation the paper is about (instances over a 6x range of areas, aspect ratios up to
 2, any rotation, shear, bends, tapers and non-rigid warps) and drops what only makes
 the pictures hard to read in a few minutes of training: distractor strokes, striped
-and blotched fills, strong noise, instances mostly hidden by others; stars have 5 to
-7 points (a 4-point star is a cross). 1 to 3 instances per image cover 5-30% of it
-each, at least half of each visible.
+and blotched fills, strong noise, instances mostly hidden by others or cut off by the
+image border (a cross cut in half is a bar); stars have 5 to 7 points (a 4-point star
+is a cross). 1 to 3 instances per image cover 5-30% of it each, at least 90% of each
+inside the image and at least half of each visible.
 
 `prepare_data` draws the set with `models.data.synthetic` and writes Model Garden
 TFRecords (both reuse what is up to date); `pretrain_backbone` pretrains the regular
@@ -38,7 +39,7 @@ CLASS_NAMES = ("background",) + tuple(synthetic.CLASS_NAMES)
 
 DEMO_DATA = synthetic.GeneratorConfig(
     min_instances=1, max_instances=3, min_area_frac=0.05, max_area_frac=0.3,
-    min_visible_frac=0.5, max_aspect=2.0, max_shear=0.3, warp=0.06,
+    min_visible_frac=0.5, min_inside_frac=0.9, max_aspect=2.0, max_shear=0.3, warp=0.06,
     min_strokes=0, max_strokes=0, max_noise=2.0, max_background_noise=10.0,
     fills=("flat", "gradient"), min_star_points=5)
 

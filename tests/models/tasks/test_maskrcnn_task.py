@@ -14,6 +14,7 @@ from official.vision.modeling.backbones import resnet
 from keras_dcn import tf_keras as dcn_layers
 from models.common import runtime
 from models.configs.experiments import SYNTHETIC_EXPERIMENT as EXPERIMENT
+from models.modeling import classifier_stats
 from models.modeling.backbones.dcn_resnet import DeformableResNet
 from models.modeling.layers.deform_roi_aligner import MultilevelDeformableROIAligner
 from models.tasks import maskrcnn as dcn_task
@@ -97,6 +98,9 @@ def test_variant_builds_trains_and_evaluates(variant, tiny_overrides, batches, t
     losses = {m.name: float(m.result()) for m in metrics}
     assert np.isfinite(float(logs["loss"])) and all(np.isfinite(list(losses.values())))
     assert losses["mask_loss"] > 0 and losses["frcnn_cls_loss"] > 0
+    # The classifier's statistics are logged too: shares between 0 and 1.
+    for name in classifier_stats.NAMES:
+        assert 0.0 <= losses[name] <= 1.0, name
 
     task.build_metrics(training=False)
     state = task.aggregate_logs(None, task.validation_step(val, model))
