@@ -14,8 +14,8 @@ NAMES = ("data", "train_images", "val_images", "size", "data_seed", "pretrain_st
          "pretrain_images", "steps", "batch", "learning_rate")
 
 
-def define_recipe_flags(train_steps: int = _DEFAULT.train_steps):
-    """Defines the recipe's flags; `train_steps` is the default of `--steps`."""
+def define_recipe_flags():
+    """Defines the recipe's flags."""
     flags.DEFINE_string("data", _DEFAULT.data_dir, "data set folder")
     flags.DEFINE_integer("train_images", _DEFAULT.train_images, "training images")
     flags.DEFINE_integer("val_images", _DEFAULT.val_images, "validation images")
@@ -28,7 +28,7 @@ def define_recipe_flags(train_steps: int = _DEFAULT.train_steps):
     flags.DEFINE_integer("pretrain_images", _DEFAULT.pretrain.train_images,
                          "images the backbone learns to classify (a sixth as many more "
                          "measure its accuracy)")
-    flags.DEFINE_integer("steps", train_steps, "training steps of the detector")
+    flags.DEFINE_integer("steps", _DEFAULT.train_steps, "training steps of the detector")
     flags.DEFINE_integer("batch", _DEFAULT.batch_size, "global batch size")
     flags.DEFINE_float("learning_rate", _DEFAULT.learning_rate,
                        "peak learning rate (SGD, momentum 0.9)")

@@ -10,21 +10,20 @@ from models.training import pretraining
 from models.training import synthetic_runs
 
 
-def _command(train_steps):
-    """A stand-in command whose flags are the recipe's, `--steps` defaulting to
-    `train_steps`."""
+def _command():
+    """A stand-in command whose flags are the recipe's."""
     command = types.ModuleType("recipe")
-    command.define_flags = lambda: recipe_flags.define_recipe_flags(train_steps)
+    command.define_flags = recipe_flags.define_recipe_flags
     return command
 
 
 def test_defaults_are_the_recipe_defaults(command_flags):
-    command_flags(_command(800))
-    assert recipe_flags.recipe_from_flags() == synthetic_runs.Recipe(train_steps=800)
+    command_flags(_command())
+    assert recipe_flags.recipe_from_flags() == synthetic_runs.Recipe()
 
 
 def test_flags_set_every_field(command_flags):
-    command_flags(_command(1500), "--data", "/d", "--train_images", "40", "--val_images",
+    command_flags(_command(), "--data", "/d", "--train_images", "40", "--val_images",
                   "7", "--size", "96", "--data_seed", "5", "--pretrain_steps", "3",
                   "--pretrain_images", "25", "--steps", "12", "--batch", "2",
                   "--learning_rate", "0.005")
@@ -43,5 +42,5 @@ def test_flags_set_every_field(command_flags):
 @pytest.mark.parametrize("images, val_images", [(5, 1), (6, 1), (13, 2)])
 def test_pretraining_measures_on_a_sixth_as_many_images(command_flags, images,
                                                        val_images):
-    command_flags(_command(10), "--pretrain_images", str(images))
+    command_flags(_command(), "--pretrain_images", str(images))
     assert recipe_flags.recipe_from_flags().pretrain.val_images == val_images
