@@ -6,7 +6,7 @@ DCNv2, with and without R-CNN feature mimicking, each over several seeds.
 
 Every row trains on the demo's data set from the demo's pretrained backbone (both
 made, or reused, as `make demo` makes them) with the demo's budget and schedule
-(`--steps`, 1200 by default), once per seed (Keras
+(`--steps`, 1500 by default), once per seed (Keras
 `fit`, checkpoints in `--out/<row>/seed<k>`; a finished run's results are reused, an
 unfinished one resumes). Each run is evaluated with Model Garden's COCO evaluator
 (box and mask AP, AP50, AP75, APs, APm, APl), its parameters counted, its median

@@ -130,7 +130,7 @@ class Recipe:
     generator: synthetic.GeneratorConfig = DEMO_DATA
     pretrain: pretraining.PretrainSettings = pretraining.PretrainSettings()
     batch_size: int = 4
-    train_steps: int = 1200
+    train_steps: int = 1500
     learning_rate: float = 0.02
 
 
