@@ -40,6 +40,7 @@ from models.training import synthetic_runs  # noqa: E402
 FLAGS = flags.FLAGS
 RESULT_NAME = "result.json"
 
+
 def define_flags():
     """Defines the flags of this command."""
     recipe_flags.define_recipe_flags()
