@@ -44,6 +44,17 @@ def loss_history(model_dir: str) -> dict:
     return history
 
 
+def _label_panel(axes, title: str, ylabel: str, percent: bool = False):
+    """Titles and labels one panel drawn over training steps (0-100 for percents)."""
+    axes.set_xlabel("training step")
+    axes.set_ylabel(ylabel)
+    axes.set_title(title)
+    if percent:
+        axes.set_ylim(0, 100)
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8)
+
+
 def plot_learning_curves(model_dir: str, out_path: str, title: str = "") -> str:
     """Draws the run's losses and validation AP (see the module doc); returns
     `out_path`."""
@@ -54,33 +65,20 @@ def plot_learning_curves(model_dir: str, out_path: str, title: str = "") -> str:
         if name in losses:
             left.plot(losses["step"], losses[name], label=name,
                       linewidth=2.2 if name == "total_loss" else 1.2)
-    left.set_xlabel("training step")
-    left.set_ylabel("mean loss over the last epoch")
-    left.set_title("training losses")
-    left.grid(alpha=0.3)
-    left.legend(fontsize=8)
+    _label_panel(left, "training losses", "mean loss over the last epoch")
     for name, label in ((classifier_stats.FOREGROUND_FRACTION, "foreground share"),
                         (classifier_stats.FOREGROUND_ACCURACY, "accuracy, foreground"),
                         (classifier_stats.BACKGROUND_ACCURACY, "accuracy, background")):
         if name in losses:
             middle.plot(losses["step"], [100 * v for v in losses[name]], label=label)
-    middle.set_xlabel("training step")
-    middle.set_ylabel("percent of the sampled RoIs")
-    middle.set_title("Fast R-CNN classifier on its sampled RoIs")
-    middle.set_ylim(0, 100)
-    middle.grid(alpha=0.3)
-    middle.legend(fontsize=8)
+    _label_panel(middle, "Fast R-CNN classifier on its sampled RoIs",
+                 "percent of the sampled RoIs", percent=True)
     steps = [record["step"] for record in aps]
     for kind, style in (("box", "-o"), ("mask", "-s")):
         for key, alpha in (("AP", 1.0), ("AP50", 0.45)):
             values = [100 * record.get(kind, {}).get(key, float("nan")) for record in aps]
             right.plot(steps, values, style, alpha=alpha, label=f"{kind} {key}")
-    right.set_xlabel("training step")
-    right.set_ylabel("percent")
-    right.set_title("validation AP (COCO, pycocotools)")
-    right.set_ylim(0, 100)
-    right.grid(alpha=0.3)
-    right.legend(fontsize=8)
+    _label_panel(right, "validation AP (COCO, pycocotools)", "percent", percent=True)
     if title:
         figure.suptitle(title, fontsize=10)
     figure.tight_layout()
