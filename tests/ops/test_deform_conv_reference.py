@@ -78,6 +78,17 @@ def test_matches_reference_over_many_tiles(config, dtype, rng):
     assert_matches_reference(case, rng, dtype)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_matches_reference_over_chunks_of_several_images(dtype, rng):
+    """Small maps put several whole images in one chunk of the column matrix (at most
+    2**21 values): 5 images of 4x4 pixels with 4096 channels go in chunks of 3 and 2
+    images, and the kernel gradient of a chunk adds up slabs of its rows; every row
+    must read its own image and write its own image's gradient."""
+    case = make_case(rng, batch=5, size=(4, 4), channels=4096, filters=3, padding=1,
+                     offset_scale=3.0)
+    assert_matches_reference(case, rng, dtype)
+
+
 @st.composite
 def configurations(draw):
     kernel_size = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))

@@ -30,14 +30,6 @@ using ConstMatrix =
 // for the products to run at full speed, few enough to bound the memory.
 constexpr int64_t kChunkElements = int64_t{1} << 21;
 
-// Rows per chunk of an image's `pixels` output pixels for a column matrix `width`
-// wide: as many as kChunkElements allows, spread evenly over the chunks.
-inline int64_t ChunkRows(int64_t pixels, int64_t width) {
-  const int64_t most = std::max<int64_t>(1, kChunkElements / width);
-  const int64_t chunks = (pixels + most - 1) / most;
-  return (pixels + chunks - 1) / chunks;
-}
-
 // Values of a thread's block of `cols` that stay in its L2 cache between sampling
 // and multiplying (1 MiB of float).
 constexpr int64_t kBlockElements = int64_t{1} << 18;
@@ -47,15 +39,44 @@ constexpr int64_t kBlockElements = int64_t{1} << 18;
 constexpr int64_t kRowsPerKernelValues = int64_t{1} << 12;
 constexpr int64_t kMinBlockRows = 128;
 
+// The fewest rows of a block for a kernel of `kernel_size` values (see above).
+inline int64_t LeastBlockRows(int64_t kernel_size) {
+  return std::max(kMinBlockRows, kernel_size / kRowsPerKernelValues);
+}
+
+// Images per chunk of a batch of `batch` images of `pixels` output pixels each, for
+// a column matrix `width` wide and a kernel of `kernel_size` values: one, unless an
+// image has too few pixels to give every thread a block of LeastBlockRows (the small
+// maps of a network's deep stages); then the fewest whole images that do, as far as
+// kChunkElements allows, spread evenly over the chunks.
+inline int64_t ImagesPerChunk(const Eigen::ThreadPoolDevice& device, int64_t batch,
+                              int64_t pixels, int64_t width, int64_t kernel_size) {
+  const int64_t wanted = ThreadCount(device) * LeastBlockRows(kernel_size);
+  const int64_t most = std::max<int64_t>(1, kChunkElements / width);
+  pixels = std::max<int64_t>(1, pixels);
+  const int64_t images = std::min({batch, (wanted + pixels - 1) / pixels, most / pixels});
+  if (images <= 1) return 1;
+  const int64_t chunks = (batch + images - 1) / images;
+  return (batch + chunks - 1) / chunks;
+}
+
+// Rows per chunk: `images` whole images when several share a chunk, else the rows of
+// one image's `pixels` that kChunkElements allows, spread evenly over its chunks.
+inline int64_t ChunkRows(int64_t images, int64_t pixels, int64_t width) {
+  if (images > 1) return images * pixels;
+  const int64_t most = std::max<int64_t>(1, kChunkElements / width);
+  const int64_t chunks = (pixels + most - 1) / most;
+  return (pixels + chunks - 1) / chunks;
+}
+
 // Rows per block of a chunk of `rows` rows of a column matrix `width` wide, for a
-// kernel of `kernel_size` values: at most what fits kBlockElements, or the minimum
-// above if that is more, in a block count that is a multiple of the thread count,
-// so that every thread gets the same share.
+// kernel of `kernel_size` values: at most what fits kBlockElements, or
+// LeastBlockRows if that is more, in a block count that is a multiple of the thread
+// count, so that every thread gets the same share.
 inline int64_t BlockRows(const Eigen::ThreadPoolDevice& device, int64_t rows,
                          int64_t width, int64_t kernel_size) {
   const int64_t threads = ThreadCount(device);
-  const int64_t least = std::max(kMinBlockRows, kernel_size / kRowsPerKernelValues);
-  const int64_t target = std::max(least, kBlockElements / width);
+  const int64_t target = std::max(LeastBlockRows(kernel_size), kBlockElements / width);
   const int64_t rounds = (rows + target * threads - 1) / (target * threads);
   const int64_t blocks = rounds * threads;
   return (rows + blocks - 1) / blocks;
@@ -147,16 +168,19 @@ inline void SampleRun(const BilinearPoint<Acc>& point, Acc scale, const T* src, 
 }
 
 // Fills the rows of the column matrix (see the top of this file) of the output pixels
-// [row_begin, row_end), all in one image, from their sampling points.
+// [row_begin, row_end) of the batch `input`, from their sampling points.
 template <typename T, typename Acc, typename Column>
 void FillColumns(const DeformConvGeometry& g, const std::vector<ChannelRun>& runs,
-                 const T* image, const T* mask, int64_t row_begin, int64_t row_end,
+                 const T* input, const T* mask, int64_t row_begin, int64_t row_end,
                  const BilinearPoint<Acc>* points, Column* cols) {
   const int64_t taps = g.taps();
   const int64_t cg = g.channels_per_group();
   const int64_t width = taps * g.in_channels;
   const int64_t per_row = g.deformable_groups * taps;
+  const int64_t pixels = g.out_pixels_per_image();
+  const int64_t image_size = g.in_height * g.in_width * g.in_channels;
   for (int64_t row = row_begin; row < row_end; ++row) {
+    const T* image = input + (row / pixels) * image_size;
     const T* row_mask = mask + row * per_row;
     const BilinearPoint<Acc>* row_points = points + (row - row_begin) * per_row;
     Column* row_cols = cols + (row - row_begin) * width;
@@ -178,7 +202,7 @@ template <typename T, typename Column = typename AccumulatorOf<T>::type>
 struct ChunkedColumns {
   using Acc = typename AccumulatorOf<T>::type;
 
-  explicit ChunkedColumns(const DeformConvGeometry& g)
+  ChunkedColumns(const Eigen::ThreadPoolDevice& device, const DeformConvGeometry& g)
       : g(g),
         taps(g.taps()),
         cg(g.channels_per_group()),
@@ -188,18 +212,21 @@ struct ChunkedColumns {
         pixels(g.out_pixels_per_image()),
         image_size(g.in_height * g.in_width * g.in_channels),
         kernel_size(g.taps() * g.channels_per_group() * g.filters),
-        chunk_rows(ChunkRows(g.out_pixels_per_image(), g.taps() * g.in_channels)),
+        images_per_chunk(ImagesPerChunk(device, g.batch, g.out_pixels_per_image(),
+                                        g.taps() * g.in_channels, kernel_size)),
+        chunk_rows(ChunkRows(images_per_chunk, g.out_pixels_per_image(),
+                             g.taps() * g.in_channels)),
         runs(ChannelRuns(g)),
         cols(chunk_rows * width),
         points(chunk_rows * per_row) {}
 
-  // Samples the chunk rows [begin, end) (their global rows start at `row_begin`),
-  // all in the image `image`.
-  void Fill(const T* image, const T* offsets, const T* mask, int64_t row_begin,
+  // Samples the chunk rows [begin, end) (their global rows start at `row_begin`)
+  // from the batch `input`.
+  void Fill(const T* input, const T* offsets, const T* mask, int64_t row_begin,
             int64_t begin, int64_t end) {
     BilinearPoint<Acc>* block_points = points.data() + begin * per_row;
     LocatePoints<T, Acc>(g, offsets, row_begin + begin, row_begin + end, block_points);
-    FillColumns<T, Acc, Column>(g, runs, image, mask, row_begin + begin, row_begin + end,
+    FillColumns<T, Acc, Column>(g, runs, input, mask, row_begin + begin, row_begin + end,
                                 block_points, cols.data() + begin * width);
   }
 
@@ -209,7 +236,8 @@ struct ChunkedColumns {
   }
 
   const DeformConvGeometry& g;
-  const int64_t taps, cg, fg, width, per_row, pixels, image_size, kernel_size, chunk_rows;
+  const int64_t taps, cg, fg, width, per_row, pixels, image_size, kernel_size,
+      images_per_chunk, chunk_rows;
   const std::vector<ChannelRun> runs;
   std::vector<Column> cols;
   std::vector<BilinearPoint<Acc>> points;

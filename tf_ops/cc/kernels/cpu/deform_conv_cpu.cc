@@ -1,8 +1,10 @@
 // CPU math of DeformConv2D: bilinear im2col over chunks of output pixels, then GEMM.
 //
-// The output pixels of an image are cut into chunks. For a chunk, the sampled and
-// modulated input values form a column matrix `cols` of shape [rows, groups * taps *
-// channels_per_group] (per row: conv group, then kernel tap, then channel), and every
+// The output pixels of the batch are cut into chunks: several whole images where the
+// maps are small, else parts of one image (deform_conv_columns.h). For a chunk, the
+// sampled and modulated input values form a column matrix `cols` of shape [rows,
+// groups * taps * channels_per_group] (per row: conv group, then kernel tap, then
+// channel), and every
 // conv group is one matrix product with its slice of the kernel, seen as
 // [taps * channels_per_group, filters] (the row-major flattening of Keras'
 // [kh, kw, in/groups, filters] layout).
@@ -20,9 +22,10 @@
 // Temporary memory does not grow with the batch: the column matrix of one chunk (at
 // most kChunkElements values; the backward pass also holds its gradient), the chunk's
 // sampling points and the packed kernel. float16 and bfloat16 are read as they are
-// and computed in float (the backward pass accumulates one image of input gradient
-// and the kernel gradient in float); bfloat16 on the bfloat16 micro-kernels keeps its
-// forward column matrix in bfloat16 and multiplies bfloat16 pairs into float sums.
+// and computed in float (the backward pass accumulates the input gradient of a
+// chunk's images and the kernel gradient in float); bfloat16 on the bfloat16
+// micro-kernels keeps its forward column matrix in bfloat16 and multiplies bfloat16
+// pairs into float sums.
 //
 // This file holds the two passes; the column matrix of a chunk is built in
 // deform_conv_columns.h, the products with the kernel run through
@@ -73,21 +76,21 @@ struct ForwardImpl {
   static void Run(const CPUDevice& device, const DeformConvGeometry& g, const T* input,
                   const T* offsets, const T* mask, const T* kernel, const T* bias,
                   T* output) {
-    ChunkedColumns<T, Column> c(g);
+    ChunkedColumns<T, Column> c(device, g);
     const KernelOperand<T> kernel_operand(device, g, kernel, /*transposed=*/false);
     const AccumulatorCopy<T> bias_acc(bias, g.filters);
     std::vector<Acc> out_acc(kIsAccumulator<T> ? 0 : c.chunk_rows * g.filters);
 
-    for (int64_t n = 0; n < g.batch; ++n) {
-      const T* image = input + n * c.image_size;
-      for (int64_t first = 0; first < c.pixels; first += c.chunk_rows) {
+    for (int64_t n = 0; n < g.batch; n += c.images_per_chunk) {
+      const int64_t group_rows = std::min(c.images_per_chunk, g.batch - n) * c.pixels;
+      for (int64_t first = 0; first < group_rows; first += c.chunk_rows) {
         const int64_t row_begin = n * c.pixels + first;
-        const int64_t rows = std::min(c.chunk_rows, c.pixels - first);
+        const int64_t rows = std::min(c.chunk_rows, group_rows - first);
         T* chunk_output = output + row_begin * g.filters;
         Acc* out = AccumulatorTarget<T>(chunk_output, out_acc.data());
         const int64_t block = BlockRows(device, rows, c.width, c.kernel_size);
         ForBlocks(device, rows, block, [&](int64_t begin, int64_t end) {
-          c.Fill(image, offsets, mask, row_begin, begin, end);
+          c.Fill(input, offsets, mask, row_begin, begin, end);
           for (int64_t group = 0; group < g.groups; ++group) {
             kernel_operand.Multiply(
                 group, c.cols.data() + begin * c.width + group * c.taps * c.cg, c.width,
@@ -110,27 +113,28 @@ struct BackwardImpl {
                   const T* offsets, const T* mask, const T* kernel, const T* output_grad,
                   T* input_grad, T* offsets_grad, T* mask_grad, T* kernel_grad,
                   T* bias_grad) {
-    ChunkedColumns<T> c(g);
+    ChunkedColumns<T> c(device, g);
     const KernelOperand<T> kernel_operand(device, g, kernel, /*transposed=*/true);
     const int64_t kernel_size = c.kernel_size;
     std::vector<Acc> kernel_grad_acc(kIsAccumulator<T> ? 0 : kernel_size);
     Acc* kernel_grad_out = AccumulatorTarget<T>(kernel_grad, kernel_grad_acc.data());
     std::fill(kernel_grad_out, kernel_grad_out + kernel_size, Acc(0));
     std::vector<Acc> bias_grad_acc(g.filters, Acc(0));
-    // Input gradient of one image, accumulated in Acc when T is narrower.
-    std::vector<Acc> image_grad_acc(kIsAccumulator<T> ? 0 : c.image_size);
+    // Input gradient of the images of one chunk, accumulated in Acc when T is narrower.
+    std::vector<Acc> image_grad_acc(kIsAccumulator<T> ? 0 : c.images_per_chunk * c.image_size);
     std::vector<Acc> cols_grad(c.chunk_rows * c.width);
     std::vector<Acc> out_grad_acc;
 
-    for (int64_t n = 0; n < g.batch; ++n) {
-      const T* image = input + n * c.image_size;
+    for (int64_t n = 0; n < g.batch; n += c.images_per_chunk) {
+      const int64_t images = std::min(c.images_per_chunk, g.batch - n);
+      const int64_t group_rows = images * c.pixels;
       Acc* image_grad =
           AccumulatorTarget<T>(input_grad + n * c.image_size, image_grad_acc.data());
-      std::fill(image_grad, image_grad + c.image_size, Acc(0));
+      std::fill(image_grad, image_grad + images * c.image_size, Acc(0));
 
-      for (int64_t first = 0; first < c.pixels; first += c.chunk_rows) {
+      for (int64_t first = 0; first < group_rows; first += c.chunk_rows) {
         const int64_t row_begin = n * c.pixels + first;
-        const int64_t rows = std::min(c.chunk_rows, c.pixels - first);
+        const int64_t rows = std::min(c.chunk_rows, group_rows - first);
         const Acc* out_grad = InAccumulator<T>(
             device, output_grad + row_begin * g.filters, rows * g.filters, &out_grad_acc);
 
@@ -138,10 +142,10 @@ struct BackwardImpl {
         //    offset and mask gradients.
         const int64_t block = BlockRows(device, rows, c.width, c.kernel_size);
         ForBlocks(device, rows, block, [&](int64_t begin, int64_t end) {
-          c.Fill(image, offsets, mask, row_begin, begin, end);
+          c.Fill(input, offsets, mask, row_begin, begin, end);
           ColumnGradients(c, kernel_operand, output_grad + row_begin * g.filters,
                           out_grad, begin, end, cols_grad.data());
-          CoordinateGradients(c, image, mask, row_begin, begin, end, cols_grad.data(),
+          CoordinateGradients(c, input, mask, row_begin, begin, end, cols_grad.data(),
                               offsets_grad, mask_grad);
         });
 
@@ -160,11 +164,11 @@ struct BackwardImpl {
         //    thread, so no two threads write the same element.
         ForBlocks(device, g.in_channels, PerThread(device, g.in_channels),
                   [&](int64_t begin, int64_t end) {
-          ScatterInputGradient(c, mask, row_begin, rows, begin, end, cols_grad.data(),
-                               image_grad);
+          ScatterInputGradient(c, mask, n, row_begin, rows, begin, end,
+                               cols_grad.data(), image_grad);
         });
       }
-      StoreOnAllThreads<T>(device, image_grad, c.image_size,
+      StoreOnAllThreads<T>(device, image_grad, images * c.image_size,
                            input_grad + n * c.image_size);
     }
     StoreOnAllThreads<T>(device, kernel_grad_out, kernel_size, kernel_grad);
@@ -194,8 +198,9 @@ struct BackwardImpl {
   }
 
   // kernel_grad += cols^T x out_grad over the chunk's `rows` rows, per conv group, on
-  // all threads: with the micro-kernels, out_grad packed once and the kernel
-  // gradient's rows split between the threads; else an Eigen tensor contraction.
+  // all threads: with the micro-kernels, the kernel gradient's rows split between the
+  // threads, over slabs of rows whose columns a thread reads stay in its L2 cache
+  // (each slab's out_grad packed once); else an Eigen tensor contraction.
   static void AddKernelGradient(const CPUDevice& device, const ChunkedColumns<T>& c,
                                 ProductPath path, const Acc* out_grad, int64_t rows,
                                 Acc* kernel_grad) {
@@ -203,19 +208,26 @@ struct BackwardImpl {
     const int64_t depth = c.taps * c.cg;
     if constexpr (std::is_same<Acc, float>::value) {  // double always takes Eigen's
       if (path != ProductPath::kEigen) {
-        for (int64_t group = 0; group < g.groups; ++group) {
-          PackedMatrix packed(rows, c.fg, /*bfloat16_pairs=*/false);
-          ForBlocks(device, packed.panels(), PerThread(device, packed.panels()),
-                    [&](int64_t first, int64_t last) {
-            packed.PackFloat(out_grad + group * c.fg, g.filters, 1, first, last);
-          });
-          const int64_t share = PerThread(device, depth);
-          const int64_t block = (share + kTileRows - 1) / kTileRows * kTileRows;
-          ForBlocks(device, depth, block, [&](int64_t begin, int64_t end) {
-            AddTransposedProduct(
-                c.cols.data() + group * depth + begin, c.width, end - begin, packed,
-                kernel_grad + begin * g.filters + group * c.fg, g.filters);
-          });
+        const int64_t share = PerThread(device, depth);
+        const int64_t block = (share + kTileRows - 1) / kTileRows * kTileRows;
+        const int64_t slabs = (rows * block + kBlockElements - 1) / kBlockElements;
+        const int64_t slab_rows = (rows + slabs - 1) / slabs;
+        for (int64_t first = 0; first < rows; first += slab_rows) {
+          const int64_t count = std::min(slab_rows, rows - first);
+          const Acc* slab_grad = out_grad + first * g.filters;
+          const Acc* slab_cols = c.cols.data() + first * c.width;
+          for (int64_t group = 0; group < g.groups; ++group) {
+            PackedMatrix packed(count, c.fg, /*bfloat16_pairs=*/false);
+            ForBlocks(device, packed.panels(), PerThread(device, packed.panels()),
+                      [&](int64_t begin, int64_t end) {
+              packed.PackFloat(slab_grad + group * c.fg, g.filters, 1, begin, end);
+            });
+            ForBlocks(device, depth, block, [&](int64_t begin, int64_t end) {
+              AddTransposedProduct(
+                  slab_cols + group * depth + begin, c.width, end - begin, packed,
+                  kernel_grad + begin * g.filters + group * c.fg, g.filters);
+            });
+          }
         }
         return;
       }
@@ -236,8 +248,9 @@ struct BackwardImpl {
     }
   }
 
-  // Offset and mask gradients of the chunk rows [begin, end) (relative to row_begin).
-  static void CoordinateGradients(const ChunkedColumns<T>& c, const T* image,
+  // Offset and mask gradients of the chunk rows [begin, end) (relative to row_begin)
+  // of the batch `input`.
+  static void CoordinateGradients(const ChunkedColumns<T>& c, const T* input,
                                   const T* mask, int64_t row_begin, int64_t begin,
                                   int64_t end, const Acc* cols_grad, T* offsets_grad,
                                   T* mask_grad) {
@@ -245,6 +258,7 @@ struct BackwardImpl {
     std::vector<Acc> value(per_row), grad_y(per_row), grad_x(per_row);
     for (int64_t r = begin; r < end; ++r) {
       const int64_t row = row_begin + r;
+      const T* image = input + (row / c.pixels) * c.image_size;
       std::fill(value.begin(), value.end(), Acc(0));
       std::fill(grad_y.begin(), grad_y.end(), Acc(0));
       std::fill(grad_x.begin(), grad_x.end(), Acc(0));
@@ -281,13 +295,17 @@ struct BackwardImpl {
     }
   }
 
-  // Adds the input gradient of the chunk's `rows` rows, channels [c_begin, c_end).
+  // Adds the input gradient of the chunk's `rows` rows, channels [c_begin, c_end), to
+  // `images_grad`, the input gradient of the images from `first_image` on.
   static void ScatterInputGradient(const ChunkedColumns<T>& c, const T* mask,
-                                   int64_t row_begin, int64_t rows, int64_t c_begin,
-                                   int64_t c_end, const Acc* cols_grad, Acc* image_grad) {
+                                   int64_t first_image, int64_t row_begin, int64_t rows,
+                                   int64_t c_begin, int64_t c_end, const Acc* cols_grad,
+                                   Acc* images_grad) {
     const int64_t per_row = c.per_row;
     for (int64_t r = 0; r < rows; ++r) {
       const T* row_mask = mask + (row_begin + r) * per_row;
+      Acc* image_grad =
+          images_grad + ((row_begin + r) / c.pixels - first_image) * c.image_size;
       for (const ChannelRun& run : c.runs) {
         const int64_t lo = std::max(run.begin, c_begin);
         const int64_t hi = std::min(run.end, c_end);
