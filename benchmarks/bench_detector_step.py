@@ -2,10 +2,12 @@
 where the time of one step goes.
 
     python -m benchmarks.bench_detector_step [--quick] [--variants=regular,dcnv1,dcnv2]
+    python -m benchmarks.bench_detector_step --variants=dcnv2:float32,dcnv2:bfloat16
 
 Each variant of `dcn_maskrcnn_synthetic` is built as `make demo` builds it (ResNet-18,
-slim heads, 128x128 images, batch 4) and trained on a small synthetic set with its
-Keras `train_step`; the steps of the variants are interleaved, so load on the machine
+slim heads, 128x128 images, batch 4; in float32, or in the mixed precision a
+`variant:dtype` names) and trained on a small synthetic set with its Keras
+`train_step`; the steps of the variants are interleaved, so load on the machine
 slows all alike, and each time is a median. Then one step of the last variant runs
 under TensorFlow's profiler, and its op time is added up by the part of the model the
 op belongs to (from the layer names in the op's name scope) and by op type.
@@ -64,12 +66,15 @@ def _machine():
     return f"{cpu}, {os.cpu_count()} CPUs, TensorFlow {tf.__version__}"
 
 
-def _train_function(variant, data, steps):
+def _train_function(name, data, steps):
+    variant, _, dtype = name.partition(":")
     params = runtime.experiment_params(
         SYNTHETIC_EXPERIMENT,
-        synthetic_runs.budget_overrides(data, SIZE, BATCH, steps, variant))
+        synthetic_runs.budget_overrides(data, SIZE, BATCH, steps, variant,
+                                        mixed_precision_dtype=dtype or "float32"))
     task = task_factory.get_task(params.task)
-    model = task.build_model()
+    with runtime.mixed_precision(params.runtime.mixed_precision_dtype):
+        model = task.build_model()
     model.compile(optimizer=task.create_optimizer(params.trainer.optimizer_config,
                                                   params.runtime))
     batches = iter(task.build_inputs(params.task.train_data))
@@ -130,7 +135,7 @@ def run(quick=False, variants=("regular", "dcnv1", "dcnv2")):
           f"median of {rounds} interleaved rounds")
     for row in rows:
         low, high = row["ci"][1:]
-        print(f"  {row['variant']:>8}: {row['step_ms']:7.1f} ms  x {base}: "
+        print(f"  {row['variant']:>14}: {row['step_ms']:7.1f} ms  x {base}: "
               f"{row['ratio']:.2f} (90% interval {low:.2f}-{high:.2f})")
     total = sum(by_part.values())
     print(f"\nwhere the {profiled} step goes (op self time, {total:.0f} ms a step; "
@@ -153,8 +158,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds")
     parser.add_argument("--variants", default="regular,dcnv1,dcnv2",
-                        help="comma-separated; the first is the base of the ratios, "
-                             "the last is profiled")
+                        help="comma-separated, each a variant or variant:dtype (dtype "
+                             "float32, bfloat16 or float16); the first is the base of "
+                             "the ratios, the last is profiled")
     args = parser.parse_args()
     print("wrote", report(run(args.quick, tuple(args.variants.split(",")))))
 

@@ -11,7 +11,7 @@ FLAGS = flags.FLAGS
 _DEFAULT = synthetic_runs.Recipe()
 # The recipe's flags, recorded with a run's results.
 NAMES = ("data", "train_images", "val_images", "size", "data_seed", "pretrain_steps",
-         "pretrain_images", "steps", "batch", "learning_rate")
+         "pretrain_images", "steps", "batch", "learning_rate", "mixed_precision_dtype")
 
 
 def define_recipe_flags():
@@ -32,6 +32,11 @@ def define_recipe_flags():
     flags.DEFINE_integer("batch", _DEFAULT.batch_size, "global batch size")
     flags.DEFINE_float("learning_rate", _DEFAULT.learning_rate,
                        "peak learning rate (SGD, momentum 0.9)")
+    flags.DEFINE_enum("mixed_precision_dtype", _DEFAULT.mixed_precision_dtype,
+                      ["float32", "bfloat16", "float16"],
+                      "what the pretraining and the detector compute in (variables stay "
+                      "float32); the default is bfloat16 where the CPU has bfloat16 dot "
+                      "products (AVX512_BF16 or AMX), else float32")
 
 
 def recipe_from_flags() -> synthetic_runs.Recipe:
@@ -42,8 +47,9 @@ def recipe_from_flags() -> synthetic_runs.Recipe:
         pretrain=pretraining.PretrainSettings(
             train_images=FLAGS.pretrain_images,
             val_images=max(1, FLAGS.pretrain_images // 6), steps=FLAGS.pretrain_steps,
-            seed=FLAGS.data_seed),
-        batch_size=FLAGS.batch, train_steps=FLAGS.steps, learning_rate=FLAGS.learning_rate)
+            seed=FLAGS.data_seed, mixed_precision_dtype=FLAGS.mixed_precision_dtype),
+        batch_size=FLAGS.batch, train_steps=FLAGS.steps, learning_rate=FLAGS.learning_rate,
+        mixed_precision_dtype=FLAGS.mixed_precision_dtype)
 
 
 def recipe_settings() -> dict:

@@ -5,10 +5,15 @@ strings or YAML files, applied in order as Model Garden's `--params_override`).
 `latest_checkpoint` finds the checkpoint of a run folder. `distribution_strategy` is
 Model Garden's strategy of `params.runtime`, or, with `cpu_replicas > 1`, a
 `MirroredStrategy` over that many logical CPU devices (one machine's CPU split in
-replicas, to exercise multi-replica training without GPUs).
+replicas, to exercise multi-replica training without GPUs). `mixed_precision` builds
+models under the Keras mixed-precision policy of `runtime.mixed_precision_dtype`;
+`cpu_has_bfloat16` tells whether this CPU multiplies bfloat16 natively.
 """
 
+import contextlib
 from typing import Optional, Union
+
+import tf_keras
 
 import tensorflow as tf
 
@@ -69,3 +74,37 @@ def distribution_strategy(params: cfg.ExperimentConfig,
         all_reduce_alg=runtime.all_reduce_alg,
         num_gpus=runtime.num_gpus,
         tpu_address=runtime.tpu)
+
+
+def cpu_has_bfloat16() -> bool:
+    """Whether this CPU has bfloat16 dot products (AVX512_BF16 or AMX), where
+    oneDNN runs bfloat16 convolutions and matrix products faster than float32
+    (elsewhere it emulates them, slower)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f
+                          if line.startswith("flags")), [])
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+@contextlib.contextmanager
+def mixed_precision(dtype: Optional[str]):
+    """Builds the Keras layers made inside under Model Garden's mixed-precision
+    policy for `dtype` ('bfloat16': 'mixed_bfloat16', 'float16': 'mixed_float16';
+    None or 'float32': float32): computations in `dtype`, variables in float32. The
+    global policy is restored on leaving; layers keep the policy they were made with."""
+    previous = tf_keras.mixed_precision.global_policy()
+    if dtype in (None, "", "float32"):
+        policy = "float32"
+    elif dtype in ("bfloat16", "float16"):
+        policy = f"mixed_{dtype}"
+    else:
+        raise ValueError(f"mixed_precision_dtype must be float32, bfloat16 or float16, "
+                         f"got {dtype!r}")
+    tf_keras.mixed_precision.set_global_policy(policy)
+    try:
+        yield
+    finally:
+        tf_keras.mixed_precision.set_global_policy(previous)

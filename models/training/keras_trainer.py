@@ -1,6 +1,7 @@
 """Trains a Model Garden Mask R-CNN experiment with Keras `model.fit`.
 
-The model is `DcnMaskRCNNTask.build_model()` (a `DcnMaskRCNNModel`), the
+The model is `DcnMaskRCNNTask.build_model()` (a `DcnMaskRCNNModel`, built under the
+mixed-precision policy of `runtime.mixed_precision_dtype`), the
 optimizer and learning-rate schedule come from `params.trainer.optimizer_config`
 (Model Garden's optimizer factory), batches from the task's input pipeline
 (`distribute_datasets_from_function`, so each replica reads its share). One Keras
@@ -38,6 +39,7 @@ from official.core import train_utils
 from models import registry_imports  # noqa: F401  the task of the experiments
 from models.common import checkpoint_compat
 from models.common import checkpoint_recovery
+from models.common import runtime
 from models.data import record_files
 
 HISTORY_NAME = "keras_history.csv"
@@ -123,7 +125,7 @@ def train(params: cfg.ExperimentConfig, model_dir: str,
     trainer = params.trainer
     tf.io.gfile.makedirs(model_dir)
     latest = checkpoint_recovery.recover(model_dir)
-    with strategy.scope():
+    with strategy.scope(), runtime.mixed_precision(params.runtime.mixed_precision_dtype):
         task = task_factory.get_task(params.task, logging_dir=model_dir)
         model = task.build_model()
         optimizer = task.create_optimizer(trainer.optimizer_config, params.runtime)

@@ -27,6 +27,7 @@ import tf_keras
 from official.vision.modeling.backbones import factory as backbone_factory
 from official.vision.ops import preprocess_ops
 
+from models.common import runtime
 from models.configs import maskrcnn as dcn_config
 from models.data import synthetic
 from models.modeling.backbones import dcn_resnet  # noqa: F401  registers `dcn_resnet`
@@ -47,6 +48,8 @@ class PretrainSettings:
       learning_rate: peak of Adam's cosine-decayed learning rate.
       weight_decay: L2 weight decay of the kernels (as the detector's).
       seed: seed of the images, the initial weights and the order of the data.
+      mixed_precision_dtype: 'bfloat16' or 'float16' to compute in that type with
+        float32 variables (`models.common.runtime.mixed_precision`); 'float32'.
     """
     image_size: int = 64
     train_images: int = 6000
@@ -56,6 +59,7 @@ class PretrainSettings:
     learning_rate: float = 1e-3
     weight_decay: float = 1e-4
     seed: int = 0
+    mixed_precision_dtype: str = "float32"
 
 
 def regular_backbone_config(model_config: dcn_config.DcnMaskRCNN):
@@ -71,7 +75,7 @@ def build_classifier(model_config: dcn_config.DcnMaskRCNN, num_classes: int,
                      image_size: int, weight_decay: float = 0.0):
     """`(classifier, backbone)`: the regular backbone of `model_config` with global
     average pooling of its last level and an fc layer, `[B, S, S, 3]` normalised
-    images -> `[B, num_classes]` logits."""
+    images -> `[B, num_classes]` float32 logits."""
     regularizer = tf_keras.regularizers.l2(weight_decay / 2.0) if weight_decay else None
     backbone = backbone_factory.build_backbone(
         input_specs=tf_keras.layers.InputSpec(shape=[None, image_size, image_size, 3]),
@@ -83,7 +87,7 @@ def build_classifier(model_config: dcn_config.DcnMaskRCNN, num_classes: int,
     last = features[str(max(int(level) for level in features))]
     pooled = tf_keras.layers.GlobalAveragePooling2D()(last)
     logits = tf_keras.layers.Dense(num_classes, kernel_regularizer=regularizer,
-                                   name="classifier")(pooled)
+                                   dtype="float32", name="classifier")(pooled)
     return tf_keras.Model(images, logits, name="shape_classifier"), backbone
 
 
@@ -140,8 +144,9 @@ def pretrain_backbone(out_dir: str, model_config: dcn_config.DcnMaskRCNN,
     val_x, val_y = synthetic.classification_set(
         settings.val_images, settings.image_size, settings.seed, "val", config=generator)
     tf_keras.utils.set_random_seed(settings.seed)
-    classifier, backbone = build_classifier(model_config, num_classes, settings.image_size,
-                                            settings.weight_decay)
+    with runtime.mixed_precision(settings.mixed_precision_dtype):
+        classifier, backbone = build_classifier(model_config, num_classes,
+                                                settings.image_size, settings.weight_decay)
     schedule = tf_keras.optimizers.schedules.CosineDecay(settings.learning_rate,
                                                          settings.steps)
     classifier.compile(

@@ -44,6 +44,12 @@ DEMO_DATA = synthetic.GeneratorConfig(
     fills=("flat", "gradient"), min_star_points=5)
 
 
+# The precision of the CPU runs: bfloat16 computations (float32 variables) where the
+# CPU multiplies bfloat16 natively, a 1.2x faster detector step and a 1.35x faster
+# pretraining step on a 2-core AMD EPYC (Zen 4); float32 elsewhere.
+MIXED_PRECISION = "bfloat16" if runtime.cpu_has_bfloat16() else "float32"
+
+
 def classification_config(config: synthetic.GeneratorConfig) -> synthetic.GeneratorConfig:
     """The setting of the pretraining images: `config`'s shapes and appearance, one
     shape per image, near the centre, 6-40% of the image."""
@@ -81,9 +87,11 @@ def pretrain_backbone(data: dict, settings: pretraining.PretrainSettings = (
 def budget_overrides(data: dict, size: int, batch_size: int, train_steps: int,
                      variant: str = "dcnv2", steps_per_epoch: int = 50,
                      validation_steps: int = 0, base_lr: float = 0.02,
-                     seed: int = 0, init_checkpoint: Optional[str] = None) -> dict:
+                     seed: int = 0, init_checkpoint: Optional[str] = None,
+                     mixed_precision_dtype: str = "float32") -> dict:
     """Overrides of `dcn_maskrcnn_synthetic` for a run of `train_steps` on `data`,
-    starting from the backbone in `init_checkpoint` when given."""
+    starting from the backbone in `init_checkpoint` when given, computing in
+    `mixed_precision_dtype`."""
     warmup = max(1, min(100, train_steps // 10))
     task = {
         "model": {"variant": variant, "input_size": [size, size, 3]},
@@ -96,6 +104,7 @@ def budget_overrides(data: dict, size: int, batch_size: int, train_steps: int,
         task.update(init_checkpoint=init_checkpoint, init_checkpoint_modules="backbone")
     return {
         "task": task,
+        "runtime": {"mixed_precision_dtype": mixed_precision_dtype},
         "trainer": {
             "train_steps": train_steps,
             "steps_per_loop": min(steps_per_epoch, train_steps),
@@ -121,6 +130,8 @@ class Recipe:
       pretrain: the backbone's classification pretraining (`steps` 0: none, the
         detector then trains from scratch).
       batch_size, train_steps, learning_rate: the detector's budget and peak rate.
+      mixed_precision_dtype: what the pretraining and the detector compute in
+        ('bfloat16' or 'float16' with float32 variables, or 'float32').
     """
     data_dir: str = os.path.join("data", "synthetic_demo")
     train_images: int = 1000
@@ -128,10 +139,12 @@ class Recipe:
     image_size: int = 128
     data_seed: int = 0
     generator: synthetic.GeneratorConfig = DEMO_DATA
-    pretrain: pretraining.PretrainSettings = pretraining.PretrainSettings()
+    pretrain: pretraining.PretrainSettings = pretraining.PretrainSettings(
+        mixed_precision_dtype=MIXED_PRECISION)
     batch_size: int = 4
     train_steps: int = 1500
     learning_rate: float = 0.02
+    mixed_precision_dtype: str = MIXED_PRECISION
 
 
 @dataclasses.dataclass(frozen=True)
@@ -166,7 +179,8 @@ def experiment(recipe: Recipe, prepared: Prepared, variant: str, seed: int = 0,
         budget_overrides(prepared.data, recipe.image_size, recipe.batch_size,
                          recipe.train_steps, variant, validation_steps=validation_steps,
                          base_lr=recipe.learning_rate, seed=seed,
-                         init_checkpoint=prepared.init_checkpoint),
+                         init_checkpoint=prepared.init_checkpoint,
+                         mixed_precision_dtype=recipe.mixed_precision_dtype),
         overrides or {})
 
 

@@ -5,8 +5,10 @@ Garden's own trainer (`official.core.train_lib.OrbitExperimentRunner`: Orbit
 controller, checkpoints every `trainer.checkpoint_interval` steps, resumes from the
 latest checkpoint in `model_dir`); with `trainer='keras'`, Keras `model.fit`
 (`models.training.keras_trainer`) and, for modes with evaluation, then a COCO
-evaluation of the last checkpoint (`models.evaluation.coco`). `cpu_replicas > 1`
-trains with a `MirroredStrategy` over that many logical CPU devices.
+evaluation of the last checkpoint (`models.evaluation.coco`). Either builds the model
+under the mixed-precision policy of `runtime.mixed_precision_dtype`.
+`cpu_replicas > 1` trains with a `MirroredStrategy` over that many logical CPU
+devices.
 
 Both trainers resume after a crash from the newest checkpoint that loads
 (`models.common.checkpoint_recovery`) and refuse one written by a model of another
@@ -75,10 +77,11 @@ def run_experiment(params: cfg.ExperimentConfig, model_dir: str, mode: str,
         with strategy.scope():
             task = task_factory.get_task(params.task, logging_dir=model_dir)
         last_eval = _LastEvalLogs()
-        runner = train_lib.OrbitExperimentRunner(
-            distribution_strategy=strategy, task=task, mode=mode, params=params,
-            model_dir=model_dir, eval_actions=[last_eval],
-            controller_cls=functools.partial(_CheckedController, params=params))
+        with runtime.mixed_precision(params.runtime.mixed_precision_dtype):  # builds the model
+            runner = train_lib.OrbitExperimentRunner(
+                distribution_strategy=strategy, task=task, mode=mode, params=params,
+                model_dir=model_dir, eval_actions=[last_eval],
+                controller_cls=functools.partial(_CheckedController, params=params))
         if training:  # the Keras trainer writes it itself
             train_utils.serialize_config(params, model_dir)
         runner.run()

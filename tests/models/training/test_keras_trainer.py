@@ -1,7 +1,7 @@
 """models.training.keras_trainer: the validation split parsed as training data, the
-step timer, checkpoints at the interval and at the end, and `train` overfitting a tiny
-set to a box AP that chance cannot reach (resuming and distribution run in
-test_train_lib.py)."""
+step timer, checkpoints at the interval and at the end, `train` overfitting a tiny
+set to a box AP that chance cannot reach, and a bfloat16 run (resuming and
+distribution run in test_train_lib.py)."""
 
 import os
 import types
@@ -112,3 +112,31 @@ def test_tiny_run_overfits_its_training_images_above_chance(tiny_data, tiny_over
     metrics = coco.evaluate_model(params, model)
     assert metrics["box"]["AP50"] >= 0.4, metrics
     assert metrics["mask"]["AP50"] > CHANCE_AP50, metrics
+
+
+@pytest.mark.slow
+def test_bfloat16_run_computes_in_bfloat16_and_keeps_float32_weights(tiny_overrides,
+                                                                      tmp_path):
+    """With `runtime.mixed_precision_dtype: bfloat16` the model's layers (the
+    deformable convolutions and RoI pooling among them) compute in bfloat16, the
+    losses stay finite, the variables and the checkpoint hold float32, and a float32
+    model reads that checkpoint; the global policy is float32 again afterwards."""
+    overrides = tiny_overrides("dcnv2", train_steps=2)
+    overrides["runtime"] = {"mixed_precision_dtype": "bfloat16"}
+    params = runtime.experiment_params(SYNTHETIC_EXPERIMENT, overrides)
+    model, history = keras_trainer.train(params, str(tmp_path / "run"), validate=False,
+                                         verbose=0)
+    assert tf_keras.mixed_precision.global_policy().name == "float32"
+    policies = {layer.dtype_policy.name for layer in model.submodules
+                if isinstance(layer, tf_keras.layers.Layer)}
+    assert "mixed_bfloat16" in policies
+    deformable = [layer for layer in model.submodules
+                  if type(layer).__name__ in ("DeformConv2D", "DeformRoIPool")]
+    assert deformable and all(layer.compute_dtype == "bfloat16" for layer in deformable)
+    assert all(np.isfinite(history.history["total_loss"]))
+    assert {v.dtype for v in model.variables} == {tf.float32}
+
+    float_params = runtime.experiment_params(SYNTHETIC_EXPERIMENT,
+                                             tiny_overrides("dcnv2", train_steps=2))
+    metrics = coco.evaluate(float_params, str(tmp_path / "run"))
+    assert set(metrics["box"]) == set(coco.METRIC_KEYS)

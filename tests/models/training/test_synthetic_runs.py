@@ -85,6 +85,21 @@ def test_budget_overrides_start_from_a_backbone_checkpoint():
     assert not runtime.experiment_params(SYNTHETIC_EXPERIMENT, plain).task.init_checkpoint
 
 
+def test_budget_overrides_and_recipe_set_the_precision():
+    """The run computes in the recipe's mixed-precision type; the recipe's default is
+    bfloat16 exactly where the CPU has bfloat16 dot products, for the pretraining too."""
+    overrides = synthetic_runs.budget_overrides(DATA, 64, 2, 100,
+                                                mixed_precision_dtype="bfloat16")
+    params = runtime.experiment_params(SYNTHETIC_EXPERIMENT, overrides)
+    assert params.runtime.mixed_precision_dtype == "bfloat16"
+    plain = synthetic_runs.budget_overrides(DATA, 64, 2, 100)
+    assert runtime.experiment_params(
+        SYNTHETIC_EXPERIMENT, plain).runtime.mixed_precision_dtype == "float32"
+    recipe = synthetic_runs.Recipe()
+    expected = "bfloat16" if runtime.cpu_has_bfloat16() else "float32"
+    assert recipe.mixed_precision_dtype == recipe.pretrain.mixed_precision_dtype == expected
+
+
 def test_classification_config_centres_one_larger_shape():
     """The pretraining setting keeps the shapes and appearance of the data set's
     setting, centres the shape and draws it over 6-40% of the image."""
