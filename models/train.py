@@ -8,11 +8,14 @@ checkpoints every `trainer.checkpoint_interval` steps, resumes from the latest
 checkpoint in `--model_dir`); `--trainer=keras` runs Keras `model.fit` and, for modes
 with evaluation, then evaluates the last checkpoint (`models.training.train_lib`).
 Evaluation results (COCO box and mask AP) are written to `MODEL_DIR/metrics.json`.
-`--cpu_replicas=N` trains with a `MirroredStrategy` over N logical CPU devices.
+`--cpu_replicas=N` trains with a `MirroredStrategy` over N logical CPU devices. As
+Model Garden's `official/vision/train.py`, it reads `--gin_file` / `--gin_params`
+and builds the model under `runtime.mixed_precision_dtype`.
 """
 
 from absl import app
 from absl import flags
+import gin
 
 from official.common import flags as tfm_flags
 from official.core import train_utils
@@ -37,6 +40,8 @@ def define_flags():
 
 def main(_):
     """Runs the experiment; writes and prints the metrics of its evaluation."""
+    if FLAGS.gin_file or FLAGS.gin_params:  # parsing locks gin's config for the process
+        gin.parse_config_files_and_bindings(FLAGS.gin_file, FLAGS.gin_params)
     params = train_utils.parse_configuration(FLAGS)
     metrics = train_lib.run_experiment(params, FLAGS.model_dir, FLAGS.mode, FLAGS.trainer,
                                        FLAGS.cpu_replicas, FLAGS.verbose)

@@ -45,7 +45,8 @@ class DeformRoIPool(DeformRoIPoolBase, keras.layers.Layer):
       output_size: `(oh, ow)` or an int for a square output.
       spatial_scale: feature-map size / image size (1 / stride of the features).
       sampling_ratio: sample points per bin along each axis; `<= 0` for adaptive.
-      gamma: scale of the offsets (0.1 in the paper).
+      gamma: scale of the offsets (0.1 in DCNv1 and the authors' code; DCNv2's
+        text gives no value).
       aligned: shift the boxes by -0.5 pixel (torchvision's `aligned=True`).
       modulated: DCNv2 (True, with the mask) or DCNv1 (False).
       hidden_units: width of the two hidden fully connected layers (1024 in the paper).

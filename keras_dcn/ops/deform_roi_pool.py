@@ -104,7 +104,7 @@ def deform_roi_pool(features, rois, offsets=None, mask=None, output_size=(7, 7),
       sampling_ratio: points per bin along each axis; `<= 0` for the adaptive rule
         above. At most 4096, and an adaptive grid may hold at most 2**24 points per
         bin (larger boxes raise `InvalidArgumentError`).
-      gamma: scale of the offsets (0.1 in the paper), finite. `spatial_scale` and
+      gamma: scale of the offsets (0.1 in DCNv1 and the authors' code), finite. `spatial_scale` and
         `gamma` are float32 attributes of the op; float64 features compute with
         the values as written (0.1, not float32's nearest value to it).
       aligned: whether to move the boxes by -0.5 pixel (see above).

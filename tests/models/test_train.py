@@ -1,10 +1,11 @@
-"""python -m models.train: Model Garden's flags and the Keras trainer's reach
-`train_lib.run_experiment`; the metrics of an evaluation are written and printed, a
-training-only run writes none (training itself: tests/models/training/)."""
+"""python -m models.train: Model Garden's flags (gin ones among them) and the Keras
+trainer's reach `train_lib.run_experiment`; the metrics of an evaluation are written
+and printed, a training-only run writes none (training itself: tests/models/training/)."""
 
 import json
 import os
 
+import gin
 import pytest
 
 from models import train
@@ -51,3 +52,27 @@ def test_defaults_are_model_gardens_trainer_on_one_device(tmp_path, monkeypatch,
                   "--model_dir", str(tmp_path))
     train.main([])
     assert calls[0][3:] == ("orbit", 0, 1)
+
+
+@gin.configurable
+def _gin_probe(value=0):
+    return value
+
+
+def test_reads_gin_flags_before_the_experiment(tmp_path, monkeypatch, command_flags):
+    """`--gin_params` bindings hold when the experiment runs, as in Model Garden's
+    `official/vision/train.py`; a binding of nothing known is refused."""
+    seen = []
+    monkeypatch.setattr(train_lib, "run_experiment", lambda *args: seen.append(_gin_probe()))
+    command_flags(train, "--experiment", SYNTHETIC_EXPERIMENT, "--mode", "train",
+                  "--model_dir", str(tmp_path), "--gin_params", "_gin_probe.value=7")
+    try:
+        train.main([])
+        assert seen == [7]
+        gin.clear_config()
+        command_flags(train, "--experiment", SYNTHETIC_EXPERIMENT, "--mode", "train",
+                      "--model_dir", str(tmp_path), "--gin_params", "no_such_function.x=1")
+        with pytest.raises(ValueError, match="no_such_function"):
+            train.main([])
+    finally:
+        gin.clear_config()

@@ -7,7 +7,8 @@ stages listed in `deformable_stages` (2 = conv2 ... 5 = conv5; the paper's DCNv2
 conv3-conv5). In a bottleneck block (ResNet-50/101, the paper's backbones) that is
 the block's only 3x3 convolution; a basic block (ResNet-18/34) has two, `_conv1`
 (with the block's stride) and `_conv2`, and both become deformable. Either way every
-3x3 convolution of those stages is deformable, as in the paper.
+3x3 convolution of those stages is deformable, as in the paper. ResNet-50 has 4 + 6 +
+3 = 13 such convolutions in conv3-conv5; the paper counts 12.
 
 Each deformable convolution owns a zero-initialised offset (and, when `modulated`,
 mask) branch, so at initialisation offsets are 0 and masks 0.5 (DCNv2) or 1 (DCNv1).

@@ -79,7 +79,8 @@ class MultilevelDeformableROIAligner(tf_keras.layers.Layer):
       modulated: DCNv2 modulation (a sigmoid mask per bin) or DCNv1 offsets only.
       sampling_ratio: samples per bin along each axis (2 in the paper).
       aligned: move boxes by -0.5 feature pixel before sampling.
-      gamma: scale of the predicted normalised offsets (0.1 in the paper).
+      gamma: scale of the predicted normalised offsets (0.1 in DCNv1 and the
+        authors' code; DCNv2's text gives no value).
       hidden_units: width of the branch's two fc layers (1024 in the paper).
       offset_lr_multiplier: learning-rate factor of the branch (1 in the paper).
       kernel_regularizer: regularizer of the branch's fc kernels.
