@@ -26,17 +26,17 @@ def test_flags_set_every_field(command_flags):
     command_flags(_command(), "--data", "/d", "--train_images", "40", "--val_images",
                   "7", "--size", "96", "--data_seed", "5", "--pretrain_steps", "3",
                   "--pretrain_images", "25", "--steps", "12", "--batch", "2",
-                  "--learning_rate", "0.005")
+                  "--learning_rate", "0.005", "--mixed_precision_dtype", "float16")
     recipe = recipe_flags.recipe_from_flags()
     assert recipe == synthetic_runs.Recipe(
         data_dir="/d", train_images=40, val_images=7, image_size=96, data_seed=5,
         pretrain=pretraining.PretrainSettings(train_images=25, val_images=4, steps=3,
-                                              seed=5),
-        batch_size=2, train_steps=12, learning_rate=0.005)
+                                              seed=5, mixed_precision_dtype="float16"),
+        batch_size=2, train_steps=12, learning_rate=0.005, mixed_precision_dtype="float16")
     assert recipe_flags.recipe_settings() == {
         "data": "/d", "train_images": 40, "val_images": 7, "size": 96, "data_seed": 5,
         "pretrain_steps": 3, "pretrain_images": 25, "steps": 12, "batch": 2,
-        "learning_rate": 0.005}
+        "learning_rate": 0.005, "mixed_precision_dtype": "float16"}
 
 
 @pytest.mark.parametrize("images, val_images", [(5, 1), (6, 1), (13, 2)])
