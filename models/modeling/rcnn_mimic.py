@@ -1,9 +1,10 @@
 """R-CNN feature mimicking (Section 3.3 of the paper), a training-only branch.
 
-Per image, up to `rois_per_image` of the RoIs that Model Garden's RoI sampler drew
-for the Fast R-CNN head (RPN proposals, plus the ground-truth boxes it mixes in) are
-sampled into Omega: by default the positives, whose IoU with their matched
-ground-truth box is at least `iou_threshold`. Each is cropped from the input image
+Per image, up to `rois_per_image` of the RPN proposals that Model Garden's RoI
+sampler drew for the Fast R-CNN head are sampled into Omega, as the paper samples
+region proposals: by default the positives, whose IoU with their matched ground-truth
+box is at least `iou_threshold`. The ground-truth boxes the sampler mixes in never
+are (a sampled RoI equal to its matched ground-truth box is one of them). Each is cropped from the input image
 and resized to `crop_size` x `crop_size`; the shared backbone and FPN run on the
 crops; the shared RoI aligner pools a RoI covering the whole crop (Model Garden's
 level assignment puts a 224x224 box on level 4, stride 16: the paper's 14x14 map);
@@ -113,16 +114,19 @@ class RCNNMimicBranch(tf_keras.layers.Layer):
 
         `positive`: foreground class target and IoU with the matched ground-truth box
         >= `iou_threshold`; `negative`: background target (class 0); `all`: both. RoIs
-        of zero area (the sampler's padding) never are.
+        of zero area (the sampler's padding) and ground-truth boxes the sampler mixed
+        in (equal to their matched box) never are.
         """
         rois = tf.cast(rois, tf.float32)
+        matched_gt_boxes = tf.cast(matched_gt_boxes, tf.float32)
         non_empty = (rois[..., 2] > rois[..., 0]) & (rois[..., 3] > rois[..., 1])
-        iou = box_iou(rois, tf.cast(matched_gt_boxes, tf.float32))
+        proposal = tf.logical_not(tf.reduce_all(tf.equal(rois, matched_gt_boxes), axis=-1))
+        iou = box_iou(rois, matched_gt_boxes)
         positive = (class_targets > 0) & (iou >= self.iou_threshold)
         negative = tf.equal(class_targets, 0)
         chosen = {"positive": positive, "negative": negative,
                   "all": positive | negative}[self.roi_type]
-        return chosen & non_empty
+        return chosen & non_empty & proposal
 
     def sample(self, eligible: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
         """Draws Omega: `rois_per_image` slots per image, eligible RoIs in random order

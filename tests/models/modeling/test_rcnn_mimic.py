@@ -74,15 +74,18 @@ def test_eligible_rois(roi_type, rng):
                   _random_boxes(rng, (2, 30)))
     classes = rng.integers(0, 5, (2, 30))
     rois[1, -4:] = 0.0  # the sampler's padding
+    gt[:, :5] = rois[:, :5]  # ground-truth boxes the sampler mixed in
     branch = _branch(roi_type=roi_type, iou_threshold=0.6)
     got = branch.eligible(rois, gt, tf.constant(classes)).numpy()
 
     non_empty = (rois[..., 2] > rois[..., 0]) & (rois[..., 3] > rois[..., 1])
+    proposal = np.arange(30)[None] >= 5
     positive = (classes > 0) & (_np_iou(rois, gt) >= 0.6)
     negative = classes == 0
     want = {"positive": positive, "negative": negative, "all": positive | negative}
-    np.testing.assert_array_equal(got, want[roi_type] & non_empty)
-    assert positive.any() and not positive.all()
+    np.testing.assert_array_equal(got, want[roi_type] & non_empty & proposal)
+    assert (positive & proposal).any() and not positive.all()
+    assert (want[roi_type] & ~proposal).any()  # some excluded only as ground truth
 
 
 @pytest.mark.parametrize("num_rois,per_image", [(20, 6), (4, 6)])
@@ -152,7 +155,12 @@ MIMIC = {"enabled": True, "rois_per_image": 4, "crop_size": 32}
 
 def _task(tiny_overrides, variant="dcnv2", **settings):
     overrides = tiny_overrides(variant)
-    overrides["task"]["model"]["mimic"] = {**MIMIC, **settings}
+    model = overrides["task"]["model"]
+    model["mimic"] = {**MIMIC, **settings}
+    # Omega holds RPN proposals only: keep every anchor as a proposal, so that some
+    # of the untrained RPN's are positives, and sample enough of them.
+    model["roi_generator"].update(pre_nms_top_k=2000, num_proposals=1000)
+    model["roi_sampler"] = {"num_sampled_rois": 64}
     params = runtime.experiment_params(SYNTHETIC_EXPERIMENT, overrides)
     return params, task_factory.get_task(params.task)
 
