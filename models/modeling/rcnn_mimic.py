@@ -54,7 +54,8 @@ def crop_and_resize(images: tf.Tensor, boxes: tf.Tensor, size: int) -> tf.Tensor
     """Crops `boxes` `[B, M, 4]` (image pixels, `y1, x1, y2, x2`) from `images`
     `[B, H, W, C]` and resizes each to `[size, size]` by bilinear sampling at the
     centres of a `size` x `size` grid over the box (pixel `i` covers `[i, i + 1)`).
-    Returns `[B * M, size, size, C]`, image-major."""
+    Returns `[B * M, size, size, C]`, image-major, in the dtype of `images` (sampled
+    in float32: `tf.image.crop_and_resize` takes no bfloat16)."""
     height = tf.cast(tf.shape(images)[1], tf.float32)
     width = tf.cast(tf.shape(images)[2], tf.float32)
     boxes = tf.cast(tf.reshape(boxes, [-1, 4]), tf.float32)
@@ -72,7 +73,9 @@ def crop_and_resize(images: tf.Tensor, boxes: tf.Tensor, size: int) -> tf.Tensor
                            last_x / tf.maximum(width - 1, 1.0)], axis=1)
     per_image = tf.shape(boxes)[0] // tf.shape(images)[0]
     box_indices = tf.repeat(tf.range(tf.shape(images)[0]), per_image)
-    return tf.image.crop_and_resize(images, normalised, box_indices, [size, size])
+    crops = tf.image.crop_and_resize(tf.cast(images, tf.float32), normalised, box_indices,
+                                     [size, size])
+    return tf.cast(crops, images.dtype)
 
 
 @tf_keras.utils.register_keras_serializable(package=PACKAGE)

@@ -62,6 +62,18 @@ def test_crop_and_resize_samples_the_box_at_pixel_centres():
         np.testing.assert_allclose(crops[n], want, rtol=1e-5, atol=1e-3)
 
 
+def test_crop_and_resize_keeps_a_bfloat16_image_in_bfloat16(rng):
+    """Under mixed_bfloat16 the images arrive in bfloat16, which
+    `tf.image.crop_and_resize` does not take: the crops are sampled from the same
+    values in float32 and returned in bfloat16."""
+    images = tf.cast(rng.uniform(0, 255, (2, 16, 20, 3)), tf.bfloat16)
+    boxes = tf.constant([[[1.0, 2.0, 9.0, 15.0]], [[0.0, 0.0, 16.0, 20.0]]])
+    got = mimic.crop_and_resize(images, boxes, 6)
+    assert got.dtype == tf.bfloat16
+    want = mimic.crop_and_resize(tf.cast(images, tf.float32), boxes, 6)
+    np.testing.assert_array_equal(got.numpy(), tf.cast(want, tf.bfloat16).numpy())
+
+
 def _branch(**kwargs):
     return mimic.RCNNMimicBranch(num_classes=5, **kwargs)
 
