@@ -125,11 +125,16 @@ class DcnMaskRCNNModel(maskrcnn_model.MaskRCNNModel):
         indices, weights = branch.sample(tf.stop_gradient(eligible))
         boxes = tf.stop_gradient(tf.gather(rois, indices, batch_dims=1))
         crops = branch.crops(images, boxes, weights)
-        _, crop_features = self._get_backbone_and_decoder_features(crops)
+        # Batch normalisation of the crop pass in inference mode: the crops are
+        # normalised with the statistics the Fast R-CNN pass uses at test time, and
+        # batches of crops never enter those statistics.
+        crop_features = self.backbone(crops, training=False)
+        if self.decoder:
+            crop_features = self.decoder(crop_features, training=False)
         pooled = self.roi_aligner(crop_features,
                                   branch.whole_crop_boxes(tf.shape(crops)[0]))
         batch_size, slots = tf.shape(indices)[0], tf.shape(indices)[1]
-        rcnn_features = tf.reshape(head.embed(pooled),
+        rcnn_features = tf.reshape(head.embed(pooled, training=False),
                                    [batch_size, slots, frcnn_features.shape[-1]])
         return {
             rcnn_mimic.RCNN_FEATURES: rcnn_features,

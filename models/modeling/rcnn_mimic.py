@@ -4,11 +4,13 @@ Per image, up to `rois_per_image` of the RPN proposals that Model Garden's RoI
 sampler drew for the Fast R-CNN head are sampled into Omega, as the paper samples
 region proposals: by default the positives, whose IoU with their matched ground-truth
 box is at least `iou_threshold`. The ground-truth boxes the sampler mixes in never
-are (a sampled RoI equal to its matched ground-truth box is one of them). Each is cropped from the input image
-and resized to `crop_size` x `crop_size`; the shared backbone and FPN run on the
-crops; the shared RoI aligner pools a RoI covering the whole crop (Model Garden's
-level assignment puts a 224x224 box on level 4, stride 16: the paper's 14x14 map);
-the shared fc layers of the Fast R-CNN head give f_RCNN(b). The same RoI's fc
+are (a sampled RoI equal to its matched ground-truth box is one of them). Each is
+cropped from the input image and resized to `crop_size` x `crop_size`; the shared
+backbone and FPN run on the crops; the shared RoI aligner pools a RoI covering the
+whole crop (Model Garden's level assignment puts a 224x224 box on level 4, stride 16:
+the paper's 14x14 map); the shared fc layers of the Fast R-CNN head give f_RCNN(b).
+Batch normalisation runs in inference mode in this crop pass (moving statistics,
+never updated by crops). The same RoI's fc
 features from the Fast R-CNN pass are f_FRCNN(b). Two losses follow:
 
 * L_mimic = sum over Omega of [1 - cos(f_RCNN(b), f_FRCNN(b))] (Eq. 3), averaged

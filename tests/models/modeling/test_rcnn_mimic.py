@@ -281,6 +281,41 @@ def test_mimic_gradients_reach_shared_parts_not_the_classifiers(tiny):
 
 
 @pytest.mark.slow
+def test_crop_pass_leaves_the_batch_norm_statistics_alone(tiny):
+    """A training pass with the branch moves the backbone's and FPN's batch-norm
+    moving statistics exactly as the same pass without it: the crops never enter
+    them."""
+    _, model, batch = tiny
+    moving = [v for v in model.backbone.non_trainable_variables
+              + model.decoder.non_trainable_variables if "moving" in v.name]
+    assert moving
+    variables = list(model.variables)
+    saved = [v.numpy() for v in variables]
+    before = [v.numpy() for v in moving]
+
+    def statistics_after_a_pass(branch):
+        for variable, value in zip(variables, saved):
+            variable.assign(value)
+        kept, model.mimic_branch = model.mimic_branch, branch
+        try:
+            outputs = _training_outputs(model, batch)
+        finally:
+            model.mimic_branch = kept
+        assert (mimic.WEIGHTS in outputs) == (branch is not None)
+        return [v.numpy() for v in moving]
+
+    try:
+        with_branch = statistics_after_a_pass(model.mimic_branch)
+        without = statistics_after_a_pass(None)
+    finally:
+        for variable, value in zip(variables, saved):
+            variable.assign(value)
+    for variable, got, want in zip(moving, with_branch, without):
+        np.testing.assert_array_equal(got, want, err_msg=variable.name)
+    assert any(not np.array_equal(got, old) for got, old in zip(with_branch, before))
+
+
+@pytest.mark.slow
 def test_inference_and_validation_do_not_run_the_branch(tiny):
     _, model, (images, labels) = tiny
     inference = model(images, image_shape=labels["image_info"][:, 1, :],
