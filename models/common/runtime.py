@@ -13,9 +13,8 @@ models under the Keras mixed-precision policy of `runtime.mixed_precision_dtype`
 import contextlib
 from typing import Optional, Union
 
-import tf_keras
-
 import tensorflow as tf
+import tf_keras
 
 from official.common import distribute_utils
 from official.core import config_definitions as cfg
