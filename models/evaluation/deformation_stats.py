@@ -25,11 +25,13 @@ from keras_dcn import tf_keras as dcn_layers
 
 
 def _summary(lengths, masks):
-    lengths = np.concatenate(lengths) if lengths else np.zeros(0)
+    # In float64: a bfloat16 model's values would otherwise be summed in bfloat16, whose
+    # running sum stops growing once it is 256 times larger than a term.
+    lengths = np.concatenate(lengths).astype(np.float64) if lengths else np.zeros(0)
     entry = {"offset_mean": float(lengths.mean()) if lengths.size else float("nan"),
              "offset_over_1": float((lengths > 1).mean()) if lengths.size else float("nan")}
     if masks:
-        values = np.concatenate(masks)
+        values = np.concatenate(masks).astype(np.float64)
         entry.update(mask_mean=float(values.mean()), mask_std=float(values.std()))
     return entry
 

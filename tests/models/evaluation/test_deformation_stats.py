@@ -22,11 +22,12 @@ def models(tiny_overrides):
     """`models(variant)`: a tiny model of `variant`, built once per module."""
     built = {}
 
-    def get(variant):
-        if variant not in built:
+    def get(variant, dtype="float32"):
+        if (variant, dtype) not in built:
             params = runtime.experiment_params(SYNTHETIC_EXPERIMENT, tiny_overrides(variant))
-            built[variant] = task_factory.get_task(params.task).build_model()
-        return built[variant]
+            with runtime.mixed_precision(dtype):
+                built[variant, dtype] = task_factory.get_task(params.task).build_model()
+        return built[variant, dtype]
     return get
 
 
@@ -113,6 +114,21 @@ def test_constant_offsets_give_their_length_everywhere(models, rng):
     # The hooks are removed afterwards.
     assert all(layer._sampling_hook is None for layer in _deform_convs(model))
     assert model.roi_aligner.pool._sampling_hook is None
+
+
+def test_bfloat16_model_statistics_are_summed_in_float(models, rng):
+    """A model computing in bfloat16 hands its hooks bfloat16 offsets and masks: tens
+    of thousands of modulation values 0.5 still average 0.5 (a bfloat16 running sum
+    would stall near 256), and offsets (3, 4) still measure 5."""
+    model = models("dcnv2", "bfloat16")
+    images, info = _inputs(rng)
+    for layer in _deform_convs(model):
+        _set_conv_branch(layer, (3.0, 4.0))
+    stats = deformation_stats.deformation_statistics(model, tf.tile(images, [8, 1, 1, 1]),
+                                                     tf.tile(info, [8, 1, 1]))
+    for stage in ("conv3", "conv4", "conv5"):
+        assert stats[stage]["offset_mean"] == pytest.approx(5.0, rel=1e-2)
+        assert stats[stage]["mask_mean"] == pytest.approx(0.5, abs=1e-3)
 
 
 def test_statistics_pool_the_layers_of_each_stage(models, rng):
