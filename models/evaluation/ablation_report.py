@@ -73,10 +73,13 @@ def ordering(summary: Mapping[str, dict], kind: str = "box") -> dict:
               "ordering_holds": bool(holds)}
     if "regular" in summary and "dcnv2" in summary:
         regular, dcnv2 = summary["regular"][kind]["AP"], summary["dcnv2"][kind]["AP"]
-        pooled = math.sqrt((regular["std"] ** 2 + dcnv2["std"] ** 2) / 2)
         gap = dcnv2["mean"] - regular["mean"]
-        result.update(dcnv2_minus_regular=gap, pooled_std=pooled,
-                      gap_above_two_std=bool(gap > 2 * pooled))
+        result["dcnv2_minus_regular"] = gap
+        if regular["n"] > 1 and dcnv2["n"] > 1:
+            pooled = math.sqrt((regular["std"] ** 2 + dcnv2["std"] ** 2) / 2)
+            result.update(pooled_std=pooled, gap_above_two_std=bool(gap > 2 * pooled))
+        else:  # one seed gives no standard deviation
+            result.update(pooled_std=None, gap_above_two_std=None)
     return result
 
 
@@ -155,7 +158,10 @@ def ordering_sentence(check: dict) -> str:
             f"{'holds' if check['ordering_holds'] else 'does not hold'} "
             f"({', '.join(f'{v:.1f}' for v in check['box_AP'])}).")
     if "dcnv2_minus_regular" in check:
-        text += (f" dcnv2 - regular = {check['dcnv2_minus_regular']:.1f} points, "
-                 f"{'above' if check['gap_above_two_std'] else 'not above'} twice the "
-                 f"pooled standard deviation ({2 * check['pooled_std']:.1f}).")
+        text += f" dcnv2 - regular = {check['dcnv2_minus_regular']:.1f} points, "
+        if check["pooled_std"] is None:
+            text += "with no standard deviation to compare it with (one seed)."
+        else:
+            text += (f"{'above' if check['gap_above_two_std'] else 'not above'} twice the "
+                     f"pooled standard deviation ({2 * check['pooled_std']:.1f}).")
     return text

@@ -132,6 +132,18 @@ def test_ordering_gap_against_twice_the_pooled_std(regular, dcnv2, above):
                                                                    "dcnv1": 0.5}))
 
 
+def test_one_seed_gives_no_pooled_std():
+    """With one seed a row has no standard deviation: the gap is reported, but not
+    as above (or below) twice a pooled standard deviation of 0."""
+    summary = _summary({"regular": 30.0, "dcnv2": 30.4})
+    summary["regular"]["box"]["AP"]["n"] = 1
+    check = ablation_report.ordering(summary)
+    assert check["dcnv2_minus_regular"] == pytest.approx(0.4)
+    assert check["pooled_std"] is None and check["gap_above_two_std"] is None
+    sentence = ablation_report.ordering_sentence(check)
+    assert "one seed" in sentence and "above" not in sentence
+
+
 def test_markdown_table_one_line_per_row(rng):
     """A header, a rule and one line per row, all with the same number of cells;
     several seeds show mean ± std, one seed the value alone, no value '-'."""
