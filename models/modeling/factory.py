@@ -90,4 +90,8 @@ def build_maskrcnn(input_specs: tf_keras.layers.InputSpec,
             crop_size=settings.crop_size,
             kernel_regularizer=l2_regularizer,
             name="rcnn_mimic")
+        # The branch runs only in training; its classifier is made now, so that the
+        # model has all its variables before a checkpoint is checked or restored.
+        fc_dims = components["detection_head"].get_config()["fc_dims"]
+        components["mimic_branch"].build([None, None, fc_dims])
     return maskrcnn_model.DcnMaskRCNNModel(**components, **model_kwargs)

@@ -161,6 +161,11 @@ class RCNNMimicBranch(tf_keras.layers.Layer):
         box = tf.constant([0.0, 0.0, self.crop_size, self.crop_size], tf.float32)
         return tf.tile(box[None, None], [count, 1, 1])
 
+    def build(self, input_shape):
+        """Makes the classifier for R-CNN features `[B, M, D]`."""
+        self.classifier.build(input_shape)
+        super().build(input_shape)
+
     def call(self, rcnn_features: tf.Tensor) -> tf.Tensor:
         """`[B, M, D]` R-CNN features -> `[B, M, num_classes]` class logits."""
         return self.classifier(rcnn_features)

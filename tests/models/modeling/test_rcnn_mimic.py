@@ -12,6 +12,7 @@ import tensorflow as tf
 import tf_keras
 from official.core import task_factory
 
+from models.common import checkpoint_compat
 from models.common import runtime
 from models.configs.experiments import SYNTHETIC_EXPERIMENT
 from models.modeling import rcnn_mimic as mimic
@@ -411,3 +412,17 @@ def test_exported_model_has_no_trace_of_the_branch(tiny_overrides, tiny_data, tm
         assert value.shape == outputs["plain"][key].shape and \
             value.dtype == outputs["plain"][key].dtype
         assert np.all(np.isfinite(value.numpy()))
+
+
+@pytest.mark.slow
+def test_a_mimic_run_resumes_from_its_checkpoint(tiny_overrides, tmp_path):
+    """The branch runs only in training, yet a freshly built model has its classifier,
+    so a checkpoint written after training fits the model a resumed run builds."""
+    params, task = _task(tiny_overrides)
+    model = task.build_model()
+    fc_dims = model.detection_head[0].get_config()["fc_dims"]
+    assert model.mimic_branch.classifier.kernel.shape == (fc_dims, 7)
+    batch = next(iter(task.build_inputs(params.task.train_data)))
+    _training_outputs(model, batch)
+    path = tf.train.Checkpoint(model=model).save(str(tmp_path / "ckpt"))
+    checkpoint_compat.check_model_fits(task.build_model(), path, params)
