@@ -10,8 +10,8 @@ backbone and FPN run on the crops; the shared RoI aligner pools a RoI covering t
 whole crop (Model Garden's level assignment puts a 224x224 box on level 4, stride 16:
 the paper's 14x14 map); the shared fc layers of the Fast R-CNN head give f_RCNN(b).
 Batch normalisation runs in inference mode in this crop pass (moving statistics,
-never updated by crops). The same RoI's fc
-features from the Fast R-CNN pass are f_FRCNN(b). Two losses follow:
+never updated by crops). The same RoI's fc features from the Fast R-CNN pass are
+f_FRCNN(b). Two losses follow:
 
 * L_mimic = sum over Omega of [1 - cos(f_RCNN(b), f_FRCNN(b))] (Eq. 3), averaged
   over the images of the batch (or, with `reduction='mean'`, over Omega);
