@@ -30,6 +30,11 @@ using ConstMatrix =
 // for the products to run at full speed, few enough to bound the memory.
 constexpr int64_t kChunkElements = int64_t{1} << 21;
 
+// Rows of a column matrix `width` wide that fit kChunkElements (at least one).
+inline int64_t MostChunkRows(int64_t width) {
+  return std::max<int64_t>(1, kChunkElements / width);
+}
+
 // Values of a thread's block of `cols` that stay in its L2 cache between sampling
 // and multiplying (1 MiB of float).
 constexpr int64_t kBlockElements = int64_t{1} << 18;
@@ -52,7 +57,7 @@ inline int64_t LeastBlockRows(int64_t kernel_size) {
 inline int64_t ImagesPerChunk(const Eigen::ThreadPoolDevice& device, int64_t batch,
                               int64_t pixels, int64_t width, int64_t kernel_size) {
   const int64_t wanted = ThreadCount(device) * LeastBlockRows(kernel_size);
-  const int64_t most = std::max<int64_t>(1, kChunkElements / width);
+  const int64_t most = MostChunkRows(width);
   pixels = std::max<int64_t>(1, pixels);
   const int64_t images = std::min({batch, (wanted + pixels - 1) / pixels, most / pixels});
   if (images <= 1) return 1;
@@ -64,7 +69,7 @@ inline int64_t ImagesPerChunk(const Eigen::ThreadPoolDevice& device, int64_t bat
 // one image's `pixels` that kChunkElements allows, spread evenly over its chunks.
 inline int64_t ChunkRows(int64_t images, int64_t pixels, int64_t width) {
   if (images > 1) return images * pixels;
-  const int64_t most = std::max<int64_t>(1, kChunkElements / width);
+  const int64_t most = MostChunkRows(width);
   const int64_t chunks = (pixels + most - 1) / most;
   return (pixels + chunks - 1) / chunks;
 }
