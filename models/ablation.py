@@ -9,9 +9,12 @@ made, or reused, as `make demo` makes them) with the demo's budget and schedule
 (`--steps`, 1500 by default), once per seed (Keras
 `fit`, checkpoints in `--out/<row>/seed<k>`; a finished run's results are reused, an
 unfinished one resumes). Each run is evaluated with Model Garden's COCO evaluator
-(box and mask AP, AP50, AP75, APs, APm, APl), its parameters counted, its median
-training-step time and the median inference time of a batch measured, and its
+(box and mask AP, AP50, AP75, APs, APm, APl), its parameters counted and its
 offsets and modulation summarised per stage (`models.evaluation.deformation_stats`).
+Then the rows' training steps and inference passes are timed side by side, taking
+turns in one process for `--timing_rounds` rounds (each row with the weights of its
+first seed), so that their times compare; the times each run measured while it
+trained are kept in `table.json`.
 A row is a variant, with `+mimic` for R-CNN feature mimicking (`--mimic_rois` RoIs
 per image cropped to `--mimic_crop` pixels, sized for CPU; the paper uses 32 and 224).
 
@@ -50,6 +53,9 @@ def define_flags():
     flags.DEFINE_list("seeds", ["0", "1", "2"], "training seeds of every row")
     flags.DEFINE_integer("mimic_rois", 8, "RoIs per image")
     flags.DEFINE_integer("mimic_crop", 64, "crop side (pixels)")
+    flags.DEFINE_integer("timing_rounds", 12,
+                         "rounds of the side-by-side timing of the rows' steps and "
+                         "inference passes")
 
 
 def _run(row, seed, recipe, prepared, settings):
@@ -101,13 +107,18 @@ def main(_):
             box, mask = result["metrics"]["box"]["AP"], result["metrics"]["mask"]["AP"]
             print(f"box AP {100 * box:.1f}, mask AP {100 * mask:.1f}", flush=True)
 
+    print(f"\ntiming the rows side by side ({FLAGS.timing_rounds} rounds)", flush=True)
+    timings = ablation.side_by_side_times(
+        rows, recipe, prepared, FLAGS.mimic_rois, FLAGS.mimic_crop,
+        {row: os.path.join(FLAGS.out, row, f"seed{seeds[0]}") for row in rows},
+        rounds=FLAGS.timing_rounds)
     start = "the pretrained backbone" if prepared.pretraining else "scratch"
     title = (f"Ablation on synthetic shapes ({recipe.image_size}x{recipe.image_size}, "
              f"{recipe.train_steps} steps of batch {recipe.batch_size} from {start}, "
              f"{len(seeds)} seeds; AP in percent, mean ± std; times: medians of a training "
-             "step and of the inference pass of a batch)")
+             "step and of the inference pass of a batch, the rows timed side by side)")
     paths = ablation_report.write_report(
-        FLAGS.out, runs, {**settings, "variants": rows, "seeds": seeds}, title)
+        FLAGS.out, runs, {**settings, "variants": rows, "seeds": seeds}, title, timings)
     with open(paths["table.md"]) as f:
         print("\n" + f.read())
     print(f"done in {(time.perf_counter() - started) / 60:.1f} min")

@@ -4,7 +4,8 @@ JSON and a bar chart, and whether the paper's ordering holds.
 A row's runs (one per seed) each give `metrics` (`{'box': {AP, ...}, 'mask': {...}}`
 as `models.evaluation.coco` returns them, fractions), `params`, `step_s`,
 `inference_s` and the descriptive columns of `models.training.ablation`. `summarize`
-reduces them to means and sample standard deviations (in percent for AP);
+reduces them to means and sample standard deviations (in percent for AP), taking a
+row's times from a side-by-side measurement where one is given;
 `ordering` checks regular < dcnv1 < dcnv2 <= dcnv2+mimic on box AP and whether
 dcnv2 - regular exceeds twice their pooled standard deviation; `markdown_table`,
 `write_report` and `bar_chart` lay them out.
@@ -13,7 +14,7 @@ dcnv2 - regular exceeds twice their pooled standard deviation; `markdown_table`,
 import json
 import math
 import os
-from typing import Dict, List, Mapping, Sequence
+from typing import Dict, List, Mapping, Optional, Sequence
 
 import matplotlib
 
@@ -39,9 +40,13 @@ def _mean_std(values: Sequence[float]) -> Dict[str, float]:
     return {"mean": float(np.mean(values)), "std": std, "n": len(values)}
 
 
-def summarize(runs: Mapping[str, Sequence[dict]]) -> Dict[str, dict]:
+def summarize(runs: Mapping[str, Sequence[dict]],
+              timings: Optional[Mapping[str, dict]] = None) -> Dict[str, dict]:
     """`{row: {'box': {AP: {mean, std, n}, ...}, 'mask': ..., cost: {...}, descriptive
-    columns, 'seeds': n}}` with AP in percent (absent size buckets left out)."""
+    columns, 'seeds': n}}` with AP in percent (absent size buckets left out).
+
+    `timings` (`{row: {'step_s', 'inference_s'}}`, the rows timed side by side)
+    replaces the times the runs measured while training."""
     summary = {}
     for row, results in runs.items():
         entry = {"seeds": len(results)}
@@ -52,8 +57,9 @@ def summarize(runs: Mapping[str, Sequence[dict]]) -> Dict[str, dict]:
                           if kind in r["metrics"] and r["metrics"][kind][key] >= 0]
                 entry[kind][key] = _mean_std(values)
         for key, scale, _, _ in COSTS:
-            entry[key] = _mean_std([r[key] * scale if r.get(key) is not None else None
-                                    for r in results])
+            values = [timings[row][key]] if timings and key in timings.get(row, {}) \
+                else [r.get(key) for r in results]
+            entry[key] = _mean_std([v * scale if v is not None else None for v in values])
         for column in DESCRIPTIVE:
             entry[column] = results[0].get(column, "") if results else ""
         summary[row] = entry
@@ -132,10 +138,12 @@ def bar_chart(summary: Mapping[str, dict], out_path: str, title: str = "") -> st
 
 
 def write_report(out_dir: str, runs: Mapping[str, List[dict]], settings: dict,
-                 title: str = "") -> Dict[str, str]:
-    """Writes `table.md`, `table.json` (settings, every run, the summary and the
-    ordering check) and `ablation.png` to `out_dir`; returns their paths."""
-    summary = summarize(runs)
+                 title: str = "", timings: Optional[Mapping[str, dict]] = None
+                 ) -> Dict[str, str]:
+    """Writes `table.md`, `table.json` (settings, every run, the side-by-side
+    `timings` when given, the summary and the ordering check) and `ablation.png` to
+    `out_dir`; returns their paths."""
+    summary = summarize(runs, timings)
     check = ordering(summary)
     paths = {name: os.path.join(out_dir, name)
              for name in ("table.md", "table.json", "ablation.png")}
@@ -145,8 +153,8 @@ def write_report(out_dir: str, runs: Mapping[str, List[dict]], settings: dict,
             f.write(f"{title}\n\n")
         f.write(markdown_table(summary) + "\n\n" + ordering_sentence(check) + "\n")
     with open(paths["table.json"], "w") as f:
-        json.dump({"settings": settings, "runs": runs, "summary": summary,
-                   "ordering": check}, f, indent=2, sort_keys=True)
+        json.dump({"settings": settings, "runs": runs, "timings": timings,
+                   "summary": summary, "ordering": check}, f, indent=2, sort_keys=True)
     bar_chart(summary, paths["ablation.png"], title)
     return paths
 

@@ -17,7 +17,7 @@ def test_ablation_reports_every_row_and_seed(tmp_path, command_flags, capsys):
     out = tmp_path / "ablation"
     argv = (*TINY_RECIPE, "--data", str(tmp_path / "data"), "--out", str(out),
             "--variants", "regular,dcnv2+mimic", "--seeds", "0,1", "--mimic_rois", "2",
-            "--mimic_crop", "32")
+            "--mimic_crop", "32", "--timing_rounds", "2")
     command_flags(ablation, *argv)
     ablation.main([])
     printed = capsys.readouterr().out
@@ -34,6 +34,12 @@ def test_ablation_reports_every_row_and_seed(tmp_path, command_flags, capsys):
         assert runs[0]["params"] == runs[1]["params"]
     # The deformable row has its offset and modulation branches.
     assert table["runs"]["dcnv2+mimic"][0]["params"] > table["runs"]["regular"][0]["params"]
+    # Times of the table: each row's, measured side by side after the runs.
+    assert set(table["timings"]) == {"regular", "dcnv2+mimic"}
+    for row, times in table["timings"].items():
+        assert times["step_s"] > 0 and times["inference_s"] > 0
+        assert table["summary"][row]["step_s"]["mean"] == times["step_s"]
+    assert "timing the rows side by side (2 rounds)" in printed
     assert "regular" in (out / "table.md").read_text()
     assert cv2.imread(str(out / "ablation.png")) is not None
 
@@ -41,6 +47,6 @@ def test_ablation_reports_every_row_and_seed(tmp_path, command_flags, capsys):
     command_flags(ablation, *argv)
     ablation.main([])
     assert "[1/4]" in capsys.readouterr().out
-    command_flags(ablation, *argv[:-4], "--mimic_rois", "3", "--mimic_crop", "32")
+    command_flags(ablation, *argv[:-6], "--mimic_rois", "3", "--mimic_crop", "32")
     with pytest.raises(ValueError, match="other settings .*mimic_rois"):
         ablation.main([])

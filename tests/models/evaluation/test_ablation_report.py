@@ -84,6 +84,21 @@ def test_summarize_one_seed_has_zero_std(rng):
                         "std": 0.0, "n": 1}
 
 
+def test_summarize_takes_the_side_by_side_times_where_given(rng):
+    """A row timed side by side shows that measurement (one value, std 0) in place of
+    its runs' times; a row left out of the timings keeps its runs' mean."""
+    runs = _runs(rng, absent=())
+    timings = {"regular": {"step_s": 0.25, "inference_s": 0.125},
+               "dcnv2": {"step_s": 0.375, "inference_s": 0.1875}}
+    summary = ablation_report.summarize(runs, timings)
+    for row, times in timings.items():
+        for key, value in times.items():
+            assert summary[row][key] == {"mean": value, "std": 0.0, "n": 1}
+    steps = [r["step_s"] for r in runs["dcnv1"]]
+    assert summary["dcnv1"]["step_s"]["mean"] == pytest.approx(np.mean(steps))
+    assert summary["dcnv1"]["step_s"]["n"] == 3
+
+
 def _summary(means, stds=None):
     """A summary holding only box AP mean / std per row."""
     stds = stds or {}
@@ -171,22 +186,26 @@ def test_markdown_table_one_line_per_row(rng):
 
 
 def test_write_report(tmp_path, rng):
-    """table.md (title, table, ordering sentence), table.json (settings, runs, summary,
-    ordering as computed here) and a PNG bar chart."""
+    """table.md (title, table, ordering sentence), table.json (settings, runs, the
+    side-by-side timings, summary, ordering as computed here) and a PNG bar chart."""
     runs = _runs(rng)
     settings = {"image_size": 64, "train_steps": 10, "seeds": [0, 1, 2]}
+    timings = {row: {"step_s": 0.5 + i, "inference_s": 0.25 + i}
+               for i, row in enumerate(runs)}
     paths = ablation_report.write_report(str(tmp_path / "report"), runs, settings,
-                                         title="Tiny ablation")
+                                         title="Tiny ablation", timings=timings)
     assert sorted(paths) == ["ablation.png", "table.json", "table.md"]
     text = open(paths["table.md"]).read()
     assert text.startswith("Tiny ablation\n\n")
-    summary = ablation_report.summarize(runs)
+    summary = ablation_report.summarize(runs, timings)
     assert ablation_report.markdown_table(summary) in text
     assert "Box AP ordering regular < dcnv1 < dcnv2" in text
     with open(paths["table.json"]) as f:
         report = json.load(f)
-    assert set(report) == {"settings", "runs", "summary", "ordering"}
+    assert set(report) == {"settings", "runs", "timings", "summary", "ordering"}
     assert report["settings"] == settings
+    assert report["timings"] == timings
+    assert report["summary"]["dcnv1"]["step_s"]["mean"] == 1.5
     assert report["runs"] == json.loads(json.dumps(runs))
     check = ablation_report.ordering(summary)
     assert report["ordering"] == json.loads(json.dumps(check))
