@@ -1,4 +1,5 @@
-"""Loads the compiled op library (``libkeras_dcn_ops.so``) once, with clear errors.
+"""Loads the compiled op library (``libkeras_dcn_ops.so``) when first needed, with
+clear errors.
 
 The library is looked for in the environment variable ``KERAS_DCN_OPS_LIBRARY`` (for
 example a Bazel build, ``bazel-bin/tf_ops/libkeras_dcn_ops.so``) and otherwise next to
@@ -10,6 +11,12 @@ The CPU kernels pick their matrix-product code when the library is first used:
 AVX-512 micro-kernels where the CPU has AVX-512 (and bfloat16 ones with AVX512_BF16),
 Eigen's products elsewhere. ``KERAS_DCN_MAX_CPU_ISA`` (one of ``CPU_ISAS``) caps the
 choice; ``cpu_isa()`` says what is in use.
+
+Importing this module loads the library, which registers its ops (a SavedModel that
+calls them needs that). A library that cannot load does not fail the import: ``load()``
+raises ``LibraryError`` saying why, ``load_error()`` returns it, and the ops run as
+their composite of standard operations (keras_dcn/ops/_implementation.py). ``ops`` is
+the loaded module.
 """
 
 import ctypes
@@ -126,4 +133,35 @@ def _load():
     return module
 
 
-ops = _load()
+_loaded = {}
+
+
+def load():
+    """The op library's functions (loaded on the first call, then reused); raises
+    ``LibraryError`` saying why it cannot load, on every call."""
+    if "module" not in _loaded:
+        try:
+            _loaded["module"] = _load()
+        except LibraryError as error:
+            _loaded["module"] = error
+    if isinstance(_loaded["module"], Exception):
+        raise _loaded["module"]
+    return _loaded["module"]
+
+
+def load_error():
+    """Why the op library cannot load (the exception ``load()`` raises), or None."""
+    try:
+        load()
+    except LibraryError as error:
+        return error
+    return None
+
+
+def __getattr__(name):
+    if name == "ops":
+        return load()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+load_error()  # registers the ops now, or keeps why it cannot

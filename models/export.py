@@ -1,10 +1,13 @@
 """Exports a trained deformable Mask R-CNN as a SavedModel (Model Garden's export).
 
     python -m models.export --experiment=dcn_maskrcnn_synthetic \\
-        --checkpoint=runs/dcnv2 --export_dir=runs/dcnv2/export [--params_override=...]
+        --checkpoint=runs/dcnv2 --export_dir=runs/dcnv2/export [--params_override=...] \
+        [--standard_ops_only]
 
 Writes `EXPORT_DIR/saved_model`, `EXPORT_DIR/checkpoint` and `EXPORT_DIR/params.yaml`
-(`models.serving.detection`); `python -m models.predict` runs the SavedModel.
+(`models.serving.detection`); `python -m models.predict` runs the SavedModel. With
+`--standard_ops_only` the SavedModel holds only standard TensorFlow ops (the
+deformable ops as their composite), so it loads without keras_dcn: stock TF Serving.
 """
 
 from absl import app
@@ -24,6 +27,9 @@ def define_flags():
     flags.DEFINE_string("checkpoint", None, "checkpoint file or directory")
     flags.DEFINE_string("export_dir", None, "output folder")
     flags.DEFINE_integer("batch_size", 1, "batch size of the signature (0: any)")
+    flags.DEFINE_bool("standard_ops_only", False,
+                      "write the deformable ops as compositions of standard TensorFlow "
+                      "ops, so that the SavedModel loads without keras_dcn")
     flags.mark_flags_as_required(["experiment", "checkpoint", "export_dir"])
 
 
@@ -32,7 +38,8 @@ def main(_):
     params = runtime.experiment_params(FLAGS.experiment, *FLAGS.config_file or [],
                                        FLAGS.params_override)
     path = detection.export_saved_model(params, FLAGS.checkpoint, FLAGS.export_dir,
-                                        FLAGS.batch_size or None)
+                                        FLAGS.batch_size or None,
+                                        standard_ops_only=FLAGS.standard_ops_only)
     print(f"SavedModel: {path}")
 
 

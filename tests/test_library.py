@@ -1,7 +1,9 @@
 """The op library loader: a missing, stale or foreign library, or one built against
-another TensorFlow, fails `import keras_dcn` with a message that says how to build it."""
+another TensorFlow, fails to load with a message that says how to build it; `import
+keras_dcn` still works, and the ops then run as their composite."""
 
 import functools
+import json
 import os
 import platform
 import shutil
@@ -17,20 +19,59 @@ from keras_dcn import _library
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _import_keras_dcn(library):
+_LOAD = "import keras_dcn; from keras_dcn import _library; _library.load()"
+
+
+def _load_library(library, code=_LOAD):
+    """Runs `code` (by default: import keras_dcn, then load the op library) in a
+    process whose library is `library`."""
     env = dict(os.environ, **{_library.LIBRARY_ENV: str(library)})
     return subprocess.run(
-        [sys.executable, "-c", "import keras_dcn"], cwd=REPO, env=env,
+        [sys.executable, "-c", code], cwd=REPO, env=env,
         capture_output=True, text=True, timeout=300)
 
 
 @pytest.mark.slow
 def test_missing_library_says_how_to_build(tmp_path):
-    result = _import_keras_dcn(tmp_path / "nowhere" / _library.LIBRARY_NAME)
+    result = _load_library(tmp_path / "nowhere" / _library.LIBRARY_NAME)
     assert result.returncode != 0
     assert "LibraryError" in result.stderr
     assert "was not found" in result.stderr
     assert "pip install -e ." in result.stderr
+
+
+_WITHOUT_LIBRARY = """
+import json
+import warnings
+import tensorflow as tf
+from keras_dcn import _library, ops
+x, kernel, offsets = tf.ones((1, 4, 4, 2)), tf.ones((3, 3, 2, 3)), tf.zeros((1, 4, 4, 18))
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    outputs = [ops.deform_conv2d(x, offsets, kernel, padding="same") for _ in range(2)]
+print("warnings:", json.dumps([str(w.message) for w in caught
+                               if w.category is RuntimeWarning]))
+regular = tf.nn.conv2d(x, kernel, 1, "SAME")
+print("error:", max(float(tf.reduce_max(tf.abs(y - regular))) for y in outputs))
+try:
+    ops.deform_conv2d(x, offsets, kernel, padding="same", implementation="custom")
+except _library.LibraryError as error:
+    print("custom:", error)
+"""
+
+
+@pytest.mark.slow
+def test_without_the_library_auto_runs_the_composite_and_custom_refuses(tmp_path):
+    """No library: the op runs as its composite (zero offsets and no mask: a regular
+    convolution) with one warning that says why; "custom" raises the loader's error."""
+    result = _load_library(tmp_path / "nowhere" / _library.LIBRARY_NAME, _WITHOUT_LIBRARY)
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = dict(line.split(": ", 1) for line in result.stdout.splitlines()
+                 if line.startswith(("warnings", "error", "custom")))
+    warned = json.loads(lines["warnings"])
+    assert len(warned) == 1 and "cannot load" in warned[0] and "was not found" in warned[0]
+    assert float(lines["error"]) < 1e-5
+    assert "was not found" in lines["custom"]
 
 
 @pytest.mark.slow
@@ -38,7 +79,7 @@ def test_stale_library_is_refused(tmp_path):
     stale = tmp_path / _library.LIBRARY_NAME
     shutil.copy(_library.library_path(), stale)
     os.utime(stale, (0, 0))  # older than every source file
-    result = _import_keras_dcn(stale)
+    result = _load_library(stale)
     assert result.returncode != 0
     assert "stale" in result.stderr
     assert "make install" in result.stderr
@@ -48,7 +89,7 @@ def test_stale_library_is_refused(tmp_path):
 def test_file_that_is_not_a_library_is_refused(tmp_path):
     broken = tmp_path / _library.LIBRARY_NAME
     broken.write_bytes(b"not an ELF file")
-    result = _import_keras_dcn(broken)
+    result = _load_library(broken)
     assert result.returncode != 0
     assert "does not load" in result.stderr
 
@@ -71,7 +112,7 @@ def test_library_built_against_another_tensorflow_is_refused(tmp_path):
     foreign = tmp_path / _library.LIBRARY_NAME
     foreign.write_bytes(data.replace(marker, f"tensorflow={built};".encode()))
     assert _build_info.read(foreign).tensorflow == built
-    result = _import_keras_dcn(foreign)
+    result = _load_library(foreign)
     assert result.returncode != 0
     assert "LibraryError" in result.stderr
     assert f"built against TensorFlow {built}" in result.stderr
@@ -121,7 +162,7 @@ def test_cpu_isa_cap_is_respected(cap):
 @pytest.mark.slow
 def test_unknown_cpu_isa_cap_is_refused():
     result = subprocess.run(
-        [sys.executable, "-c", "import keras_dcn"], cwd=REPO, capture_output=True,
+        [sys.executable, "-c", _LOAD], cwd=REPO, capture_output=True,
         text=True, timeout=300, env=dict(os.environ, **{_library.CPU_ISA_ENV: "avx9"}))
     assert result.returncode != 0
     assert "ValueError" in result.stderr

@@ -13,6 +13,7 @@ from keras_dcn.layers import _gradient_scale
 from keras_dcn.layers._framework import plain, shape_list
 from keras_dcn.layers._sampling_hook import SamplingHookMixin
 from keras_dcn.ops import _args
+from keras_dcn.ops import _implementation
 from keras_dcn.ops import _padding
 
 
@@ -20,7 +21,6 @@ class DeformConv2DBase(SamplingHookMixin):
     """Framework-neutral body of `DeformConv2D`; see `keras_dcn.layers.DeformConv2D`."""
 
     _framework = None  # set by the concrete class
-    supports_jit = False  # the ops have no XLA kernels
 
     def __init__(self, filters, kernel_size, strides=1, padding="valid", dilation_rate=1,
                  groups=1, deformable_groups=1, modulated=True, use_bias=True,
@@ -28,13 +28,14 @@ class DeformConv2DBase(SamplingHookMixin):
                  kernel_initializer="glorot_uniform", bias_initializer="zeros",
                  kernel_regularizer=None, bias_regularizer=None,
                  activity_regularizer=None, kernel_constraint=None,
-                 bias_constraint=None, **kwargs):
+                 bias_constraint=None, implementation="auto", **kwargs):
         framework = self._framework
         framework.check(type(self).__name__)
         super().__init__(
             activity_regularizer=framework.regularizers.get(activity_regularizer),
             **kwargs)
-        self.supports_jit = False
+        self.implementation = _implementation.check(implementation)
+        self.supports_jit = _implementation.supports_xla(self.implementation)
         self.filters = _args.positive_int(filters, "filters")
         self.kernel_size = _args.positive_pair(plain(kernel_size), "kernel_size")
         self.strides = _args.positive_pair(plain(strides), "strides")
@@ -150,7 +151,8 @@ class DeformConv2DBase(SamplingHookMixin):
             bias=None if self.bias is None else self._read(self.bias),
             strides=self.strides, padding=self.padding, dilation_rate=self.dilation_rate,
             groups=self.groups, deformable_groups=self.deformable_groups,
-            data_format="channels_last")
+            data_format="channels_last",
+            implementation=self.implementation)
         if first:
             outputs = _args.to_channels_first(outputs)
         if self.activation is not None:
@@ -195,5 +197,6 @@ class DeformConv2DBase(SamplingHookMixin):
             activity_regularizer=framework.regularizers.serialize(self.activity_regularizer),
             kernel_constraint=framework.constraints.serialize(self.kernel_constraint),
             bias_constraint=framework.constraints.serialize(self.bias_constraint),
+            implementation=self.implementation,
         )
         return config

@@ -13,24 +13,26 @@ from keras_dcn.layers import _gradient_scale
 from keras_dcn.layers._framework import plain, shape_list
 from keras_dcn.layers._sampling_hook import SamplingHookMixin
 from keras_dcn.ops import _args
+from keras_dcn.ops import _implementation
 
 
 class DeformRoIPoolBase(SamplingHookMixin):
     """Framework-neutral body of `DeformRoIPool`; see `keras_dcn.layers.DeformRoIPool`."""
 
     _framework = None  # set by the concrete class
-    supports_jit = False  # the ops have no XLA kernels
 
     def __init__(self, output_size=7, spatial_scale=1.0, sampling_ratio=2, gamma=0.1,
                  aligned=True, modulated=True, hidden_units=1024, data_format=None,
                  offset_lr_multiplier=1.0, hidden_initializer=None,
-                 kernel_regularizer=None, bias_regularizer=None, **kwargs):
+                 kernel_regularizer=None, bias_regularizer=None, implementation="auto",
+                 **kwargs):
         framework = self._framework
         framework.check(type(self).__name__)
         if kwargs.get("name") is None:  # rather than Keras' "deform_ro_i_pool"
             kwargs["name"] = framework.unique_name("deform_roi_pool")
         super().__init__(**kwargs)
-        self.supports_jit = False
+        self.implementation = _implementation.check(implementation)
+        self.supports_jit = _implementation.supports_xla(self.implementation)
         self.output_size = _args.positive_pair(plain(output_size), "output_size")
         self.spatial_scale = _args.finite_float(spatial_scale, "spatial_scale", positive=True)
         self.sampling_ratio = _args.integer(sampling_ratio, "sampling_ratio")
@@ -103,7 +105,8 @@ class DeformRoIPoolBase(SamplingHookMixin):
         return dcn_ops.deform_roi_pool(
             features, rois, offsets=offsets, mask=mask, output_size=self.output_size,
             spatial_scale=self.spatial_scale, sampling_ratio=self.sampling_ratio,
-            gamma=self.gamma, aligned=self.aligned, data_format="channels_last")
+            gamma=self.gamma, aligned=self.aligned, data_format="channels_last",
+            implementation=self.implementation)
 
     def offsets_and_mask(self, features, rois):
         """The branch's `(offsets, mask)` for channels_last `features` `[N, H, W, C]`.
@@ -163,6 +166,7 @@ class DeformRoIPoolBase(SamplingHookMixin):
             sampling_ratio=self.sampling_ratio,
             gamma=self.gamma,
             aligned=self.aligned,
+            implementation=self.implementation,
             modulated=self.modulated,
             hidden_units=self.hidden_units,
             data_format=self.data_format,

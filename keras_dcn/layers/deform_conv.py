@@ -59,6 +59,8 @@ class DeformConv2D(DeformConv2DBase, keras.layers.Layer):
       kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer,
       activity_regularizer, kernel_constraint, bias_constraint: as in `Conv2D`, for
         `kernel` and `bias`.
+      implementation: `"auto"`, `"custom"` or `"composite"`, as in
+        `keras_dcn.ops.deform_conv2d`.
       **kwargs: `keras.layers.Layer` arguments (`name`, `dtype`, `trainable`, ...).
 
     Sampling hook: `set_sampling_hook(hook)` installs `hook(layer, inputs, offsets, mask,
@@ -67,8 +69,11 @@ class DeformConv2D(DeformConv2DBase, keras.layers.Layer):
     (`rois` is None); `set_sampling_hook(None)` removes it. `keras_dcn.analysis`
     observes the layer through it.
 
-    Requires Keras' TensorFlow backend. The ops have no XLA kernels, so the layer sets
-    `supports_jit = False` and `Model.compile(jit_compile="auto")` does not use XLA.
+    Requires Keras' TensorFlow backend. Under XLA (`Model.compile(jit_compile=True)`)
+    the op runs as its composite of standard ops. `supports_jit` is False for
+    `implementation="custom"`, and for `"auto"` where the CUDA kernels serve a GPU, so
+    that Keras' `jit_compile="auto"` keeps the kernels there (pass
+    `implementation="composite"` to compile such a model with XLA).
     """
 
     _framework = KERAS

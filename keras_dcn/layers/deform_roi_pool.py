@@ -58,6 +58,8 @@ class DeformRoIPool(DeformRoIPoolBase, keras.layers.Layer):
       hidden_initializer: initializer of the two hidden kernels; None for
         `RandomNormal(stddev=0.01)`.
       kernel_regularizer, bias_regularizer: for the branch's kernels and biases.
+      implementation: `"auto"`, `"custom"` or `"composite"`, as in
+        `keras_dcn.ops.deform_roi_pool`.
       **kwargs: `keras.layers.Layer` arguments (`name`, `dtype`, `trainable`, ...).
 
     Sampling hook: `set_sampling_hook(hook)` installs `hook(layer, features, offsets,
@@ -66,7 +68,8 @@ class DeformRoIPool(DeformRoIPoolBase, keras.layers.Layer):
     `set_sampling_hook(None)` removes it. `keras_dcn.analysis` observes the layer
     through it.
 
-    Requires Keras' TensorFlow backend; `supports_jit = False` (no XLA kernels).
+    Requires Keras' TensorFlow backend; under XLA the op runs as its composite, as
+    `DeformConv2D` says.
     """
 
     _framework = KERAS

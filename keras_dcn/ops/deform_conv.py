@@ -2,8 +2,11 @@
 
 import tensorflow as tf
 
-from keras_dcn._library import ops as _lib
+from keras_dcn import _library
 from keras_dcn.ops import _args
+from keras_dcn.ops import _array_namespace
+from keras_dcn.ops import _deform_conv_composite
+from keras_dcn.ops import _implementation
 from keras_dcn.ops import _padding
 
 
@@ -62,7 +65,8 @@ def _check_static_shapes(inputs, offsets, mask, kernel, bias, attrs, padding, da
 
 def deform_conv2d(inputs, offsets, kernel, mask=None, bias=None, strides=(1, 1),
                   padding="valid", dilation_rate=(1, 1), groups=1,
-                  deformable_groups=1, data_format="channels_last", name=None):
+                  deformable_groups=1, data_format="channels_last", name=None,
+                  implementation="auto"):
     """Modulated deformable 2-D convolution (DCNv2; DCNv1 when `mask` is None).
 
     `y(p) = bias + sum_k w_k * x(p + p_k + dp_k) * m_k`, with `x` read by bilinear
@@ -90,6 +94,11 @@ def deform_conv2d(inputs, offsets, kernel, mask=None, bias=None, strides=(1, 1),
         `c // (C // deformable_groups)`.
       data_format: "channels_last" or "channels_first".
       name: optional name scope.
+      implementation: "custom" (the compiled kernels), "composite" (standard
+        TensorFlow ops only: runs under XLA, in TF Serving without keras_dcn and in
+        LiteRT; needs a static kernel shape) or "auto" (the compiled kernels, except
+        under `jit_compile=True` or where the library cannot load); see
+        keras_dcn/ops/_implementation.py. Both give the same values and gradients.
 
     Returns:
       `[N, Ho, Wo, filters]` (or `[N, filters, Ho, Wo]`) in the dtype of `inputs`.
@@ -104,6 +113,7 @@ def deform_conv2d(inputs, offsets, kernel, mask=None, bias=None, strides=(1, 1),
     """
     with tf.name_scope(name or "deform_conv2d"):
         data_format = _args.data_format(data_format)
+        _implementation.check(implementation)
         inputs = _args.float_tensor(inputs, "inputs")
         dtype = inputs.dtype
         offsets = _args.float_tensor(offsets, "offsets", dtype)
@@ -120,19 +130,67 @@ def deform_conv2d(inputs, offsets, kernel, mask=None, bias=None, strides=(1, 1),
             deformable_groups=_args.positive_int(deformable_groups, "deformable_groups"),
         )
         _check_static_shapes(inputs, offsets, mask, kernel, bias, attrs, padding, data_format)
+        composite = _implementation.resolve(implementation) == "composite"
 
         if data_format == "channels_first":
             inputs = _args.to_channels_last(inputs, "inputs")
             offsets = _args.to_channels_last(offsets, "offsets")
             mask = None if mask is None else _args.to_channels_last(mask, "mask")
-        if mask is None:
-            mask = tf.ones_like(offsets[..., ::2])
-        if bias is None:
-            bias = tf.zeros(tf.shape(kernel)[3:], dtype=dtype)
-        output = _lib.dcn_deform_conv2d(inputs, offsets, mask, kernel, bias, **attrs)
+        if composite:
+            output = _composite(inputs, offsets, mask, kernel, bias, attrs, padding)
+        else:
+            output = _custom(inputs, offsets, mask, kernel, bias, attrs)
         if data_format == "channels_first":
             output = _args.to_channels_first(output)
         return output
+
+
+def _custom(inputs, offsets, mask, kernel, bias, attrs):
+    """The compiled kernel on channels_last tensors."""
+    if mask is None:
+        mask = tf.ones_like(offsets[..., ::2])
+    if bias is None:
+        bias = tf.zeros(tf.shape(kernel)[3:], dtype=inputs.dtype)
+    return _library.load().dcn_deform_conv2d(inputs, offsets, mask, kernel, bias, **attrs)
+
+
+def _leading_pads(inputs, kernel_size, attrs, padding):
+    """`(top, left)` padding of channels_last `inputs`: ints, or for SAME on a size
+    known only at run time, scalar tensors (TensorFlow's rule, as `_padding.resolve`)."""
+    size = tuple(inputs.shape[1:3])
+    if attrs["padding"] != "SAME" or None not in size:
+        top, _, left, _ = _padding.resolve(size, kernel_size, attrs["strides"],
+                                           attrs["dilations"], padding)
+        return top, left
+    pads = []
+    for axis in range(2):
+        length = tf.shape(inputs)[1 + axis]
+        stride, dilation = attrs["strides"][axis], attrs["dilations"][axis]
+        outputs = (length + stride - 1) // stride
+        total = tf.maximum((outputs - 1) * stride + (kernel_size[axis] - 1) * dilation + 1
+                           - length, 0)
+        pads.append(total // 2)
+    return tuple(pads)
+
+
+def _composite(inputs, offsets, mask, kernel, bias, attrs, padding):
+    """The composite of standard ops on channels_last tensors (half types computed
+    in float32, as the kernels accumulate)."""
+    kernel_size = kernel.shape[:2]
+    if not kernel.shape.is_fully_defined():
+        raise ValueError(
+            f"kernel must have a static shape for implementation='composite', got "
+            f"{kernel.shape}")
+    dtype = inputs.dtype
+    compute = tf.float32 if dtype in (tf.float16, tf.bfloat16) else dtype
+    top, left = _leading_pads(inputs, tuple(kernel_size), attrs, padding)
+    pads = tuple(p if isinstance(p, int) else tf.cast(p, compute) for p in (top, left))
+    cast = lambda t: None if t is None else tf.cast(t, compute)  # noqa: E731
+    output = _deform_conv_composite.deform_conv2d(
+        _array_namespace.TENSORFLOW, cast(inputs), cast(offsets), cast(mask), cast(kernel),
+        cast(bias), attrs["strides"], attrs["dilations"], pads, attrs["groups"],
+        attrs["deformable_groups"])
+    return tf.cast(output, dtype)
 
 
 @tf.RegisterGradient("DcnDeformConv2D")
@@ -142,6 +200,7 @@ def _deform_conv2d_grad(op, output_grad):
         for key in ("strides", "dilations", "padding", "explicit_paddings", "groups",
                     "deformable_groups")
     }
-    input_grad, offsets_grad, mask_grad, kernel_grad, bias_grad = _lib.dcn_deform_conv2d_grad(
-        op.inputs[0], op.inputs[1], op.inputs[2], op.inputs[3], output_grad, **attrs)
+    input_grad, offsets_grad, mask_grad, kernel_grad, bias_grad = \
+        _library.load().dcn_deform_conv2d_grad(op.inputs[0], op.inputs[1], op.inputs[2],
+                                               op.inputs[3], output_grad, **attrs)
     return input_grad, offsets_grad, mask_grad, kernel_grad, bias_grad

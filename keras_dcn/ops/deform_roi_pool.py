@@ -3,8 +3,11 @@
 import numpy as np
 import tensorflow as tf
 
-from keras_dcn._library import ops as _lib
+from keras_dcn import _library
 from keras_dcn.ops import _args
+from keras_dcn.ops import _array_namespace
+from keras_dcn.ops import _deform_roi_pool_composite
+from keras_dcn.ops import _implementation
 
 # The kernels' limit (kMaxSamplingRatio in
 # tf_ops/cc/kernels/portable/deform_roi_pool.h).
@@ -52,7 +55,7 @@ def _check_static_shapes(features, rois, offsets, mask, output_size, data_format
 
 def deform_roi_pool(features, rois, offsets=None, mask=None, output_size=(7, 7),
                     spatial_scale=1.0, sampling_ratio=2, gamma=0.1, aligned=True,
-                    data_format="channels_last", name=None):
+                    data_format="channels_last", name=None, implementation="auto"):
     """(Modulated) deformable RoI pooling (DCNv2, Eq. 2).
 
     `y(k) = sum_j x(p_kj + dp_k) * dm_k / n_k` for bin `k` of a RoI: RoIAlign whose
@@ -111,6 +114,11 @@ def deform_roi_pool(features, rois, offsets=None, mask=None, output_size=(7, 7),
       data_format: "channels_last" or "channels_first" (of `features` and the
         result only).
       name: optional name scope.
+      implementation: "custom" (the compiled kernels), "composite" (standard
+        TensorFlow ops only: runs under XLA, in TF Serving without keras_dcn and in
+        LiteRT; under XLA it needs `sampling_ratio > 0`) or "auto" (the compiled
+        kernels, except under `jit_compile=True` or where the library cannot load);
+        see keras_dcn/ops/_implementation.py. Both give the same values and gradients.
 
     Returns:
       `[R, oh, ow, C]` (channels_last) or `[R, C, oh, ow]` (channels_first) in the
@@ -123,6 +131,7 @@ def deform_roi_pool(features, rois, offsets=None, mask=None, output_size=(7, 7),
     """
     with tf.name_scope(name or "deform_roi_pool"):
         data_format = _args.data_format(data_format)
+        _implementation.check(implementation)
         features = _args.float_tensor(features, "features")
         dtype = features.dtype
         rois = _args.real_tensor(rois, "rois",
@@ -149,20 +158,72 @@ def deform_roi_pool(features, rois, offsets=None, mask=None, output_size=(7, 7),
         )
         _check_static_shapes(features, rois, offsets, mask, output_size, data_format)
 
+        composite = _implementation.resolve(implementation) == "composite"
+        if composite and sampling_ratio <= 0 and _implementation.in_xla_compilation():
+            raise ValueError(
+                "sampling_ratio must be > 0 under XLA (jit_compile=True): an adaptive "
+                f"grid has a size known only from the rois, got {sampling_ratio}")
+
         if data_format == "channels_first":
             features = _args.to_channels_last(features, "features")
-        # int64, so that a huge output_size fails as too many elements.
-        num_rois = tf.shape(rois, out_type=tf.int64)[0]
-        if offsets is None:
-            offsets = tf.zeros(tf.stack([num_rois, *(tf.constant(n, tf.int64)
-                                                     for n in (*output_size, 2))]), dtype)
-        if mask is None:
-            mask = tf.ones(tf.stack([num_rois, *(tf.constant(n, tf.int64)
-                                                 for n in (*output_size, 1))]), dtype)
-        output = _lib.dcn_deform_roi_pool(features, rois, offsets, mask, **attrs)
+        if composite:
+            output = _composite(features, rois, offsets, mask, attrs)
+        else:
+            output = _custom(features, rois, offsets, mask, attrs)
         if data_format == "channels_first":
             output = _args.to_channels_first(output)
         return output
+
+
+def _custom(features, rois, offsets, mask, attrs):
+    """The compiled kernel on channels_last features."""
+    # int64, so that a huge output_size fails as too many elements.
+    num_rois = tf.shape(rois, out_type=tf.int64)[0]
+    output_size = attrs["output_size"]
+    if offsets is None:
+        offsets = tf.zeros(tf.stack([num_rois, *(tf.constant(n, tf.int64)
+                                                 for n in (*output_size, 2))]), features.dtype)
+    if mask is None:
+        mask = tf.ones(tf.stack([num_rois, *(tf.constant(n, tf.int64)
+                                             for n in (*output_size, 1))]), features.dtype)
+    return _library.load().dcn_deform_roi_pool(features, rois, offsets, mask, **attrs)
+
+
+def _checked_rois(features, rois):
+    """`rois` after the checks the kernels make of them (InvalidArgumentError naming
+    `rois` otherwise): finite batch indices in [0, N), finite corners, x1 <= x2 and
+    y1 <= y2. XLA cannot run such checks, so there the rois are taken as they are."""
+    if _implementation.in_xla_compilation():
+        return rois
+    batch = tf.cast(tf.shape(features)[0], rois.dtype)
+    index, corners = rois[:, 0], rois[:, 1:]
+    checks = [
+        tf.debugging.assert_equal(
+            tf.reduce_all((index >= 0) & (index < batch)), True,
+            message="rois[:, 0] (the batch index) must be a finite number in [0, N) "
+                    "(the batch size of features)"),
+        tf.debugging.assert_equal(
+            tf.reduce_all(tf.math.is_finite(corners)), True,
+            message="rois must have finite coordinates"),
+        tf.debugging.assert_equal(
+            tf.reduce_all((rois[:, 3] >= rois[:, 1]) & (rois[:, 4] >= rois[:, 2])), True,
+            message="rois must have x1 <= x2 and y1 <= y2"),
+    ]
+    with tf.control_dependencies(checks):
+        return tf.identity(rois)
+
+
+def _composite(features, rois, offsets, mask, attrs):
+    """The composite of standard ops on channels_last features (half types computed
+    in float32, as the kernels accumulate)."""
+    dtype = features.dtype
+    compute = tf.float32 if dtype in (tf.float16, tf.bfloat16) else dtype
+    cast = lambda t: None if t is None else tf.cast(t, compute)  # noqa: E731
+    output = _deform_roi_pool_composite.deform_roi_pool(
+        _array_namespace.TENSORFLOW, cast(features), _checked_rois(features, rois),
+        cast(offsets), cast(mask), tuple(attrs["output_size"]), attrs["spatial_scale"],
+        attrs["sampling_ratio"], attrs["gamma"], attrs["aligned"])
+    return tf.cast(output, dtype)
 
 
 @tf.RegisterGradient("DcnDeformRoiPool")
@@ -171,6 +232,6 @@ def _deform_roi_pool_grad(op, output_grad):
         key: op.get_attr(key)
         for key in ("output_size", "spatial_scale", "sampling_ratio", "gamma", "aligned")
     }
-    features_grad, offsets_grad, mask_grad = _lib.dcn_deform_roi_pool_grad(
+    features_grad, offsets_grad, mask_grad = _library.load().dcn_deform_roi_pool_grad(
         op.inputs[0], op.inputs[1], op.inputs[2], op.inputs[3], output_grad, **attrs)
     return features_grad, None, offsets_grad, mask_grad

@@ -10,9 +10,10 @@ training-only branches (R-CNN feature mimicking). `export_saved_model` has
 `num_detections [B]`, `detection_masks [B, N, m, m]` (box-relative probabilities)),
 `EXPORT_DIR/checkpoint` and `EXPORT_DIR/params.yaml`. Loading it needs the
 keras_dcn ops: `import keras_dcn` before `tf.saved_model.load`
-(`models.serving.detector`).
+(`models.serving.detector`), unless it was exported with `standard_ops_only`.
 """
 
+import contextlib
 import os
 from typing import Optional
 
@@ -22,6 +23,7 @@ from official.core import config_definitions as cfg
 from official.vision.serving import detection as mg_detection
 from official.vision.serving import export_saved_model_lib
 
+from keras_dcn import ops as dcn_ops
 from models.common import runtime
 from models.modeling import factory
 
@@ -44,8 +46,21 @@ class DcnDetectionModule(mg_detection.DetectionModule):
 
 def export_saved_model(params: cfg.ExperimentConfig, checkpoint: str, export_dir: str,
                        batch_size: Optional[int] = 1,
-                       input_type: str = "image_tensor") -> str:
-    """Writes the SavedModel of `checkpoint` (file or directory); returns its path."""
+                       input_type: str = "image_tensor",
+                       standard_ops_only: bool = False) -> str:
+    """Writes the SavedModel of `checkpoint` (file or directory); returns its path.
+
+    With `standard_ops_only` the deformable ops are written as compositions of
+    standard TensorFlow ops (`keras_dcn.ops.standard_ops_only`): the SavedModel then
+    loads where keras_dcn is not installed, stock TF Serving included."""
+    with contextlib.ExitStack() as stack:
+        if standard_ops_only:
+            stack.enter_context(dcn_ops.standard_ops_only())
+        _export(params, checkpoint, export_dir, batch_size, input_type)
+    return os.path.join(export_dir, SAVED_MODEL_SUBDIR)
+
+
+def _export(params, checkpoint, export_dir, batch_size, input_type):
     module = DcnDetectionModule(
         params=params, batch_size=batch_size,
         input_image_size=list(params.task.model.input_size[:2]),
@@ -60,5 +75,4 @@ def export_saved_model(params: cfg.ExperimentConfig, checkpoint: str, export_dir
         export_module=module,
         export_checkpoint_subdir="checkpoint",
         export_saved_model_subdir=SAVED_MODEL_SUBDIR)
-    return os.path.join(export_dir, SAVED_MODEL_SUBDIR)
 

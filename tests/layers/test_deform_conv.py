@@ -1,6 +1,7 @@
 """keras_dcn.layers.DeformConv2D: Conv2D compatibility, the offset / mask branch, the
 branch's learning-rate multiplier, XLA opt-out and training."""
 
+import dataclasses
 import inspect
 
 import keras
@@ -10,6 +11,7 @@ import tensorflow as tf
 from keras.src.trainers import trainer as keras_trainer
 
 import keras_dcn
+from keras_dcn import _library
 from keras_dcn.layers import DeformConv2D
 from tests.layers import helpers
 
@@ -85,7 +87,6 @@ def test_offset_branch_weights(modulated, per_tap):
     assert layer.offset_kernel.shape == (3, 2, 6, per_tap * 2 * 6)
     assert layer.offset_bias.shape == (per_tap * 2 * 6,)
     assert not np.any(layer.offset_kernel.numpy()) and not np.any(layer.offset_bias.numpy())
-    assert layer.supports_jit is False
 
 
 @pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
@@ -308,24 +309,18 @@ def test_adam_normalises_the_multiplier_away_on_the_first_step(rng):
 
 # --- XLA and the Keras training loop ----------------------------------------------
 
-def _models():
+def _models(implementation="auto"):
     inputs = keras.Input((8, 8, 3))
     deformable = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(
-        DeformConv2D(4, 3, padding="same")(inputs)))
+        DeformConv2D(4, 3, padding="same", implementation=implementation)(inputs)))
     inputs = keras.Input((8, 8, 3))
     regular = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(
         keras.layers.Conv2D(4, 3, padding="same")(inputs)))
     return deformable, regular
 
 
-def test_compile_auto_does_not_choose_xla(monkeypatch):
-    """Keras' "auto" picks XLA when the machine has an accelerator, no distribution
-    strategy is set, and every layer `supports_jit` (trainer.model_supports_jit). Fake
-    an accelerator: the Conv2D model goes to XLA, ours stays off it."""
-    deformable, regular = _models()
-    assert keras_trainer.model_supports_jit(regular) is True
-    assert keras_trainer.model_supports_jit(deformable) is False
-
+def _with_accelerator(monkeypatch):
+    """Makes TensorFlow list a GPU besides the real devices."""
     real = tf.config.list_physical_devices
 
     def with_accelerator(device_type=None):
@@ -335,6 +330,17 @@ def test_compile_auto_does_not_choose_xla(monkeypatch):
         return devices
 
     monkeypatch.setattr(tf.config, "list_physical_devices", with_accelerator)
+
+
+def test_compile_auto_keeps_the_custom_kernels_off_xla(monkeypatch):
+    """Keras' "auto" picks XLA when the machine has an accelerator, no distribution
+    strategy is set, and every layer `supports_jit` (trainer.model_supports_jit). Fake
+    an accelerator: the Conv2D model goes to XLA, one of custom kernels stays off it,
+    and refuses `jit_compile=True` with Keras' warning."""
+    deformable, regular = _models("custom")
+    assert keras_trainer.model_supports_jit(regular) is True
+    assert keras_trainer.model_supports_jit(deformable) is False
+    _with_accelerator(monkeypatch)
     regular.compile("sgd", "mse")
     deformable.compile("sgd", "mse")
     assert regular.jit_compile is True
@@ -342,6 +348,38 @@ def test_compile_auto_does_not_choose_xla(monkeypatch):
     with pytest.warns(UserWarning, match="jit_compile"):
         deformable.compile("sgd", "mse", jit_compile=True)
     assert deformable.jit_compile is False
+
+
+@pytest.mark.parametrize("implementation, cuda, gpu, want", [
+    ("composite", True, True, True),
+    ("custom", False, False, False),
+    ("auto", False, False, True),   # CPU only: XLA runs the composite
+    ("auto", False, True, True),    # a GPU the library has no kernels for
+    ("auto", True, True, False),    # CUDA kernels serve the GPU: keep them
+])
+def test_auto_lets_keras_use_xla_unless_cuda_kernels_serve_a_gpu(
+        monkeypatch, implementation, cuda, gpu, want):
+    info = _library.build_info()
+    monkeypatch.setattr(_library, "build_info",
+                        lambda: dataclasses.replace(info, cuda=cuda))
+    if gpu:
+        _with_accelerator(monkeypatch)
+    assert DeformConv2D(4, 3, implementation=implementation).supports_jit is want
+
+
+def test_jit_compile_true_trains_with_the_composite(rng):
+    """`compile(jit_compile=True)` holds on a CPU machine: `fit` runs under XLA (with the
+    composite), and the compiled model predicts what the uncompiled one does."""
+    deformable, _ = _models()
+    x, y = _random(rng, 8, 8, 8, 3), _random(rng, 8, 4)
+    deformable.compile("sgd", "mse", jit_compile=True)
+    assert deformable.jit_compile is True
+    history = deformable.fit(x, y, batch_size=4, epochs=2, verbose=0)
+    assert np.all(np.isfinite(history.history["loss"]))
+    compiled = deformable.predict(x, verbose=0)
+    deformable.compile("sgd", "mse", jit_compile=False)
+    np.testing.assert_allclose(compiled, deformable.predict(x, verbose=0), rtol=1e-5,
+                               atol=1e-6)
 
 
 def test_fit_evaluate_predict_with_compile_defaults(rng):

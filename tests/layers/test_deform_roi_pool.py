@@ -63,7 +63,6 @@ def test_branch_weights(modulated, per_bin):
     assert np.corrcoef(first, second)[0, 1] < 0.2  # independent draws, not one repeated
     for name in ("hidden1_bias", "hidden2_bias", "offset_kernel", "offset_bias"):
         assert not np.any(getattr(layer, name).numpy()), name
-    assert layer.supports_jit is False
 
 
 @pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])

@@ -147,14 +147,15 @@ def rounded(tensors, dtype):
 
 
 def op_with_grads(case, upstream, dtype=tf.float64, data_format="channels_last",
-                  tensors=None):
+                  tensors=None, implementation="auto"):
     """Output and the gradients of sum(upstream * output), as float64 NumPy arrays in
     channels-last layout. `tensors` overrides the case's values (already in `dtype`)."""
     tensors = tensors if tensors is not None else rounded(case.tensors(), dtype)
     fed = {name: to_layout(name, value, data_format) for name, value in tensors.items()}
     with tf.GradientTape() as tape:
         tape.watch(fed)
-        output = deform_conv2d(**fed, data_format=data_format, **case.op_kwargs())
+        output = deform_conv2d(**fed, data_format=data_format, **case.op_kwargs(),
+                               implementation=implementation)
     grads = tape.gradient(output, fed, output_gradients=to_layout(
         "inputs", tf.cast(upstream, dtype), data_format))
     as_array = lambda name, t: tf.cast(from_layout(name, t, data_format), tf.float64).numpy()
@@ -173,12 +174,15 @@ def reference_with_grads(case, upstream, dtype=tf.float64, tensors=None):
     return output.numpy(), {name: g.numpy() for name, g in grads.items()}
 
 
-def assert_matches_reference(case, rng, dtype=tf.float64, data_format="channels_last"):
+def assert_matches_reference(case, rng, dtype=tf.float64, data_format="channels_last",
+                             implementation="auto"):
     """The op's output and gradients (of a random upstream gradient drawn from `rng`)
-    equal the reference's on `case`, run in `dtype` and `data_format`."""
+    equal the reference's on `case`, run in `dtype` and `data_format` with
+    `implementation`."""
     upstream = rng.normal(size=case.output_shape)
     tensors = rounded(case.tensors(), dtype)
-    got, got_grads = op_with_grads(case, upstream, dtype, data_format, tensors)
+    got, got_grads = op_with_grads(case, upstream, dtype, data_format, tensors,
+                                   implementation)
     want, want_grads = reference_with_grads(case, upstream, dtype, tensors)
     assert_close(got, want, dtype, "output")
     assert set(got_grads) == set(case.tensors())

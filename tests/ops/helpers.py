@@ -10,6 +10,8 @@ from keras_dcn.ops import _args
 # Every float dtype the ops take, as pytest parameters named after the dtype.
 DTYPES = [pytest.param(dtype, id=dtype.name) for dtype in _args.FLOAT_DTYPES]
 DATA_FORMATS = list(_args.DATA_FORMATS)
+# The two implementations of each op: compiled kernels and standard TensorFlow ops.
+IMPLEMENTATIONS = ["custom", "composite"]
 
 # Largest error allowed, relative to the largest magnitude of the expected tensor.
 # Half types are compared with the float64 reference computed from the same rounded

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from tests.ops.conv_cases import (
     assert_matches_reference, make_case, pair, resolve_padding, sampling_points)
-from tests.ops.helpers import DATA_FORMATS, DTYPES
+from tests.ops.helpers import DATA_FORMATS, DTYPES, IMPLEMENTATIONS
 
 
 GRID = [
@@ -49,15 +49,16 @@ GRID = [
 ]
 
 
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
 @pytest.mark.parametrize("data_format", DATA_FORMATS)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("config", GRID)
-def test_matches_reference(config, dtype, data_format, rng):
+def test_matches_reference(config, dtype, data_format, implementation, rng):
     case = make_case(rng, **config)
     y, x = sampling_points(case)
     outside = (y <= -1) | (y >= case.inputs.shape[1]) | (x <= -1) | (x >= case.inputs.shape[2])
     assert outside.any() and not outside.all()  # both kinds of sampling points occur
-    assert_matches_reference(case, rng, dtype, data_format)
+    assert_matches_reference(case, rng, dtype, data_format, implementation)
 
 
 MANY_TILES = [
@@ -69,13 +70,14 @@ MANY_TILES = [
 ]
 
 
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("config", MANY_TILES)
-def test_matches_reference_over_many_tiles(config, dtype, rng):
+def test_matches_reference_over_many_tiles(config, dtype, implementation, rng):
     """Enough output pixels and channels that the work is split into several row
     blocks and micro-kernel tiles (with partial ones at every edge)."""
     case = make_case(rng, batch=2, size=(34, 33), padding=1, offset_scale=3.0, **config)
-    assert_matches_reference(case, rng, dtype)
+    assert_matches_reference(case, rng, dtype, implementation=implementation)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -2,16 +2,19 @@
 tests/reference.py (RoIAlign without offsets; values and autodiff gradients with them),
 against numeric gradients, in every dtype and data format, and on every bad argument."""
 
+import functools
+
 import numpy as np
 import pytest
 import tensorflow as tf
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from keras_dcn import ops
 from keras_dcn._library import ops as lib
 from keras_dcn.ops import deform_roi_pool
 from tests import reference
-from tests.ops.helpers import DTYPES, assert_close
+from tests.ops.helpers import DTYPES, IMPLEMENTATIONS, assert_close
 from tests.ops.roi_pool_cases import make_case, op_and_grads, random_rois, reference_and_grads
 
 InvalidArgumentError = tf.errors.InvalidArgumentError
@@ -68,8 +71,9 @@ OPTIONS = [
 ]
 
 
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
 @pytest.mark.parametrize("options", OPTIONS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()) or "defaults")
-def test_matches_reference(options, rng):
+def test_matches_reference(options, implementation, rng):
     options = dict(options)
     output_size = options.pop("output_size", (3, 4))
     output_size = (output_size, output_size) if isinstance(output_size, int) else output_size
@@ -77,7 +81,8 @@ def test_matches_reference(options, rng):
     features, rois, offsets, mask = make_case(
         rng, output_size=output_size, spatial_scale=spatial_scale)
     kwargs = dict(options, output_size=output_size, spatial_scale=spatial_scale)
-    out, grads, upstream = op_and_grads(features, rois, offsets, mask, **kwargs)
+    out, grads, upstream = op_and_grads(features, rois, offsets, mask, **kwargs,
+                                        implementation=implementation)
     expected, expected_grads = reference_and_grads(features, rois, offsets, mask, upstream,
                                                    **kwargs)
     assert_close(out, expected, what="output")
@@ -156,7 +161,8 @@ def test_channels_first(rng):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("sampling_ratio", [2, 0])
-def test_dtypes(dtype, sampling_ratio, rng):
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+def test_dtypes(dtype, sampling_ratio, rng, implementation):
     features, rois, offsets, mask = make_case(rng, channels=8, spatial_scale=0.5,
                                               offset_scale=0.3)
     # The inputs as the op sees them, so that only the computation is compared.
@@ -166,7 +172,8 @@ def test_dtypes(dtype, sampling_ratio, rng):
     cast = [tf.cast(v, dtype) for v in (features, offsets, mask)]
     upstream = tf.cast(rng.uniform(size=(4, 3, 4, 8)), dtype)
     out, grads, _ = op_and_grads(*[c.numpy() for c in cast[:1]], rois,
-                                 *[c.numpy() for c in cast[1:]], upstream=upstream, **kwargs)
+                                 *[c.numpy() for c in cast[1:]], upstream=upstream, **kwargs,
+                                 implementation=implementation)
     assert out.dtype == dtype and all(g.dtype == dtype for g in grads)
     expected, expected_grads = reference_and_grads(features, rois, offsets, mask, upstream, **kwargs)
     assert_close(out, expected, dtype, "output")
@@ -175,7 +182,9 @@ def test_dtypes(dtype, sampling_ratio, rng):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_half_types_accumulate_in_float32(dtype):
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+def test_half_types_accumulate_in_float32(dtype, implementation):
+    deform_roi_pool = functools.partial(ops.deform_roi_pool, implementation=implementation)
     # 64 x 64 samples of 1 per bin: a running sum in float16 would stop at 2048 and
     # one in bfloat16 at 256, far below 4096.
     features = tf.ones([1, 4, 4, 1], dtype)
@@ -231,7 +240,9 @@ def test_raw_op_takes_rois_of_either_type(rng):
             np.testing.assert_array_equal(a, b)
 
 
-def test_border_rule():
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+def test_border_rule(implementation):
+    deform_roi_pool = functools.partial(ops.deform_roi_pool, implementation=implementation)
     # RoIAlign reads the edge pixel for -1 <= x <= 0 and W - 1 <= x <= W, and 0 beyond.
     features = np.arange(1.0, 21.0).reshape(1, 4, 5, 1)
     for x, expected in [(-1.0, 11.0), (-0.5, 11.0), (0.0, 11.0), (4.0, 15.0), (4.5, 15.0),
@@ -264,12 +275,14 @@ def _numeric_check(function, value, delta):
     dict(sampling_ratio=2, aligned=True, gamma=0.3),
     dict(sampling_ratio=0, aligned=False, gamma=0.5),
 ], ids=["sr2-aligned", "adaptive-unaligned"])
-def test_numeric_gradients(options, rng):
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+def test_numeric_gradients(options, implementation, rng):
     features, rois, offsets, mask = make_case(rng, batch=2, height=6, width=7, channels=2,
                                               num_rois=3, output_size=(2, 3), spatial_scale=1.0,
                                               offset_scale=0.5)
     rois[0] = [0, 1.3, 0.7, 4.6, 5.2]  # well inside, so most samples are not clamped
-    kwargs = dict(options, output_size=(2, 3), spatial_scale=1.0)
+    kwargs = dict(options, output_size=(2, 3), spatial_scale=1.0,
+                  implementation=implementation)
 
     _numeric_check(lambda f: deform_roi_pool(f, rois, offsets, mask, **kwargs),
                    tf.constant(features), 1e-3)
@@ -295,11 +308,14 @@ def test_offset_gradient_is_zero_where_the_read_is_clamped():
 # Empty inputs, huge and NaN offsets, degenerate boxes
 
 
-def test_no_rois(rng):
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+def test_no_rois(rng, implementation):
+    deform_roi_pool = functools.partial(ops.deform_roi_pool, implementation=implementation)
     features = tf.constant(rng.normal(size=(2, 5, 6, 3)), tf.float32)
     rois = tf.zeros([0, 5])
     out, grads, _ = op_and_grads(features.numpy(), rois, np.zeros((0, 7, 7, 2), np.float32),
-                                 np.zeros((0, 7, 7, 1), np.float32))
+                                 np.zeros((0, 7, 7, 1), np.float32),
+                                 implementation=implementation)
     assert out.shape == (0, 7, 7, 3)
     assert grads[0].shape == (2, 5, 6, 3) and not np.any(grads[0].numpy())
     assert grads[1].shape == (0, 7, 7, 2) and grads[2].shape == (0, 7, 7, 1)
@@ -309,25 +325,30 @@ def test_no_rois(rng):
     assert deform_roi_pool(features, rois, data_format="channels_first").shape == (0, 5, 7, 7)
 
 
-def test_empty_feature_map_reads_zero():
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+def test_empty_feature_map_reads_zero(implementation):
+    deform_roi_pool = functools.partial(ops.deform_roi_pool, implementation=implementation)
     rois = [[0, 1.0, 1.0, 3.0, 3.0], [1, 0.0, 0.0, 1.0, 1.0]]
     for shape in ([2, 0, 4, 3], [2, 4, 0, 3]):
         features = tf.zeros(shape)
         out, grads, _ = op_and_grads(features.numpy(), rois, np.ones((2, 2, 2, 2), np.float32),
-                                     np.ones((2, 2, 2, 1), np.float32), output_size=2)
+                                     np.ones((2, 2, 2, 1), np.float32), output_size=2,
+                                     implementation=implementation)
         assert out.shape == (2, 2, 2, 3) and not np.any(out.numpy())
         assert not np.any(grads[1].numpy()) and not np.any(grads[2].numpy())
     assert deform_roi_pool(tf.zeros([2, 4, 4, 0]), rois, output_size=2).shape == (2, 2, 2, 0)
 
 
 @pytest.mark.parametrize("value", [1e30, -1e30, np.inf, -np.inf, np.nan])
-def test_huge_and_nan_offsets_give_finite_output(value, rng):
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+def test_huge_and_nan_offsets_give_finite_output(value, rng, implementation):
     features, rois, offsets, mask = make_case(rng, dtype=np.float32)
     offsets[0, 1, 2] = value
     offsets[1, :, :, 0] = value
     offsets[2, 0, 0, 1] = value
     kwargs = dict(output_size=(3, 4), spatial_scale=0.5)
-    out, grads, upstream = op_and_grads(features, rois, offsets, mask, **kwargs)
+    out, grads, upstream = op_and_grads(features, rois, offsets, mask, **kwargs,
+                                        implementation=implementation)
     assert np.all(np.isfinite(out.numpy()))
     for grad in grads:
         assert np.all(np.isfinite(grad.numpy()))
@@ -342,7 +363,9 @@ def test_huge_and_nan_offsets_give_finite_output(value, rng):
             assert_close(grad, expected_grad, tf.float32, f"{name} gradient")
 
 
-def test_degenerate_boxes_are_read_at_their_point(rng):
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+def test_degenerate_boxes_are_read_at_their_point(rng, implementation):
+    deform_roi_pool = functools.partial(ops.deform_roi_pool, implementation=implementation)
     # x1 == x2 and y1 == y2: every bin reads the same point, also with the adaptive
     # grid (which has at least one sample per bin).
     features = rng.normal(size=(1, 6, 6, 2))
@@ -353,7 +376,9 @@ def test_degenerate_boxes_are_read_at_their_point(rng):
         assert_close(out, np.broadcast_to(point, (1, 2, 2, 2)))
 
 
-def test_batch_index_is_truncated_and_rois_may_be_integers(rng):
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+def test_batch_index_is_truncated_and_rois_may_be_integers(rng, implementation):
+    deform_roi_pool = functools.partial(ops.deform_roi_pool, implementation=implementation)
     features, rois, offsets, mask = make_case(rng, dtype=np.float32)
     fractional = rois.copy()
     fractional[:, 0] += 0.75

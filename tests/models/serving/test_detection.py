@@ -67,3 +67,54 @@ def test_export_reload_in_fresh_process_and_draw(trained, tiny_data, tmp_path):
     drawn = cv2.imread(str(picture))
     # One tile: the 64x64 image enlarged four times, under a title band.
     assert drawn.shape[1] == 256 + 2 * 4 and drawn.shape[0] > 256 + 2 * 4
+
+
+def _op_types(saved_model):
+    """The op types of every graph and function of a SavedModel."""
+    from tensorflow.core.protobuf import saved_model_pb2
+    proto = saved_model_pb2.SavedModel()
+    with open(os.path.join(saved_model, "saved_model.pb"), "rb") as f:
+        proto.ParseFromString(f.read())
+    types = set()
+    for meta_graph in proto.meta_graphs:
+        types.update(node.op for node in meta_graph.graph_def.node)
+        for function in meta_graph.graph_def.library.function:
+            types.update(node.op for node in function.node_def)
+    return types
+
+
+def test_standard_ops_export_loads_without_keras_dcn(trained, tiny_data, tmp_path):
+    """With `standard_ops_only` the SavedModel holds no keras_dcn op, and a fresh
+    process that never imports keras_dcn (as stock TF Serving would) gets the outputs
+    of the export that uses the compiled kernels."""
+    model_dir, config, _ = trained
+    params = runtime.experiment_params(SYNTHETIC_EXPERIMENT, config)
+    image = image_files.read_rgb(str(tiny_data["root"] / "val" / "000001.png"))
+    exports = {}
+    for standard in (False, True):
+        saved_model = detection.export_saved_model(
+            params, model_dir, str(tmp_path / f"export_{standard}"), standard_ops_only=standard)
+        types = _op_types(saved_model)
+        assert any(t.startswith("Dcn") for t in types) is not standard
+        exports[standard] = saved_model
+    np.save(tmp_path / "image.npy", image[None])
+    for standard, saved_model in exports.items():
+        check(run_python(f"""
+            import sys, numpy as np, tensorflow as tf
+            if {standard}:  # the kernels' SavedModel needs the ops registered
+                sys.modules["keras_dcn"] = None  # importing it would fail
+            else:
+                import keras_dcn
+            serve = tf.saved_model.load({saved_model!r}).signatures["serving_default"]
+            outputs = serve(inputs=tf.constant(np.load({str(tmp_path / 'image.npy')!r})))
+            np.savez({str(tmp_path / f'outputs_{standard}.npz')!r},
+                     **{{k: v.numpy() for k, v in outputs.items()}})
+            """, timeout=TIMEOUT))
+    custom, standard = (dict(np.load(tmp_path / f"outputs_{s}.npz")) for s in (False, True))
+    assert set(custom) == set(standard)
+    for key, value in custom.items():
+        if value.dtype.kind in "iu":
+            np.testing.assert_array_equal(standard[key], value, err_msg=key)
+        else:
+            np.testing.assert_allclose(standard[key], value, rtol=0,
+                                       atol=EXPORT_TOLERANCE.get(key, 1e-4), err_msg=key)
