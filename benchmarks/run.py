@@ -6,9 +6,9 @@ benchmarks/results/.
 
 import argparse
 
-from benchmarks import bench_deform_conv, bench_deform_roi_pool
+from benchmarks import bench_composite, bench_deform_conv, bench_deform_roi_pool
 
-BENCHMARKS = (bench_deform_conv, bench_deform_roi_pool)
+BENCHMARKS = (bench_deform_conv, bench_deform_roi_pool, bench_composite)
 
 
 def main():

@@ -1,11 +1,11 @@
 """The array operations the composite implementations are written in.
 
 `keras_dcn.ops._deform_conv_composite` and `keras_dcn.ops._deform_roi_pool_composite`
-compute with the functions of a namespace passed to them, so that one text of the math
-serves TensorFlow (`TENSORFLOW`, plain TensorFlow ops: XLA, TF Serving and LiteRT
-take them) and every Keras 3 backend (`KERAS`, `keras.ops`). Both namespaces offer
-the same functions with NumPy's meaning; `dims(x)` gives a tensor's dimensions, static
-where known and as scalar tensors where not.
+compute with the functions of a namespace passed to them rather than with TensorFlow's
+directly. `TENSORFLOW` gives plain TensorFlow ops (which XLA, TF Serving and LiteRT
+take); its functions have NumPy's names and meaning, as `keras.ops`' do, so that the
+same text of the math can serve Keras' other backends. `dims(x)` gives a tensor's
+dimensions, static where known and as scalar tensors where not.
 """
 
 import tensorflow as tf

@@ -173,9 +173,16 @@ def _leading_pads(inputs, kernel_size, attrs, padding):
     return tuple(pads)
 
 
+# The most bytes of sampled columns the composite makes at once: larger outputs are
+# computed in bands of output rows, each recomputed for the gradient, so that memory
+# stays bounded whatever the image size.
+_COMPOSITE_COLUMN_BYTES = 32 * 2**20
+
+
 def _composite(inputs, offsets, mask, kernel, bias, attrs, padding):
     """The composite of standard ops on channels_last tensors (half types computed
-    in float32, as the kernels accumulate)."""
+    in float32, as the kernels accumulate), in bands of output rows when the sizes
+    are static and the columns would exceed `_COMPOSITE_COLUMN_BYTES`."""
     kernel_size = kernel.shape[:2]
     if not kernel.shape.is_fully_defined():
         raise ValueError(
@@ -184,12 +191,39 @@ def _composite(inputs, offsets, mask, kernel, bias, attrs, padding):
     dtype = inputs.dtype
     compute = tf.float32 if dtype in (tf.float16, tf.bfloat16) else dtype
     top, left = _leading_pads(inputs, tuple(kernel_size), attrs, padding)
-    pads = tuple(p if isinstance(p, int) else tf.cast(p, compute) for p in (top, left))
     cast = lambda t: None if t is None else tf.cast(t, compute)  # noqa: E731
-    output = _deform_conv_composite.deform_conv2d(
-        _array_namespace.TENSORFLOW, cast(inputs), cast(offsets), cast(mask), cast(kernel),
-        cast(bias), attrs["strides"], attrs["dilations"], pads, attrs["groups"],
-        attrs["deformable_groups"])
+    inputs, offsets, mask, kernel = (cast(t) for t in (inputs, offsets, mask, kernel))
+
+    def band(first_row, *tensors):
+        """Output rows from `first_row` on, of the offsets (and mask) given."""
+        band_offsets, band_mask = tensors[1], tensors[2] if mask is not None else None
+        band_top = top - first_row * attrs["strides"][0]
+        pads = tuple(p if isinstance(p, int) else tf.cast(p, compute)
+                     for p in (band_top, left))
+        return _deform_conv_composite.deform_conv2d(
+            _array_namespace.TENSORFLOW, tensors[0], band_offsets, band_mask, tensors[-1],
+            None, attrs["strides"], attrs["dilations"], pads, attrs["groups"],
+            attrs["deformable_groups"])
+
+    n, ho, wo = offsets.shape[:3]
+    row_bytes = None if None in (n, wo, inputs.shape[3]) else (
+        n * wo * kernel_size[0] * kernel_size[1] * inputs.shape[3] * compute.size)
+    rows = ho if row_bytes is None or ho is None else \
+        max(1, _COMPOSITE_COLUMN_BYTES // row_bytes)
+    if ho is None or rows >= ho:
+        output = band(0, inputs, offsets, *([] if mask is None else [mask]), kernel)
+    else:
+        bands = []
+        for first in range(0, ho, rows):
+            tensors = [inputs, offsets[:, first:first + rows]]
+            if mask is not None:
+                tensors.append(mask[:, first:first + rows])
+            compute_band = tf.recompute_grad(
+                lambda *t, first=first: band(first, *t))
+            bands.append(compute_band(*tensors, kernel))
+        output = tf.concat(bands, axis=1)
+    if bias is not None:
+        output = output + cast(bias)
     return tf.cast(output, dtype)
 
 
