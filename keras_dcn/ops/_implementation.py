@@ -9,9 +9,9 @@
     cannot run custom kernels, and where the library cannot load (with one warning
     naming why); the compiled kernels otherwise.
 
-Inside `standard_ops_only()` every op is the composite, whatever its implementation
-says: a graph traced there (a SavedModel export, a LiteRT conversion) holds standard
-TensorFlow ops only.
+Inside `standard_ops_only()` every op (or those it names) is the composite, whatever
+its implementation says: a graph traced there (a SavedModel export, a LiteRT
+conversion) holds standard TensorFlow ops only.
 """
 
 import contextlib
@@ -24,25 +24,30 @@ from tensorflow.python.ops import control_flow_util
 from keras_dcn import _library
 
 IMPLEMENTATIONS = ("auto", "custom", "composite")
+OPS = ("deform_conv2d", "deform_roi_pool")
 _warned = []
 _scope = threading.local()
 
 
 @contextlib.contextmanager
-def standard_ops_only():
-    """Inside, both ops run as their composite of standard TensorFlow ops, so that a
-    graph traced here (`model.export`, `tf.saved_model.save`, a LiteRT conversion) runs
-    where keras_dcn's library is not loaded: stock TF Serving, LiteRT, another machine.
+def standard_ops_only(ops=OPS):
+    """Inside, the ops named in `ops` (by default both) run as their composite of
+    standard TensorFlow ops, so that a graph traced here (`model.export`,
+    `tf.saved_model.save`, a LiteRT conversion) runs where keras_dcn's library is not
+    loaded: stock TF Serving, LiteRT, another machine.
 
         with keras_dcn.ops.standard_ops_only():
             model.export("portable_model")
     """
-    depth = getattr(_scope, "depth", 0)
-    _scope.depth = depth + 1
+    unknown = sorted(set(ops) - set(OPS))
+    if unknown or isinstance(ops, str):
+        raise ValueError(f"ops must be a sequence of names out of {OPS}, got {ops!r}")
+    outer = getattr(_scope, "ops", frozenset())
+    _scope.ops = outer | frozenset(ops)
     try:
         yield
     finally:
-        _scope.depth = depth
+        _scope.ops = outer
 
 
 def check(implementation):
@@ -70,10 +75,11 @@ def supports_xla(implementation):
     return not (info is not None and info.cuda and tf.config.list_physical_devices("GPU"))
 
 
-def resolve(implementation):
-    """'custom' or 'composite': what `implementation` runs as here and now."""
+def resolve(implementation, op):
+    """'custom' or 'composite': what `implementation` of `op` (one of `OPS`) runs as
+    here and now."""
     check(implementation)
-    if getattr(_scope, "depth", 0):
+    if op in getattr(_scope, "ops", ()):
         return "composite"
     if implementation == "custom":
         _library.load()

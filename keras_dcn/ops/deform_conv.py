@@ -130,7 +130,7 @@ def deform_conv2d(inputs, offsets, kernel, mask=None, bias=None, strides=(1, 1),
             deformable_groups=_args.positive_int(deformable_groups, "deformable_groups"),
         )
         _check_static_shapes(inputs, offsets, mask, kernel, bias, attrs, padding, data_format)
-        composite = _implementation.resolve(implementation) == "composite"
+        composite = _implementation.resolve(implementation, "deform_conv2d") == "composite"
 
         if data_format == "channels_first":
             inputs = _args.to_channels_last(inputs, "inputs")

@@ -158,7 +158,7 @@ def deform_roi_pool(features, rois, offsets=None, mask=None, output_size=(7, 7),
         )
         _check_static_shapes(features, rois, offsets, mask, output_size, data_format)
 
-        composite = _implementation.resolve(implementation) == "composite"
+        composite = _implementation.resolve(implementation, "deform_roi_pool") == "composite"
         if composite and sampling_ratio <= 0 and _implementation.in_xla_compilation():
             raise ValueError(
                 "sampling_ratio must be > 0 under XLA (jit_compile=True): an adaptive "
