@@ -8,7 +8,8 @@ reduces them to means and sample standard deviations (in percent for AP), taking
 row's times from a side-by-side measurement where one is given;
 `ordering` checks regular < dcnv1 < dcnv2 <= dcnv2+mimic on box AP and whether
 dcnv2 - regular exceeds twice their pooled standard deviation; `markdown_table`,
-`write_report` and `bar_chart` lay them out.
+`write_report` and `bar_chart` lay them out, and `deformation_table` the runs'
+offsets and modulation per stage (`models.evaluation.deformation_stats`).
 """
 
 import json
@@ -112,6 +113,37 @@ def markdown_table(summary: Mapping[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def deformation_table(runs: Mapping[str, Sequence[dict]]) -> str:
+    """Per row and deformable part (conv stages, RoI pooling), means over seeds of the
+    mean offset length (pixels for convolutions, before gamma in units of the RoI's
+    size for pooling), the share of offsets longer than 1 and the mean modulation
+    ("-" without modulation); rows that deform nothing are left out. Empty when no
+    row deforms."""
+    parts = []
+    for results in runs.values():
+        for part in (results[0].get("deformation") or {}) if results else {}:
+            if part not in parts:
+                parts.append(part)
+    if not parts:
+        return ""
+    header = ["row", *(f"{part} {what}" for part in parts
+                       for what in ("offset", "share > 1", "modulation"))]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row, results in runs.items():
+        stats = [r.get("deformation") or {} for r in results]
+        if not any(stats):
+            continue
+        cells = [row]
+        for part in parts:
+            for key, fmt in (("offset_mean", "{:.2f}"), ("offset_over_1", "{:.0%}"),
+                             ("mask_mean", "{:.2f}")):
+                values = [s[part][key] for s in stats
+                          if part in s and s[part].get(key) is not None]
+                cells.append(fmt.format(float(np.mean(values))) if values else "-")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def bar_chart(summary: Mapping[str, dict], out_path: str, title: str = "") -> str:
     """Box and mask AP of each row, bars at the mean, error bars one standard
     deviation, the seeds' values as dots; returns `out_path`."""
@@ -152,6 +184,11 @@ def write_report(out_dir: str, runs: Mapping[str, List[dict]], settings: dict,
         if title:
             f.write(f"{title}\n\n")
         f.write(markdown_table(summary) + "\n\n" + ordering_sentence(check) + "\n")
+        deformation = deformation_table(runs)
+        if deformation:
+            f.write("\nOffsets and modulation on a validation batch, means over seeds "
+                    "(offsets in pixels for convolutions, in RoI sizes before gamma for "
+                    "RoI pooling):\n\n" + deformation + "\n")
     with open(paths["table.json"], "w") as f:
         json.dump({"settings": settings, "runs": runs, "timings": timings,
                    "summary": summary, "ordering": check}, f, indent=2, sort_keys=True)
