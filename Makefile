@@ -2,7 +2,8 @@
 #   make install   virtual environment (.venv), pinned dependencies, op library
 #   make wheel     dist/: an sdist and the wheel built from it (KERAS_DCN_CUDA=0: CPU only)
 #   make sdist     dist/: the sdist alone
-#   make test      the test suite (pytest)
+#   make test      the test suite (pytest), after the deployment checks' packages
+#                  (requirements-deploy.txt)
 #   make test-fast the suite without the tests marked slow (under 3 minutes on 2 cores)
 #   make fuzz      100,000 fuzzed calls of the ops (FUZZ_CALLS=...); none may crash or hang
 #   make sanitize  the op library built with AddressSanitizer and UndefinedBehaviorSanitizer,
@@ -19,6 +20,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 DEPS_STAMP := $(VENV)/.deps-installed
+DEPLOY_STAMP := $(VENV)/.deploy-deps-installed
 LIBRARY := keras_dcn/libkeras_dcn_ops.so
 OP_SOURCES := $(shell find tf_ops/cc -name '*.cc' -o -name '*.h' -o -name '*.cuh')
 BAZEL_LIBRARY := bazel-bin/tf_ops/libkeras_dcn_ops.so
@@ -36,6 +38,10 @@ $(PY):
 $(DEPS_STAMP): requirements.txt | $(PY)
 	$(PY) -m pip install --upgrade pip
 	$(PY) -m pip install -r requirements.txt
+	touch $@
+
+$(DEPLOY_STAMP): requirements-deploy.txt $(DEPS_STAMP)
+	$(PY) -m pip install -r requirements-deploy.txt
 	touch $@
 
 $(LIBRARY): $(DEPS_STAMP) $(OP_SOURCES) setup.py pyproject.toml
@@ -62,10 +68,10 @@ define run_pytest
 	exit $$status
 endef
 
-test: install
+test: install $(DEPLOY_STAMP)
 	$(call run_pytest,tests)
 
-test-fast: install
+test-fast: install $(DEPLOY_STAMP)
 	$(call run_pytest,tests -m 'not slow')
 
 test-ops: install
