@@ -194,15 +194,13 @@ def _composite(inputs, offsets, mask, kernel, bias, attrs, padding):
     cast = lambda t: None if t is None else tf.cast(t, compute)  # noqa: E731
     inputs, offsets, mask, kernel = (cast(t) for t in (inputs, offsets, mask, kernel))
 
-    def band(first_row, *tensors):
-        """Output rows from `first_row` on, of the offsets (and mask) given."""
-        band_offsets, band_mask = tensors[1], tensors[2] if mask is not None else None
-        band_top = top - first_row * attrs["strides"][0]
+    def band(first_row, inputs, kernel, offsets, mask=None):
+        """The output rows from `first_row` on that `offsets` (and `mask`) cover."""
         pads = tuple(p if isinstance(p, int) else tf.cast(p, compute)
-                     for p in (band_top, left))
+                     for p in (top - first_row * attrs["strides"][0], left))
         return _deform_conv_composite.deform_conv2d(
-            _array_namespace.TENSORFLOW, tensors[0], band_offsets, band_mask, tensors[-1],
-            None, attrs["strides"], attrs["dilations"], pads, attrs["groups"],
+            _array_namespace.TENSORFLOW, inputs, offsets, mask, kernel, None,
+            attrs["strides"], attrs["dilations"], pads, attrs["groups"],
             attrs["deformable_groups"])
 
     n, ho, wo = offsets.shape[:3]
@@ -211,16 +209,15 @@ def _composite(inputs, offsets, mask, kernel, bias, attrs, padding):
     rows = ho if row_bytes is None or ho is None else \
         max(1, _COMPOSITE_COLUMN_BYTES // row_bytes)
     if ho is None or rows >= ho:
-        output = band(0, inputs, offsets, *([] if mask is None else [mask]), kernel)
+        output = band(0, inputs, kernel, offsets, mask)
     else:
         bands = []
         for first in range(0, ho, rows):
-            tensors = [inputs, offsets[:, first:first + rows]]
-            if mask is not None:
-                tensors.append(mask[:, first:first + rows])
+            rows_of = lambda t, first=first: t[:, first:first + rows]  # noqa: E731
+            sliced = [rows_of(offsets)] + ([] if mask is None else [rows_of(mask)])
             compute_band = tf.recompute_grad(
-                lambda *t, first=first: band(first, *t))
-            bands.append(compute_band(*tensors, kernel))
+                lambda *tensors, first=first: band(first, *tensors))
+            bands.append(compute_band(inputs, kernel, *sliced))
         output = tf.concat(bands, axis=1)
     if bias is not None:
         output = output + cast(bias)
