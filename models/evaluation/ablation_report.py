@@ -124,6 +124,10 @@ def deformation_table(runs: Mapping[str, Sequence[dict]]) -> str:
         for part in (results[0].get("deformation") or {}) if results else {}:
             if part not in parts:
                 parts.append(part)
+    # The conv stages in order, then the RoI pooling parts as they come.
+    order = {part: index for index, part in enumerate(parts)}
+    parts.sort(key=lambda part: (not part.startswith("conv"),
+                                 part if part.startswith("conv") else "", order[part]))
     if not parts:
         return ""
     header = ["row", *(f"{part} {what}" for part in parts

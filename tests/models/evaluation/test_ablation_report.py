@@ -217,20 +217,25 @@ def test_write_report(tmp_path, rng):
 
 
 def test_deformation_table_means_over_seeds_per_part():
-    """Means over the seeds for every part any row reports; '-' for a statistic a row
-    lacks (no modulation in DCNv1); rows without deformation left out."""
+    """Means over the seeds for every part any row reports, conv stages first in order;
+    '-' for a statistic a row lacks (no modulation in DCNv1); rows without deformation
+    left out."""
     stats = lambda offset, mask: {"conv5": {"offset_mean": offset, "offset_over_1": 0.5,
                                             **({"mask_mean": mask} if mask else {})}}
     runs = {"regular": [{"deformation": {}}],
             "dcnv1": [{"deformation": stats(1.0, None)}, {"deformation": stats(2.0, None)}],
-            "dcnv2": [{"deformation": {**stats(0.5, 0.25),
-                                       "box RoI pooling": {"offset_mean": 0.04,
+            "dcnv2": [{"deformation": {"box RoI pooling": {"offset_mean": 0.04,
                                                            "offset_over_1": 0.0,
-                                                           "mask_mean": 0.5}}}]}
+                                                           "mask_mean": 0.5},
+                                       "conv4": {"offset_mean": 0.25,
+                                                 "offset_over_1": 0.0,
+                                                 "mask_mean": 0.75},
+                                       **stats(0.5, 0.25)}}]}
     lines = ablation_report.deformation_table(runs).splitlines()
-    assert lines[0] == ("| row | conv5 offset | conv5 share > 1 | conv5 modulation | "
+    assert lines[0] == ("| row | conv4 offset | conv4 share > 1 | conv4 modulation | "
+                        "conv5 offset | conv5 share > 1 | conv5 modulation | "
                         "box RoI pooling offset | box RoI pooling share > 1 | "
                         "box RoI pooling modulation |")
-    assert lines[2:] == ["| dcnv1 | 1.50 | 50% | - | - | - | - |",
-                         "| dcnv2 | 0.50 | 50% | 0.25 | 0.04 | 0% | 0.50 |"]
+    assert lines[2:] == ["| dcnv1 | - | - | - | 1.50 | 50% | - | - | - | - |",
+                         "| dcnv2 | 0.25 | 0% | 0.75 | 0.50 | 50% | 0.25 | 0.04 | 0% | 0.50 |"]
     assert ablation_report.deformation_table({"regular": [{"deformation": {}}]}) == ""
