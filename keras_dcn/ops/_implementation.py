@@ -3,7 +3,7 @@
 `implementation` is one of `IMPLEMENTATIONS`:
   * "custom": the compiled kernels (`keras_dcn._library`); raises `LibraryError`
     when the library cannot load.
-  * "composite": standard TensorFlow (or `keras.ops`) operations only
+  * "composite": standard TensorFlow operations only
     (`keras_dcn.ops._deform_conv_composite`, `_deform_roi_pool_composite`).
   * "auto": the composite inside an XLA compilation (`jit_compile=True`), which
     cannot run custom kernels, and where the library cannot load (with one warning

@@ -12,6 +12,8 @@ from keras_dcn.ops import _implementation
 # The kernels' limit (kMaxSamplingRatio in
 # tf_ops/cc/kernels/portable/deform_roi_pool.h).
 _MAX_SAMPLING_RATIO = 4096
+# The kernels' limit on an adaptive grid (kMaxSamplesPerBin, same header).
+_MAX_SAMPLES_PER_BIN = 2**24
 # The most elements a tensor may have (int64 sizes).
 _MAX_ELEMENTS = 2**63 - 1
 
@@ -116,7 +118,8 @@ def deform_roi_pool(features, rois, offsets=None, mask=None, output_size=(7, 7),
       name: optional name scope.
       implementation: "custom" (the compiled kernels), "composite" (standard
         TensorFlow ops only: runs under XLA, in TF Serving without keras_dcn and in
-        LiteRT; under XLA it needs `sampling_ratio > 0`) or "auto" (the compiled
+        LiteRT; under XLA it needs `sampling_ratio > 0`, and an adaptive grid holds
+        every RoI's samples at the size of the largest RoI's grid) or "auto" (the compiled
         kernels, except under `jit_compile=True` or where the library cannot load);
         see keras_dcn/ops/_implementation.py. Both give the same values and gradients.
 
@@ -189,10 +192,11 @@ def _custom(features, rois, offsets, mask, attrs):
     return _library.load().dcn_deform_roi_pool(features, rois, offsets, mask, **attrs)
 
 
-def _checked_rois(features, rois):
+def _checked_rois(features, rois, attrs):
     """`rois` after the checks the kernels make of them (InvalidArgumentError naming
     `rois` otherwise): finite batch indices in [0, N), finite corners, x1 <= x2 and
-    y1 <= y2. XLA cannot run such checks, so there the rois are taken as they are."""
+    y1 <= y2, and with `sampling_ratio <= 0` at most `_MAX_SAMPLES_PER_BIN` samples a
+    bin. XLA cannot run such checks, so there the rois are taken as they are."""
     if _implementation.in_xla_compilation():
         return rois
     batch = tf.cast(tf.shape(features)[0], rois.dtype)
@@ -209,6 +213,15 @@ def _checked_rois(features, rois):
             tf.reduce_all((rois[:, 3] >= rois[:, 1]) & (rois[:, 4] >= rois[:, 2])), True,
             message="rois must have x1 <= x2 and y1 <= y2"),
     ]
+    if attrs["sampling_ratio"] <= 0:
+        (oh, ow), scale = attrs["output_size"], attrs["spatial_scale"]
+        grid_h = tf.maximum(tf.math.ceil((rois[:, 4] - rois[:, 2]) * scale / oh), 1)
+        grid_w = tf.maximum(tf.math.ceil((rois[:, 3] - rois[:, 1]) * scale / ow), 1)
+        checks.append(tf.debugging.assert_less_equal(
+            grid_h * grid_w, tf.cast(_MAX_SAMPLES_PER_BIN, rois.dtype),
+            message=f"rois are too large for sampling_ratio <= 0: their bins would need "
+                    f"more than {_MAX_SAMPLES_PER_BIN} samples each; pass a positive "
+                    f"sampling_ratio"))
     with tf.control_dependencies(checks):
         return tf.identity(rois)
 
@@ -220,7 +233,7 @@ def _composite(features, rois, offsets, mask, attrs):
     compute = tf.float32 if dtype in (tf.float16, tf.bfloat16) else dtype
     cast = lambda t: None if t is None else tf.cast(t, compute)  # noqa: E731
     output = _deform_roi_pool_composite.deform_roi_pool(
-        _array_namespace.TENSORFLOW, cast(features), _checked_rois(features, rois),
+        _array_namespace.TENSORFLOW, cast(features), _checked_rois(features, rois, attrs),
         cast(offsets), cast(mask), tuple(attrs["output_size"]), attrs["spatial_scale"],
         attrs["sampling_ratio"], attrs["gamma"], attrs["aligned"])
     return tf.cast(output, dtype)

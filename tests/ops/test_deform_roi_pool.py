@@ -522,9 +522,11 @@ def test_bad_rois(row, pattern):
                                      np.ones((2, 2, 2, 3), np.float32), output_size=[2, 2])
 
 
-def test_rois_too_large_for_the_adaptive_grid():
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+def test_rois_too_large_for_the_adaptive_grid(implementation):
+    deform_roi_pool = functools.partial(ops.deform_roi_pool, implementation=implementation)
     rois = np.array([[0, 0, 0, 1e6, 1e6]], np.float32)
-    with pytest.raises(InvalidArgumentError, match=r"rois\[0\] .* too large for sampling_ratio <= 0"):
+    with pytest.raises(InvalidArgumentError, match=r"rois.* too large for sampling_ratio <= 0"):
         deform_roi_pool(FEATURES, rois, output_size=2, sampling_ratio=0)
     # With a fixed grid it is fine: every sample is outside the map except a few.
     out = deform_roi_pool(FEATURES + 1, rois, output_size=2, sampling_ratio=2)
