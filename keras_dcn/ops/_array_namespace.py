@@ -3,11 +3,12 @@
 `keras_dcn.ops._deform_conv_composite` and `keras_dcn.ops._deform_roi_pool_composite`
 compute with the functions of a namespace passed to them rather than with TensorFlow's
 directly. `TENSORFLOW` gives plain TensorFlow ops (which XLA, TF Serving and LiteRT
-take); its functions have NumPy's names and meaning, as `keras.ops`' do, so that the
-same text of the math can serve Keras' other backends. `dims(x)` gives a tensor's
+take); `KERAS` gives `keras.ops`, whatever Keras' backend, with the same names and
+NumPy's meaning, so that one text of the math serves both. `dims(x)` gives a tensor's
 dimensions, static where known and as scalar tensors where not.
 """
 
+import keras
 import tensorflow as tf
 
 
@@ -56,3 +57,50 @@ class TensorFlowNamespace:
 
 
 TENSORFLOW = TensorFlowNamespace()
+
+
+class KerasNamespace:
+    """`keras.ops`, on Keras' current backend. Indices are int32 (JAX's default), so
+    an input may hold at most 2**31 - 1 elements."""
+
+    index_dtype = "int32"
+    cast = staticmethod(keras.ops.cast)
+    ceil = staticmethod(keras.ops.ceil)
+    concatenate = staticmethod(keras.ops.concatenate)
+    einsum = staticmethod(keras.ops.einsum)
+    floor = staticmethod(keras.ops.floor)
+    logical_and = staticmethod(keras.ops.logical_and)
+    maximum = staticmethod(keras.ops.maximum)
+    max = staticmethod(keras.ops.max)
+    reshape = staticmethod(keras.ops.reshape)
+    transpose = staticmethod(keras.ops.transpose)
+    where = staticmethod(keras.ops.where)
+    zeros = staticmethod(keras.ops.zeros)
+    zeros_like = staticmethod(keras.ops.zeros_like)
+
+    @staticmethod
+    def arange(stop, dtype=None):
+        """`0, 1, ..., stop - 1`."""
+        return keras.ops.arange(stop, dtype=dtype)
+
+    @staticmethod
+    def take(x, indices):
+        """The rows `indices` (any shape) of `x`: `x[indices]`."""
+        return keras.ops.take(x, indices, axis=0)
+
+    @staticmethod
+    def sum(x, axis):
+        """`x` summed over `axis` (an int or a tuple)."""
+        return keras.ops.sum(x, axis=axis)
+
+    @staticmethod
+    def dims(x):
+        """The dimensions of `x`: ints where static, scalar tensors where not."""
+        return list(keras.ops.shape(x))
+
+    def size_as(self, size, dtype):
+        """A dimension from `dims` as a number of `dtype`: itself when static."""
+        return size if isinstance(size, int) else self.cast(size, dtype)
+
+
+KERAS = KerasNamespace()
