@@ -12,7 +12,15 @@ import keras
 import tensorflow as tf
 
 
-class TensorFlowNamespace:
+class _Namespace:
+    """What both flavours share; each gives `cast` and the other functions."""
+
+    def size_as(self, size, dtype):
+        """A dimension from `dims` as a number of `dtype`: itself when static."""
+        return size if isinstance(size, int) else self.cast(size, dtype)
+
+
+class TensorFlowNamespace(_Namespace):
     """Plain TensorFlow ops."""
 
     index_dtype = "int64"
@@ -51,15 +59,11 @@ class TensorFlowNamespace:
         dynamic = tf.shape(x)
         return [d if d is not None else dynamic[i] for i, d in enumerate(x.shape)]
 
-    def size_as(self, size, dtype):
-        """A dimension from `dims` as a number of `dtype`: itself when static."""
-        return size if isinstance(size, int) else self.cast(size, dtype)
-
 
 TENSORFLOW = TensorFlowNamespace()
 
 
-class KerasNamespace:
+class KerasNamespace(_Namespace):
     """`keras.ops`, on Keras' current backend. Indices are int32 (JAX's default), so
     an input may hold at most 2**31 - 1 elements."""
 
@@ -97,10 +101,6 @@ class KerasNamespace:
     def dims(x):
         """The dimensions of `x`: ints where static, scalar tensors where not."""
         return list(keras.ops.shape(x))
-
-    def size_as(self, size, dtype):
-        """A dimension from `dims` as a number of `dtype`: itself when static."""
-        return size if isinstance(size, int) else self.cast(size, dtype)
 
 
 KERAS = KerasNamespace()
