@@ -16,43 +16,24 @@ import argparse
 import subprocess
 import sys
 
-import tensorflow as tf
 
 from benchmarks import bench_deform_conv
 from benchmarks import timing
-from keras_dcn.ops import deform_conv2d
 
 PEAK_TARGET_MIB = 2048
 MIB = 2**20
 
 
-def _functions(x, kernel, offsets, mask, implementation):
-    """tf.functions of one implementation's forward pass and of forward + backward."""
-
-    @tf.function
-    def forward():
-        return deform_conv2d(x, offsets, kernel, mask, padding="same",
-                             implementation=implementation)
-
-    @tf.function
-    def forward_backward():
-        with tf.GradientTape() as tape:
-            tape.watch([x, offsets, mask, kernel])
-            y = forward()
-        return [y, *tape.gradient(y, [x, offsets, mask, kernel])]
-
-    return forward, forward_backward
-
-
 def peak_mib(height, width, channels):
-    """Peak RSS growth (MiB) of the first forward + backward call of the composite in
-    this process, traced beforehand: TensorFlow's allocator holds no blocks for it yet,
-    so the growth is everything the call needs at once, outputs included."""
-    _, forward_backward = _functions(*bench_deform_conv._case(height, width, channels),
-                                     "composite")
-    forward_backward.get_concrete_function()
+    """Peak RSS growth (MiB) of the first call of the composite's gradient function
+    (forward and backward) in this process, traced beforehand: TensorFlow's allocator
+    holds no blocks for it yet, so the growth is everything the call needs at once,
+    outputs included."""
+    _, backward = bench_deform_conv._deform_functions(
+        *bench_deform_conv._case(height, width, channels), implementation="composite")
+    backward.get_concrete_function()
     with timing.PeakRss() as peak:
-        [t.numpy() for t in forward_backward()]
+        [t.numpy() for t in backward()]
     return None if peak.growth is None else peak.growth / MIB
 
 
@@ -70,9 +51,10 @@ def measure(height, width, channels, repeats):
     case = bench_deform_conv._case(height, width, channels)
     functions = {}
     for implementation in ("custom", "composite"):
-        forward, forward_backward = _functions(*case, implementation)
+        forward, backward = bench_deform_conv._deform_functions(
+            *case, implementation=implementation)
         functions[f"{implementation}_fwd"] = forward
-        functions[f"{implementation}_fwdbwd"] = forward_backward
+        functions[f"{implementation}_fwdbwd"] = backward  # the forward pass and gradients
     seconds = timing.interleaved_medians(functions, repeats)
     row = {f"{name}_ms": 1e3 * value for name, value in seconds.items()}
     row["fwd_ratio"] = row["composite_fwd_ms"] / row["custom_fwd_ms"]

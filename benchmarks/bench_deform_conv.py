@@ -49,18 +49,21 @@ def _case(height, width, channels, dtype=tf.float32, seed=0):
     return x, kernel, offsets, mask
 
 
-def _deform_functions(x, kernel, offsets, mask):
-    """tf.functions of the deform_conv2d forward pass and of its gradients."""
+def _deform_functions(x, kernel, offsets, mask, implementation="auto"):
+    """tf.functions of the deform_conv2d forward pass and of its gradients (which
+    compute the forward pass again), with `implementation`."""
 
     @tf.function
     def forward():
-        return deform_conv2d(x, offsets, kernel, mask, padding="same")
+        return deform_conv2d(x, offsets, kernel, mask, padding="same",
+                             implementation=implementation)
 
     @tf.function
     def backward():
         with tf.GradientTape() as tape:
             tape.watch([x, offsets, mask, kernel])
-            y = deform_conv2d(x, offsets, kernel, mask, padding="same")
+            y = deform_conv2d(x, offsets, kernel, mask, padding="same",
+                              implementation=implementation)
         return tape.gradient(y, [x, offsets, mask, kernel])
 
     return forward, backward
