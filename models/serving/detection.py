@@ -53,26 +53,21 @@ def export_saved_model(params: cfg.ExperimentConfig, checkpoint: str, export_dir
     With `standard_ops_only` the deformable ops are written as compositions of
     standard TensorFlow ops (`keras_dcn.ops.standard_ops_only`): the SavedModel then
     loads where keras_dcn is not installed, stock TF Serving included."""
-    with contextlib.ExitStack() as stack:
-        if standard_ops_only:
-            stack.enter_context(dcn_ops.standard_ops_only())
-        _export(params, checkpoint, export_dir, batch_size, input_type)
+    ops_scope = dcn_ops.standard_ops_only() if standard_ops_only else contextlib.nullcontext()
+    with ops_scope:
+        module = DcnDetectionModule(
+            params=params, batch_size=batch_size,
+            input_image_size=list(params.task.model.input_size[:2]),
+            input_type=input_type, num_channels=3)
+        export_saved_model_lib.export_inference_graph(
+            input_type=input_type,
+            batch_size=batch_size,
+            input_image_size=list(params.task.model.input_size[:2]),
+            params=params,
+            checkpoint_path=runtime.latest_checkpoint(checkpoint),
+            export_dir=export_dir,
+            export_module=module,
+            export_checkpoint_subdir="checkpoint",
+            export_saved_model_subdir=SAVED_MODEL_SUBDIR)
     return os.path.join(export_dir, SAVED_MODEL_SUBDIR)
-
-
-def _export(params, checkpoint, export_dir, batch_size, input_type):
-    module = DcnDetectionModule(
-        params=params, batch_size=batch_size,
-        input_image_size=list(params.task.model.input_size[:2]),
-        input_type=input_type, num_channels=3)
-    export_saved_model_lib.export_inference_graph(
-        input_type=input_type,
-        batch_size=batch_size,
-        input_image_size=list(params.task.model.input_size[:2]),
-        params=params,
-        checkpoint_path=runtime.latest_checkpoint(checkpoint),
-        export_dir=export_dir,
-        export_module=module,
-        export_checkpoint_subdir="checkpoint",
-        export_saved_model_subdir=SAVED_MODEL_SUBDIR)
 
