@@ -5,6 +5,8 @@
 #   make test      the test suite (pytest), after the deployment checks' packages
 #                  (requirements-deploy.txt)
 #   make test-fast the suite without the tests marked slow (under 3 minutes on 2 cores)
+#   make test-backends  the layer tests under Keras' JAX and PyTorch backends (part of
+#                  make test and make test-fast)
 #   make fuzz      100,000 fuzzed calls of the ops (FUZZ_CALLS=...); none may crash or hang
 #   make sanitize  the op library built with AddressSanitizer and UndefinedBehaviorSanitizer,
 #                  then the op tests and 10,000 fuzzed calls against it
@@ -28,7 +30,7 @@ PYTEST_ARGS ?=
 # oneDNN's CPU kernels also where TensorFlow leaves them off by default (see models/__init__.py).
 export TF_ENABLE_ONEDNN_OPTS ?= 1
 
-.PHONY: install wheel sdist test test-fast test-ops fuzz sanitize bench bazel test-bazel demo ablation analysis clean
+.PHONY: install wheel sdist test test-fast test-backends test-ops fuzz sanitize bench bazel test-bazel demo ablation analysis clean
 
 install: $(LIBRARY)
 
@@ -68,11 +70,24 @@ define run_pytest
 	exit $$status
 endef
 
+# The layer tests written for every Keras backend, run again under JAX and PyTorch
+# (the whole suite runs them under TensorFlow).
+BACKEND_TESTS := tests/layers/test_keras_backends.py tests/ops/test_keras_composite.py
+define run_backend_tests
+	KERAS_BACKEND=jax $(call run_pytest,$(BACKEND_TESTS))
+	KERAS_BACKEND=torch $(call run_pytest,$(BACKEND_TESTS))
+endef
+
 test: install $(DEPLOY_STAMP)
 	$(call run_pytest,tests)
+	$(run_backend_tests)
 
 test-fast: install $(DEPLOY_STAMP)
 	$(call run_pytest,tests -m 'not slow')
+	$(run_backend_tests)
+
+test-backends: install $(DEPLOY_STAMP)
+	$(run_backend_tests)
 
 test-ops: install
 	$(call run_pytest,tests/ops)

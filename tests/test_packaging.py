@@ -101,9 +101,10 @@ def test_core_requires_the_tensorflow_minor_and_keras_3(requirements):
 def test_every_import_is_declared(requirements):
     core, models = _core(requirements), _extra(requirements, "models")
     # keras_dcn.tf_keras, which `import keras_dcn` leaves out, needs tf_keras (models);
-    # keras_dcn.onnx_export, which it leaves out too, the `deploy` extra.
+    # keras_dcn.onnx_export, which it leaves out too, the `deploy` extra; jax is
+    # imported only on Keras' JAX backend, which needs it anyway.
     deploy = _extra(requirements, "deploy")
-    for folder, declared in (("keras_dcn", set(core) | {"tf-keras"} | set(deploy)),
+    for folder, declared in (("keras_dcn", set(core) | {"tf-keras", "jax"} | set(deploy)),
                              ("models", set(core) | set(models))):
         for name, providers in _distributions(_imports(folder)).items():
             assert providers & declared, f"{folder}/ imports {name} ({providers}) undeclared"

@@ -1,4 +1,5 @@
-"""Keras 3 layers: `DeformConv2D` and `DeformRoIPool` (TensorFlow backend only).
+"""Keras 3 layers: `DeformConv2D` and `DeformRoIPool`, on Keras' TensorFlow, JAX and
+PyTorch backends.
 
 The same layers for `tf_keras` (Keras 2) are in `keras_dcn.tf_keras`. Both flavours share
 one body per layer (`_deform_conv_base`, `_deform_roi_pool_base`) that reaches its

@@ -1,19 +1,18 @@
 """`DeformConv2DBase`: the body of `DeformConv2D`, shared by Keras 3 and tf_keras.
 
 It holds argument handling, `build` (through `add_weight`), `call` (the offset / mask
-branch, then `keras_dcn.ops.deform_conv2d`), `compute_output_shape` and `get_config`.
-A concrete layer mixes it into a framework's `Layer` class and names the framework in
-`_framework` (see `_framework.Framework`).
+branch, then `deform_conv2d`), `compute_output_shape` and `get_config`. A concrete
+layer mixes it into a framework's `Layer` class and names the framework in
+`_framework` (see `_framework.Framework`, which also gives the array namespace and the
+op of the backend in use).
 """
 
 import tensorflow as tf
 
-from keras_dcn import ops as dcn_ops
 from keras_dcn.layers import _gradient_scale
 from keras_dcn.layers._framework import plain, shape_list
 from keras_dcn.layers._sampling_hook import SamplingHookMixin
 from keras_dcn.ops import _args
-from keras_dcn.ops import _implementation
 from keras_dcn.ops import _padding
 
 
@@ -30,12 +29,11 @@ class DeformConv2DBase(SamplingHookMixin):
                  activity_regularizer=None, kernel_constraint=None,
                  bias_constraint=None, implementation="auto", **kwargs):
         framework = self._framework
-        framework.check(type(self).__name__)
         super().__init__(
             activity_regularizer=framework.regularizers.get(activity_regularizer),
             **kwargs)
-        self.implementation = _implementation.check(implementation)
-        self.supports_jit = _implementation.supports_xla(self.implementation)
+        self.implementation = framework.implementation(implementation)
+        self.supports_jit = framework.supports_jit(self.implementation)
         self.filters = _args.positive_int(filters, "filters")
         self.kernel_size = _args.positive_pair(plain(kernel_size), "kernel_size")
         self.strides = _args.positive_pair(plain(strides), "strides")
@@ -106,17 +104,11 @@ class DeformConv2DBase(SamplingHookMixin):
         self.built = True
 
     def _read(self, variable, scaled=False):
-        value = tf.cast(tf.convert_to_tensor(variable), self.compute_dtype)
+        xp = self._framework.xp
+        value = xp.cast(xp.convert_to_tensor(variable), self.compute_dtype)
         if scaled:
-            return _gradient_scale.scale_gradient(value, self.offset_lr_multiplier)
+            return _gradient_scale.scale_gradient(xp, value, self.offset_lr_multiplier)
         return value
-
-    def _branch_padding(self):
-        mode, pads = _padding.parse(self.padding)
-        if mode != "EXPLICIT":
-            return mode
-        top, bottom, left, right = pads
-        return [[0, 0], [top, bottom], [left, right], [0, 0]]
 
     def offsets_and_mask(self, inputs):
         """The branch's `(offsets, mask)` for channels_last `inputs` `[N, H, W, C]`.
@@ -124,12 +116,12 @@ class DeformConv2DBase(SamplingHookMixin):
         offsets: `[N, Ho, Wo, 2 * dg * kh * kw]` in the op's channel order; mask:
         `[N, Ho, Wo, dg * kh * kw]` after the sigmoid, or None when not modulated.
         """
-        branch = tf.nn.conv2d(
-            inputs, self._read(self.offset_kernel, scaled=True), strides=self.strides,
-            padding=self._branch_padding(), dilations=self.dilation_rate)
-        branch = tf.nn.bias_add(branch, self._read(self.offset_bias, scaled=True))
+        xp = self._framework.xp
+        branch = xp.conv2d(inputs, self._read(self.offset_kernel, scaled=True),
+                           self.strides, self.dilation_rate, self.padding)
+        branch = branch + self._read(self.offset_bias, scaled=True)
         offsets = branch[..., :2 * self._taps]
-        mask = tf.sigmoid(branch[..., 2 * self._taps:]) if self.modulated else None
+        mask = xp.sigmoid(branch[..., 2 * self._taps:]) if self.modulated else None
         return offsets, mask
 
     def call(self, inputs):
@@ -139,22 +131,20 @@ class DeformConv2DBase(SamplingHookMixin):
     # conversion of this code (and of the ops' argument checks) costs seconds a trace.
     @tf.autograph.experimental.do_not_convert
     def _forward(self, inputs):
-        inputs = tf.convert_to_tensor(inputs)
-        if inputs.dtype != self.compute_dtype:
-            inputs = tf.cast(inputs, self.compute_dtype)
+        xp = self._framework.xp
+        inputs = xp.cast(xp.convert_to_tensor(inputs), self.compute_dtype)
         first = self.data_format == "channels_first"
         if first:
-            inputs = _args.to_channels_last(inputs)
+            inputs = xp.transpose(inputs, (0, 2, 3, 1))
         offsets, mask = self._hooked(inputs, *self.offsets_and_mask(inputs))
-        outputs = dcn_ops.deform_conv2d(
+        outputs = self._framework.ops.deform_conv2d(
             inputs, offsets, self._read(self.kernel), mask=mask,
             bias=None if self.bias is None else self._read(self.bias),
             strides=self.strides, padding=self.padding, dilation_rate=self.dilation_rate,
             groups=self.groups, deformable_groups=self.deformable_groups,
-            data_format="channels_last",
             implementation=self.implementation)
         if first:
-            outputs = _args.to_channels_first(outputs)
+            outputs = xp.transpose(outputs, (0, 3, 1, 2))
         if self.activation is not None:
             outputs = self.activation(outputs)
         return outputs

@@ -1,19 +1,18 @@
 """`DeformRoIPoolBase`: the body of `DeformRoIPool`, shared by Keras 3 and tf_keras.
 
 It holds argument handling, `build` (through `add_weight`), `call` (RoIAlign, the fully
-connected offset / mask branch, then `keras_dcn.ops.deform_roi_pool`),
-`compute_output_shape` and `get_config`. A concrete layer mixes it into a framework's
-`Layer` class and names the framework in `_framework` (see `_framework.Framework`).
+connected offset / mask branch, then `deform_roi_pool`), `compute_output_shape` and
+`get_config`. A concrete layer mixes it into a framework's `Layer` class and names the
+framework in `_framework` (see `_framework.Framework`, which also gives the array
+namespace and the op of the backend in use).
 """
 
 import tensorflow as tf
 
-from keras_dcn import ops as dcn_ops
 from keras_dcn.layers import _gradient_scale
 from keras_dcn.layers._framework import plain, shape_list
 from keras_dcn.layers._sampling_hook import SamplingHookMixin
 from keras_dcn.ops import _args
-from keras_dcn.ops import _implementation
 
 
 class DeformRoIPoolBase(SamplingHookMixin):
@@ -27,12 +26,11 @@ class DeformRoIPoolBase(SamplingHookMixin):
                  kernel_regularizer=None, bias_regularizer=None, implementation="auto",
                  **kwargs):
         framework = self._framework
-        framework.check(type(self).__name__)
         if kwargs.get("name") is None:  # rather than Keras' "deform_ro_i_pool"
             kwargs["name"] = framework.unique_name("deform_roi_pool")
         super().__init__(**kwargs)
-        self.implementation = _implementation.check(implementation)
-        self.supports_jit = _implementation.supports_xla(self.implementation)
+        self.implementation = framework.implementation(implementation)
+        self.supports_jit = framework.supports_jit(self.implementation)
         self.output_size = _args.positive_pair(plain(output_size), "output_size")
         self.spatial_scale = _args.finite_float(spatial_scale, "spatial_scale", positive=True)
         self.sampling_ratio = _args.integer(sampling_ratio, "sampling_ratio")
@@ -98,15 +96,15 @@ class DeformRoIPoolBase(SamplingHookMixin):
         self.built = True
 
     def _read(self, variable):
-        value = tf.cast(tf.convert_to_tensor(variable), self.compute_dtype)
-        return _gradient_scale.scale_gradient(value, self.offset_lr_multiplier)
+        xp = self._framework.xp
+        value = xp.cast(xp.convert_to_tensor(variable), self.compute_dtype)
+        return _gradient_scale.scale_gradient(xp, value, self.offset_lr_multiplier)
 
     def _pool(self, features, rois, offsets=None, mask=None):
-        return dcn_ops.deform_roi_pool(
+        return self._framework.ops.deform_roi_pool(
             features, rois, offsets=offsets, mask=mask, output_size=self.output_size,
             spatial_scale=self.spatial_scale, sampling_ratio=self.sampling_ratio,
-            gamma=self.gamma, aligned=self.aligned, data_format="channels_last",
-            implementation=self.implementation)
+            gamma=self.gamma, aligned=self.aligned, implementation=self.implementation)
 
     def offsets_and_mask(self, features, rois):
         """The branch's `(offsets, mask)` for channels_last `features` `[N, H, W, C]`.
@@ -114,19 +112,20 @@ class DeformRoIPoolBase(SamplingHookMixin):
         offsets: `[R, oh, ow, 2]` as `(dy, dx)` in units of the RoI height / width;
         mask: `[R, oh, ow, 1]` after the sigmoid, or None when not modulated.
         """
+        xp = self._framework.xp
         oh, ow = self.output_size
         pooled = self._pool(features, rois)  # plain RoIAlign
-        hidden = tf.reshape(pooled, [-1, self._bins * features.shape[-1]])
+        hidden = xp.reshape(pooled, (-1, self._bins * features.shape[-1]))
         for index in (1, 2):
-            hidden = tf.nn.relu(tf.nn.bias_add(
-                tf.matmul(hidden, self._read(getattr(self, f"hidden{index}_kernel"))),
-                self._read(getattr(self, f"hidden{index}_bias"))))
-        branch = tf.nn.bias_add(tf.matmul(hidden, self._read(self.offset_kernel)),
-                                self._read(self.offset_bias))
-        offsets = tf.reshape(branch[:, :2 * self._bins], [-1, oh, ow, 2])
+            hidden = xp.relu(
+                xp.matmul(hidden, self._read(getattr(self, f"hidden{index}_kernel")))
+                + self._read(getattr(self, f"hidden{index}_bias")))
+        branch = (xp.matmul(hidden, self._read(self.offset_kernel))
+                  + self._read(self.offset_bias))
+        offsets = xp.reshape(branch[:, :2 * self._bins], (-1, oh, ow, 2))
         mask = None
         if self.modulated:
-            mask = tf.sigmoid(tf.reshape(branch[:, 2 * self._bins:], [-1, oh, ow, 1]))
+            mask = xp.sigmoid(xp.reshape(branch[:, 2 * self._bins:], (-1, oh, ow, 1)))
         return offsets, mask
 
     def call(self, features, rois):
@@ -134,17 +133,16 @@ class DeformRoIPoolBase(SamplingHookMixin):
 
     @tf.autograph.experimental.do_not_convert
     def _forward(self, features, rois):
-        features = tf.convert_to_tensor(features)
-        if features.dtype != self.compute_dtype:
-            features = tf.cast(features, self.compute_dtype)
-        rois = tf.convert_to_tensor(rois)
+        xp = self._framework.xp
+        features = xp.cast(xp.convert_to_tensor(features), self.compute_dtype)
+        rois = xp.convert_to_tensor(rois)
         if self.data_format == "channels_first":
-            features = _args.to_channels_last(features)
+            features = xp.transpose(features, (0, 2, 3, 1))
         offsets, mask = self._hooked(features, *self.offsets_and_mask(features, rois),
                                      rois=rois)
         outputs = self._pool(features, rois, offsets, mask)
         if self.data_format == "channels_first":
-            outputs = _args.to_channels_first(outputs)
+            outputs = xp.transpose(outputs, (0, 3, 1, 2))
         return outputs
 
     def compute_output_shape(self, features_shape, rois_shape=None):

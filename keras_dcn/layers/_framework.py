@@ -1,16 +1,24 @@
 """What the layers take from a Keras flavour (Keras 3 or tf_keras), written once.
 
 A layer body (`DeformConv2DBase`, `DeformRoIPoolBase`) reaches its framework only
-through `self._framework`, a `Framework`; everything else it does is plain TensorFlow,
-so both flavours run the same graph. `plain` and `shape_list` turn what the frameworks
-hand back (tracked lists, `TensorShape`s) into plain Python values.
+through `self._framework`, a `Framework`, and computes with the array namespace
+(`xp`) and the ops (`ops`) it names for the backend in use: plain TensorFlow and
+`keras_dcn.ops` where Keras runs on TensorFlow (tf_keras always does), so that both
+flavours run the same graph there; `keras.ops` and the ops' composites in it
+(`keras_dcn.ops._keras_composite`) on Keras 3's other backends. `plain` and
+`shape_list` turn what the frameworks hand back (tracked lists, `TensorShape`s) into
+plain Python values.
 """
 
 import numbers
 
 import tensorflow as tf
 
+from keras_dcn import ops as dcn_ops
 from keras_dcn.ops import _args
+from keras_dcn.ops import _array_namespace
+from keras_dcn.ops import _implementation
+from keras_dcn.ops import _keras_composite
 
 # Package under which both frameworks register the layers ("keras_dcn>DeformConv2D").
 PACKAGE = "keras_dcn"
@@ -20,7 +28,7 @@ class Framework:
     """The pieces of a Keras flavour (`keras` 3 or `tf_keras`) the layers use."""
 
     def __init__(self, name, initializers, regularizers, constraints, activations,
-                 input_spec, image_data_format, get_uid, check=None):
+                 input_spec, image_data_format, get_uid, backend=lambda: "tensorflow"):
         self.name = name
         self.initializers = initializers
         self.regularizers = regularizers
@@ -29,7 +37,34 @@ class Framework:
         self.InputSpec = input_spec
         self.image_data_format = image_data_format
         self.get_uid = get_uid
-        self.check = check or (lambda layer_name: None)
+        self.backend = backend
+
+    @property
+    def on_tensorflow(self):
+        """Whether the layers run on TensorFlow (Keras' backend, or tf_keras)."""
+        return self.backend() == "tensorflow"
+
+    @property
+    def xp(self):
+        """The array namespace of the backend in use (`keras_dcn.ops._array_namespace`)."""
+        return _array_namespace.TENSORFLOW if self.on_tensorflow else _array_namespace.KERAS
+
+    @property
+    def ops(self):
+        """What gives `deform_conv2d` and `deform_roi_pool` (channels_last, the layers'
+        keyword arguments) on the backend in use."""
+        return dcn_ops if self.on_tensorflow else _keras_composite
+
+    def implementation(self, value):
+        """`value` checked as an `implementation` the backend in use can run."""
+        _implementation.check(value)
+        if not self.on_tensorflow:
+            _keras_composite.refuse_custom(value)
+        return value
+
+    def supports_jit(self, implementation):
+        """Whether Keras may compile a layer of `implementation` (`Layer.supports_jit`)."""
+        return not self.on_tensorflow or _implementation.supports_xla(implementation)
 
     def unique_name(self, prefix):
         """`prefix`, then `prefix_1`, `prefix_2`, ... (Keras' naming of layers)."""

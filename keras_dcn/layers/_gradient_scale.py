@@ -1,8 +1,6 @@
 """Gradient scaling: how the layers' offset branches learn at `offset_lr_multiplier`
 times the rate of the other weights."""
 
-import tensorflow as tf
-
 from keras_dcn.ops import _args
 
 
@@ -14,20 +12,16 @@ def lr_multiplier(value):
     return multiplier
 
 
-def scale_gradient(x, multiplier):
+def scale_gradient(xp, x, multiplier):
     """`x` in the forward pass; the gradient flowing back through it times `multiplier`.
 
-    `x` is a tensor of any shape and float dtype. With a multiplier of 1 it is returned
+    `x` is a tensor of any shape and float dtype, `xp` the array namespace it belongs
+    to (`keras_dcn.ops._array_namespace`). The forward value is `x` exactly (for
+    finite `x`): `stop_gradient(x) + (x - stop_gradient(x)) * multiplier`, whose
+    derivative is `multiplier`, on every backend. With a multiplier of 1 it is returned
     unchanged (no extra op).
     """
     if multiplier == 1:
         return x
-
-    @tf.custom_gradient
-    def _scaled_identity(value):
-        def grad(upstream):
-            return upstream * tf.cast(multiplier, upstream.dtype)
-
-        return tf.identity(value), grad
-
-    return _scaled_identity(x)
+    frozen = xp.stop_gradient(x)
+    return frozen + (x - frozen) * multiplier

@@ -69,11 +69,14 @@ class DeformConv2D(DeformConv2DBase, keras.layers.Layer):
     (`rois` is None); `set_sampling_hook(None)` removes it. `keras_dcn.analysis`
     observes the layer through it.
 
-    Requires Keras' TensorFlow backend. Under XLA (`Model.compile(jit_compile=True)`)
-    the op runs as its composite of standard ops. `supports_jit` is False for
-    `implementation="custom"`, and for `"auto"` where the CUDA kernels serve a GPU, so
-    that Keras' `jit_compile="auto"` keeps the kernels there (pass
-    `implementation="composite"` to compile such a model with XLA).
+    Backends: on Keras' TensorFlow backend the op is `keras_dcn.ops.deform_conv2d`
+    (its compiled kernels; under XLA, `Model.compile(jit_compile=True)`, its composite
+    of standard ops). `supports_jit` is False there for `implementation="custom"`, and
+    for `"auto"` where the CUDA kernels serve a GPU, so that Keras' `jit_compile="auto"`
+    keeps the kernels (pass `implementation="composite"` to compile such a model with
+    XLA). On the JAX and PyTorch backends the layer computes in `keras.ops`, the op as
+    its composite (`"custom"` is refused), with the same values and gradients; the
+    spatial size of the inputs must then be static.
     """
 
     _framework = KERAS

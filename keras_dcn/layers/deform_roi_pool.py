@@ -1,7 +1,6 @@
 """`DeformRoIPool`: a Keras 3 layer of modulated deformable RoI pooling (DCNv2)."""
 
 import keras
-import tensorflow as tf
 
 from keras_dcn.layers._deform_roi_pool_base import DeformRoIPoolBase
 from keras_dcn.layers._framework import PACKAGE
@@ -68,8 +67,9 @@ class DeformRoIPool(DeformRoIPoolBase, keras.layers.Layer):
     `set_sampling_hook(None)` removes it. `keras_dcn.analysis` observes the layer
     through it.
 
-    Requires Keras' TensorFlow backend; under XLA the op runs as its composite, as
-    `DeformConv2D` says.
+    Backends as for `DeformConv2D`. On JAX and PyTorch the RoIs are checked as the
+    kernels check them where their values are known (eagerly); inside `jax.jit` (as in
+    `Model.fit`) they cannot be, and `sampling_ratio` must be > 0 there.
     """
 
     _framework = KERAS
@@ -82,7 +82,7 @@ class DeformRoIPool(DeformRoIPoolBase, keras.layers.Layer):
     def __call__(self, features, rois, **kwargs):
         # Without Keras' argument conversion, arrays must become tensors here.
         features, rois = (
-            x if keras.backend.is_keras_tensor(x) or tf.is_tensor(x)
-            else tf.convert_to_tensor(x)
+            x if keras.backend.is_keras_tensor(x) or keras.ops.is_tensor(x)
+            else keras.ops.convert_to_tensor(x)
             for x in (features, rois))
         return super().__call__(features, rois, **kwargs)

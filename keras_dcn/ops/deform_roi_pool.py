@@ -13,9 +13,18 @@ from keras_dcn.ops import _implementation
 # tf_ops/cc/kernels/portable/deform_roi_pool.h).
 _MAX_SAMPLING_RATIO = 4096
 # The kernels' limit on an adaptive grid (kMaxSamplesPerBin, same header).
-_MAX_SAMPLES_PER_BIN = 2**24
+MAX_SAMPLES_PER_BIN = 2**24
 # The most elements a tensor may have (int64 sizes).
 _MAX_ELEMENTS = 2**63 - 1
+
+# What the kernels require of the rois, as their errors say it.
+BATCH_INDEX_RULE = ("rois[:, 0] (the batch index) must be a finite number in [0, N) "
+                    "(the batch size of features)")
+FINITE_RULE = "rois must have finite coordinates"
+ORDER_RULE = "rois must have x1 <= x2 and y1 <= y2"
+ADAPTIVE_GRID_RULE = (f"rois are too large for sampling_ratio <= 0: their bins would need "
+                      f"more than {MAX_SAMPLES_PER_BIN} samples each; pass a positive "
+                      f"sampling_ratio")
 
 
 def _float32_attr(value, name, positive=False):
@@ -195,7 +204,7 @@ def _custom(features, rois, offsets, mask, attrs):
 def _checked_rois(features, rois, attrs):
     """`rois` after the checks the kernels make of them (InvalidArgumentError naming
     `rois` otherwise): finite batch indices in [0, N), finite corners, x1 <= x2 and
-    y1 <= y2, and with `sampling_ratio <= 0` at most `_MAX_SAMPLES_PER_BIN` samples a
+    y1 <= y2, and with `sampling_ratio <= 0` at most `MAX_SAMPLES_PER_BIN` samples a
     bin. XLA cannot run such checks, so there the rois are taken as they are."""
     if _implementation.in_xla_compilation():
         return rois
@@ -204,24 +213,21 @@ def _checked_rois(features, rois, attrs):
     checks = [
         tf.debugging.assert_equal(
             tf.reduce_all((index >= 0) & (index < batch)), True,
-            message="rois[:, 0] (the batch index) must be a finite number in [0, N) "
-                    "(the batch size of features)"),
+            message=BATCH_INDEX_RULE),
         tf.debugging.assert_equal(
             tf.reduce_all(tf.math.is_finite(corners)), True,
-            message="rois must have finite coordinates"),
+            message=FINITE_RULE),
         tf.debugging.assert_equal(
             tf.reduce_all((rois[:, 3] >= rois[:, 1]) & (rois[:, 4] >= rois[:, 2])), True,
-            message="rois must have x1 <= x2 and y1 <= y2"),
+            message=ORDER_RULE),
     ]
     if attrs["sampling_ratio"] <= 0:
         (oh, ow), scale = attrs["output_size"], attrs["spatial_scale"]
         grid_h = tf.maximum(tf.math.ceil((rois[:, 4] - rois[:, 2]) * scale / oh), 1)
         grid_w = tf.maximum(tf.math.ceil((rois[:, 3] - rois[:, 1]) * scale / ow), 1)
         checks.append(tf.debugging.assert_less_equal(
-            grid_h * grid_w, tf.cast(_MAX_SAMPLES_PER_BIN, rois.dtype),
-            message=f"rois are too large for sampling_ratio <= 0: their bins would need "
-                    f"more than {_MAX_SAMPLES_PER_BIN} samples each; pass a positive "
-                    f"sampling_ratio"))
+            grid_h * grid_w, tf.cast(MAX_SAMPLES_PER_BIN, rois.dtype),
+            message=ADAPTIVE_GRID_RULE))
     with tf.control_dependencies(checks):
         return tf.identity(rois)
 

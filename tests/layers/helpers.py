@@ -36,19 +36,20 @@ def check(result):
     return result
 
 
-def numpy_conv(inputs, kernel, bias, strides, pads):
+def numpy_conv(inputs, kernel, bias, strides, pads, dilations=(1, 1)):
     """Cross-correlation in numpy: inputs [N, H, W, C], kernel [kh, kw, C, O], pads
     (top, bottom, left, right)."""
     top, bottom, left, right = pads
     padded = np.pad(inputs, [(0, 0), (top, bottom), (left, right), (0, 0)])
     kh, kw = kernel.shape[:2]
-    sh, sw = strides
-    ho = (padded.shape[1] - kh) // sh + 1
-    wo = (padded.shape[2] - kw) // sw + 1
+    (sh, sw), (dh, dw) = strides, dilations
+    ho = (padded.shape[1] - (kh - 1) * dh - 1) // sh + 1
+    wo = (padded.shape[2] - (kw - 1) * dw - 1) // sw + 1
     out = np.zeros((inputs.shape[0], ho, wo, kernel.shape[-1]))
     for i in range(kh):
         for j in range(kw):
-            window = padded[:, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw]
+            y, x = i * dh, j * dw
+            window = padded[:, y:y + sh * (ho - 1) + 1:sh, x:x + sw * (wo - 1) + 1:sw]
             out += window @ kernel[i, j]
     return out + bias
 
@@ -59,27 +60,27 @@ def sigmoid(x):
 
 
 def conv_offsets_and_mask(inputs, weights, strides, pads, modulated=True,
-                          deformable_groups=1):
+                          deformable_groups=1, dilations=(1, 1)):
     """`DeformConv2D`'s offset / mask branch in numpy: `(offsets, mask)` of the
     convolution of inputs [N, H, W, C] with `weights['offset_kernel']` and
     `weights['offset_bias']` (mask None when not `modulated`)."""
     branch = numpy_conv(inputs, weights["offset_kernel"], weights["offset_bias"], strides,
-                        pads)
+                        pads, dilations)
     kh, kw = weights["offset_kernel"].shape[:2]
     split = 2 * deformable_groups * kh * kw
     return branch[..., :split], sigmoid(branch[..., split:]) if modulated else None
 
 
 def independent_deform_conv(inputs, weights, strides, pads, modulated=True, groups=1,
-                            deformable_groups=1):
+                            deformable_groups=1, dilations=(1, 1)):
     """`DeformConv2D`'s output before its activation, channels_last, computed without
     the layer: the branch (`conv_offsets_and_mask`), then Eq. 1 by the plain-TF
     reference with `weights['kernel']` and `weights['bias']`."""
     offsets, mask = conv_offsets_and_mask(inputs, weights, strides, pads, modulated,
-                                          deformable_groups)
+                                          deformable_groups, dilations)
     return reference.deform_conv2d(
         inputs, offsets, weights["kernel"], mask=mask, bias=weights["bias"],
-        strides=strides, pads=pads, groups=groups,
+        strides=strides, pads=pads, dilations=dilations, groups=groups,
         deformable_groups=deformable_groups).numpy()
 
 

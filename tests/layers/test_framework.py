@@ -1,15 +1,19 @@
 """keras_dcn.layers._framework and its bindings (`_keras.KERAS`, `tf_keras.TF_KERAS`):
 layer names numbered as Keras numbers its own, the default data format read from each
-framework's configuration, and the plain values made of tracked structures."""
+framework's configuration, the namespace, ops and implementations of Keras' backend,
+and the plain values made of tracked structures."""
 
 import keras
 import pytest
 import tensorflow as tf
 import tf_keras
 
+from keras_dcn import ops as dcn_ops
 from keras_dcn import tf_keras as tfk_layers
 from keras_dcn.layers import _framework
 from keras_dcn.layers import _keras
+from keras_dcn.ops import _array_namespace
+from keras_dcn.ops import _keras_composite
 
 
 @pytest.mark.parametrize("binding", [_keras.KERAS, tfk_layers.TF_KERAS],
@@ -36,12 +40,23 @@ def test_default_data_format_is_the_frameworks(binding, config):
         binding.data_format("NHWC")
 
 
-def test_keras_binding_checks_the_backend(monkeypatch):
-    _keras.KERAS.check("DeformConv2D")  # the TensorFlow backend: no error
+def test_backend_picks_namespace_ops_and_implementations(monkeypatch):
+    assert _keras.KERAS.xp is _array_namespace.TENSORFLOW
+    assert _keras.KERAS.ops is dcn_ops
+    assert _keras.KERAS.implementation("custom") == "custom"
     monkeypatch.setattr(keras.backend, "backend", lambda: "torch")
-    with pytest.raises(RuntimeError, match="keras_dcn.layers.DeformConv2D needs"):
-        _keras.KERAS.check("DeformConv2D")
-    tfk_layers.TF_KERAS.check("DeformConv2D")  # tf_keras runs on TensorFlow only
+    assert _keras.KERAS.xp is _array_namespace.KERAS
+    assert _keras.KERAS.ops is _keras_composite
+    assert _keras.KERAS.implementation("composite") == "composite"
+    assert _keras.KERAS.supports_jit("auto")
+    with pytest.raises(ValueError, match=r"implementation='custom' needs Keras' TensorFlow "
+                                         r"backend .* 'torch' backend; use 'auto'"):
+        _keras.KERAS.implementation("custom")
+    with pytest.raises(ValueError, match="implementation must be one of"):
+        _keras.KERAS.implementation("cuda")
+    # tf_keras runs on TensorFlow whatever Keras 3's backend.
+    assert tfk_layers.TF_KERAS.ops is dcn_ops
+    assert tfk_layers.TF_KERAS.implementation("custom") == "custom"
 
 
 def test_plain_values_and_shape_lists():

@@ -5,6 +5,7 @@ and the comparison of the two."""
 import dataclasses
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from keras_dcn.ops import deform_conv2d
@@ -14,6 +15,40 @@ from tests.ops.helpers import assert_close
 TENSOR_NAMES = ("inputs", "offsets", "kernel", "mask", "bias")
 # Tensors laid out as [N, H, W, C] or [N, C, H, W] depending on data_format.
 IMAGE_LIKE = ("inputs", "offsets", "mask")
+
+# Every option of the op, one at a time and in the combinations that matter: the
+# arguments of `make_case` for the reference tests of each implementation.
+GRID = [
+    pytest.param(dict(), id="valid"),
+    pytest.param(dict(padding="same"), id="same"),
+    # 7 rows at stride 2 pad (1, 1); 6 columns pad (0, 1): the odd pixel at the right.
+    pytest.param(dict(size=(7, 6), padding="same", strides=2), id="same_stride2_odd"),
+    pytest.param(dict(size=(7, 8), padding="same", strides=(2, 1), dilation_rate=(1, 2)),
+                 id="same_asymmetric_stride_dilation"),
+    pytest.param(dict(kernel_size=(2, 3), padding="same"), id="same_even_kernel"),
+    pytest.param(dict(padding=1), id="int_padding"),
+    pytest.param(dict(padding=(2, 1)), id="pair_padding"),
+    pytest.param(dict(padding=((0, 2), (1, 0))), id="explicit_padding"),
+    pytest.param(dict(size=(9, 8), strides=(2, 3), dilation_rate=(2, 1), padding=1),
+                 id="strides_dilations_pairs"),
+    pytest.param(dict(strides=2, dilation_rate=2, padding=2, size=(8, 7)),
+                 id="strides_dilations_ints"),
+    pytest.param(dict(groups=2), id="groups"),
+    pytest.param(dict(deformable_groups=2), id="deformable_groups"),
+    # Conv groups of 4 channels and deformable groups of 6: boundaries do not line up.
+    pytest.param(dict(channels=12, filters=6, groups=3, deformable_groups=2),
+                 id="groups3_dg2_misaligned"),
+    pytest.param(dict(channels=12, filters=8, groups=4, deformable_groups=3),
+                 id="groups4_dg3_misaligned"),
+    pytest.param(dict(channels=5, filters=7), id="odd_channels_filters"),
+    pytest.param(dict(kernel_size=1), id="kernel_1x1"),
+    pytest.param(dict(kernel_size=(2, 3), padding=((1, 0), (1, 1))), id="kernel_2x3"),
+    pytest.param(dict(size=(7, 7), kernel_size=5, padding=2), id="kernel_5x5"),
+    pytest.param(dict(mask=False), id="no_mask"),
+    pytest.param(dict(bias=False), id="no_bias"),
+    pytest.param(dict(mask=False, bias=False, groups=2, deformable_groups=2),
+                 id="no_mask_no_bias_groups"),
+]
 
 
 def pair(value):

@@ -8,6 +8,20 @@ import tensorflow as tf
 from keras_dcn.ops import deform_roi_pool
 from tests import reference
 
+# The op's options, one set a test: the keyword arguments of the reference tests of
+# each implementation.
+OPTIONS = [
+    dict(),
+    dict(output_size=(7, 7), sampling_ratio=2),
+    dict(output_size=(14, 14), sampling_ratio=1, spatial_scale=1.0),
+    dict(output_size=(2, 5), sampling_ratio=0),
+    dict(output_size=(5, 2), sampling_ratio=-1, aligned=False),
+    dict(output_size=(3, 3), sampling_ratio=3, aligned=False, gamma=1.0),
+    dict(output_size=(4, 3), gamma=0.0),
+    dict(output_size=(3, 4), gamma=-0.5, spatial_scale=0.125),
+    dict(output_size=1, sampling_ratio=0, spatial_scale=0.25),
+]
+
 
 def random_rois(rng, count, batch, image_height, image_width, outside=0.2):
     """Boxes in image pixels, some reaching past the image border, in float64 (the op

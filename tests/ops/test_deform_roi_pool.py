@@ -15,7 +15,8 @@ from keras_dcn._library import ops as lib
 from keras_dcn.ops import deform_roi_pool
 from tests import reference
 from tests.ops.helpers import DTYPES, IMPLEMENTATIONS, assert_close
-from tests.ops.roi_pool_cases import make_case, op_and_grads, random_rois, reference_and_grads
+from tests.ops.roi_pool_cases import (
+    OPTIONS, make_case, op_and_grads, random_rois, reference_and_grads)
 
 InvalidArgumentError = tf.errors.InvalidArgumentError
 
@@ -57,18 +58,6 @@ def test_known_values_of_a_tiny_map():
 
 # ----------------------------------------------------------------------------------
 # Offsets, mask and every option against the reference (values and gradients)
-
-OPTIONS = [
-    dict(),
-    dict(output_size=(7, 7), sampling_ratio=2),
-    dict(output_size=(14, 14), sampling_ratio=1, spatial_scale=1.0),
-    dict(output_size=(2, 5), sampling_ratio=0),
-    dict(output_size=(5, 2), sampling_ratio=-1, aligned=False),
-    dict(output_size=(3, 3), sampling_ratio=3, aligned=False, gamma=1.0),
-    dict(output_size=(4, 3), gamma=0.0),
-    dict(output_size=(3, 4), gamma=-0.5, spatial_scale=0.125),
-    dict(output_size=1, sampling_ratio=0, spatial_scale=0.25),
-]
 
 
 @pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
