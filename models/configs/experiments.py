@@ -1,9 +1,9 @@
 """Experiments of the deformable Mask R-CNN, registered in Model Garden's exp_factory.
 
 * `dcn_maskrcnn_resnetfpn_coco`: COCO 2017 with the paper's settings (Section 5.1):
-  ResNet-50 + FPN, images scaled so the short side of a 4:3 image is about 1000
-  pixels (Model Garden scales an image to fit `input_size`, here 1344x1344, the
-  1000 / 1333 rule rounded to a multiple of 64), anchors of 5 scales (levels 2-6)
+  ResNet-50 + FPN, images resized to a shorter side of 1000 pixels with the longer
+  side at most 1333 (Detectron's rule, `models.data.short_side_resize`) and padded
+  to `input_size` 1344x1344 (a multiple of the largest FPN stride), anchors of 5 scales (levels 2-6)
   and 3 aspect ratios, 2000 / 1000 proposals at NMS 0.7 (train / test), 256 anchors
   (1:1) and 512 RoIs (1:3) sampled per image, batch 16, SGD with momentum 0.9 and
   weight decay 1e-4, learning rate 0.02 divided by 10 after 10 and 14 of 16 epochs
@@ -92,6 +92,8 @@ def dcn_maskrcnn_resnetfpn_coco() -> cfg.ExperimentConfig:
         variant="dcnv2",
         num_classes=91,
         input_size=[1344, 1344, 3],
+        short_side=1000,
+        long_side=1333,
         min_level=2,
         max_level=6,
         anchor=mg.Anchor(num_scales=1, aspect_ratios=[0.5, 1.0, 2.0], anchor_size=8.0),

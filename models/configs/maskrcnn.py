@@ -92,8 +92,18 @@ class Mimic(hyperparams.Config):
 @dataclasses.dataclass
 class DcnMaskRCNN(maskrcnn_cfg.MaskRCNN):
     """Model Garden's `MaskRCNN` config with the deformable backbone and aligners
-    and the optional R-CNN feature-mimicking branch."""
+    and the optional R-CNN feature-mimicking branch.
+
+    Attributes (besides Model Garden's):
+      short_side, long_side: Detectron's resize, in training, evaluation and the
+        exported model: the shorter image side to `short_side` pixels, the longer
+        one at most `long_side` (`models.data.short_side_resize`), padded to
+        `input_size`; `short_side` 0 (the default) keeps Model Garden's resize,
+        which fits the image inside `input_size`.
+    """
     variant: str = "dcnv2"
+    short_side: int = 0
+    long_side: int = 0
     mimic: Mimic = dataclasses.field(default_factory=Mimic)
     backbone: Backbone = dataclasses.field(
         default_factory=lambda: Backbone(type="dcn_resnet", dcn_resnet=DcnResNet()))

@@ -25,13 +25,21 @@ from official.vision.serving import export_saved_model_lib
 
 from keras_dcn import ops as dcn_ops
 from models.common import runtime
+from models.data.short_side_resize import short_side_resize
 from models.modeling import factory
 
 SAVED_MODEL_SUBDIR = "saved_model"
 
 
 class DcnDetectionModule(mg_detection.DetectionModule):
-    """Model Garden's detection serving module for the deformable Mask R-CNN."""
+    """Model Garden's detection serving module for the deformable Mask R-CNN, resizing
+    as `task.model.short_side` says."""
+
+    def _build_inputs(self, image):
+        model = self.params.task.model
+        with short_side_resize(mg_detection, model.short_side, model.long_side,
+                               model.input_size):
+            return super()._build_inputs(image)
 
     def _build_model(self):
         # Not called here: a Keras `__call__` would make the SavedModel trace the

@@ -2,9 +2,9 @@
 
 Importing this module imports `keras_dcn`, which registers the custom ops the
 SavedModel calls; nothing else of the training code is needed. `Detector` resizes
-nothing itself: the SavedModel's own preprocessing scales an image to fit
-`input_size` (read from the export's `params.yaml`), and `Detector.__call__` maps the
-boxes back to the input image's pixels.
+nothing itself: the SavedModel's own preprocessing scales an image (to fit
+`input_size`, or by its shorter side, as the export's `params.yaml` says), and
+`Detector.__call__` maps the boxes back to the input image's pixels.
 """
 
 import json
@@ -22,25 +22,45 @@ from models.data import coco_checks
 from models.serving import drawing
 
 
+def resized_size(height, width, input_size, short_side=0, long_side=0):
+    """`(height, width)` of an image of `height x width` pixels after the exported
+    model's resize: scaled to fit `input_size` (Model Garden's rule) or, with
+    `short_side`, its shorter side to `short_side` unless its longer side would then
+    pass `long_side` (`models.data.short_side_resize`); rounded to whole pixels."""
+    if short_side:
+        scale = short_side / min(height, width)
+        if round(max(height, width) * scale) > long_side:
+            scale = long_side / max(height, width)
+    else:
+        scale = min(input_size[0] / height, input_size[1] / width)
+    return round(height * scale), round(width * scale)
+
+
 class Detector:
     """A loaded SavedModel of `models.serving.detection`, run on one RGB image at a time.
 
     Args:
       saved_model_dir: `EXPORT_DIR/saved_model`.
       input_size: `(height, width)` the model resizes to; default read from
-        `EXPORT_DIR/params.yaml`.
+        `EXPORT_DIR/params.yaml`, as are the model's `short_side` and `long_side`
+        (`resized_size`).
     """
 
     def __init__(self, saved_model_dir: str, input_size=None):
         self.saved_model_dir = saved_model_dir
         self.model = tf.saved_model.load(saved_model_dir)
         self.signature = self.model.signatures["serving_default"]
-        if input_size is None:
-            params_path = os.path.join(os.path.dirname(saved_model_dir.rstrip("/")),
-                                       "params.yaml")
+        params_path = os.path.join(os.path.dirname(saved_model_dir.rstrip("/")),
+                                   "params.yaml")
+        model = {}
+        if os.path.exists(params_path) or input_size is None:
             with open(params_path) as f:
-                input_size = yaml.safe_load(f)["task"]["model"]["input_size"][:2]
+                model = yaml.safe_load(f)["task"]["model"]
+        if input_size is None:
+            input_size = model["input_size"][:2]
         self.input_size = tuple(int(v) for v in input_size)
+        self.short_side = int(model.get("short_side", 0))
+        self.long_side = int(model.get("long_side", 0))
 
     def raw(self, image: np.ndarray) -> Dict[str, np.ndarray]:
         """The signature's outputs for `image` uint8 `[H, W, 3]` (batch of one)."""
@@ -53,9 +73,9 @@ class Detector:
         out = self.raw(image)
         count = int(out["num_detections"][0])
         height, width = image.shape[:2]
-        # Model Garden's resize: scale to fit input_size, rounded to whole pixels.
-        fit = min(self.input_size[0] / height, self.input_size[1] / width)
-        scale = np.array([round(height * fit) / height, round(width * fit) / width] * 2)
+        resized = resized_size(height, width, self.input_size, self.short_side,
+                               self.long_side)
+        scale = np.array([resized[0] / height, resized[1] / width] * 2)
         result = {
             "boxes": out["detection_boxes"][0, :count] / scale,
             "classes": out["detection_classes"][0, :count].astype(np.int64),

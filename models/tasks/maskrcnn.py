@@ -20,6 +20,7 @@ import tensorflow as tf
 import tf_keras
 
 from official.core import task_factory
+from official.vision.dataloaders import maskrcnn_input
 from official.vision.evaluation import coco_evaluator
 from official.vision.tasks import maskrcnn as maskrcnn_task
 
@@ -27,6 +28,7 @@ from keras_dcn import tf_keras as dcn_layers
 from models.configs import maskrcnn as dcn_config
 from models.data import coco_checks
 from models.data import record_files
+from models.data.short_side_resize import short_side_resize
 from models.modeling import classifier_stats
 from models.modeling import factory
 from models.modeling import maskrcnn_model
@@ -72,17 +74,20 @@ class DcnMaskRCNNTask(maskrcnn_task.MaskRCNNTask):
         return model
 
     def build_inputs(self, params, input_context=None, dataset_fn=None):
-        """Model Garden's input pipeline of `params` (a data config), once its TFRecord
-        files are known to read to their end: a damaged file raises
-        `record_files.DamagedRecordsError`, or, with `task.drop_damaged_records`, is
-        read up to its damage."""
+        """Model Garden's input pipeline of `params` (a data config), resizing as
+        `task.model.short_side` says, once its TFRecord files are known to read to
+        their end: a damaged file raises `record_files.DamagedRecordsError`, or, with
+        `task.drop_damaged_records`, is read up to its damage."""
         if dataset_fn is None and params.file_type == "tfrecord" \
                 and isinstance(params.input_path, (str, list, tuple)) and params.input_path:
             scans = record_files.check(params.input_path,
                                        self.task_config.drop_damaged_records)
             if any(scan.damage for scan in scans):
                 dataset_fn = record_files.read_undamaged
-        return super().build_inputs(params, input_context, dataset_fn)
+        model = self.task_config.model
+        with short_side_resize(maskrcnn_input, model.short_side, model.long_side,
+                               model.input_size):
+            return super().build_inputs(params, input_context, dataset_fn)
 
     def _build_coco_metrics(self):
         """Model Garden's COCO evaluator; with an `annotation_file`, against its valid

@@ -40,6 +40,10 @@ def test_coco_experiment_follows_the_paper():
     assert model.backbone.dcn_resnet.model_id == 50
     assert model.decoder.type == "fpn"
     assert (model.min_level, model.max_level) == (2, 6)  # 5 anchor scales
+    # A shorter side of 1000 (longer at most 1333), padded to a multiple of 2**6.
+    assert (model.short_side, model.long_side) == (1000, 1333)
+    assert model.input_size[0] == model.input_size[1] >= 1333
+    assert model.input_size[0] % 2 ** model.max_level == 0
     assert len(model.anchor.aspect_ratios) == 3
     assert model.roi_generator.num_proposals == 2000
     assert model.roi_generator.test_num_proposals == 1000
