@@ -22,12 +22,17 @@ class DcnResNet(backbones.ResNet):
       modulated: DCNv2 modulation (True) or DCNv1 offsets only (False).
       deformable_groups: offset groups of each deformable convolution.
       offset_lr_multiplier: learning-rate factor of the offset / mask branches.
+      freeze_at: the stem (1) or the stem and stages up to this one (2 = conv2 ...)
+        are not trained (Detectron's FREEZE_AT); 0 trains every layer. With Model
+        Garden's `bn_trainable` False as well, every batch normalisation keeps its
+        statistics and affine parameters (Detectron's frozen BN).
     """
     model_id: int = 50
     deformable_stages: List[int] = dataclasses.field(default_factory=lambda: [3, 4, 5])
     modulated: bool = True
     deformable_groups: int = 1
     offset_lr_multiplier: float = 0.1
+    freeze_at: int = 0
 
 
 @dataclasses.dataclass

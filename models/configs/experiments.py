@@ -3,7 +3,8 @@
 * `dcn_maskrcnn_resnetfpn_coco`: COCO 2017 with the paper's settings (Section 5.1):
   ResNet-50 + FPN, images resized to a shorter side of 1000 pixels with the longer
   side at most 1333 (Detectron's rule, `models.data.short_side_resize`) and padded
-  to `input_size` 1344x1344 (a multiple of the largest FPN stride), anchors of 5 scales (levels 2-6)
+  to `input_size` 1344x1344 (a multiple of the largest FPN stride), Detectron's
+  normalisation (frozen BN, stem and conv2 frozen, a 2fc box head without BN), anchors of 5 scales (levels 2-6)
   and 3 aspect ratios, 2000 / 1000 proposals at NMS 0.7 (train / test), 256 anchors
   (1:1) and 512 RoIs (1:3) sampled per image, batch 16, SGD with momentum 0.9 and
   weight decay 1e-4, learning rate 0.02 divided by 10 after 10 and 14 of 16 epochs
@@ -27,7 +28,8 @@ from official.vision.configs import decoders
 from official.vision.configs import maskrcnn as mg
 
 from models.configs.backbones import Backbone, DcnResNet
-from models.configs.maskrcnn import DcnMaskRCNN, DcnMaskRCNNTask, DeformROIAligner
+from models.configs.maskrcnn import (
+    DcnMaskRCNN, DcnMaskRCNNTask, DeformROIAligner, DetectionHead)
 
 COCO_EXPERIMENT = "dcn_maskrcnn_resnetfpn_coco"
 SYNTHETIC_EXPERIMENT = "dcn_maskrcnn_synthetic"
@@ -97,9 +99,11 @@ def dcn_maskrcnn_resnetfpn_coco() -> cfg.ExperimentConfig:
         min_level=2,
         max_level=6,
         anchor=mg.Anchor(num_scales=1, aspect_ratios=[0.5, 1.0, 2.0], anchor_size=8.0),
-        backbone=Backbone(type="dcn_resnet", dcn_resnet=DcnResNet(model_id=50)),
+        # Detectron's normalisation: frozen BN, frozen stem and conv2, BN-free 2fc head.
+        backbone=Backbone(type="dcn_resnet", dcn_resnet=DcnResNet(
+            model_id=50, bn_trainable=False, freeze_at=2)),
         decoder=decoders.Decoder(type="fpn", fpn=decoders.FPN(num_filters=256)),
-        detection_head=mg.DetectionHead(num_convs=0, num_fcs=2, fc_dims=1024),
+        detection_head=DetectionHead(num_convs=0, num_fcs=2, fc_dims=1024, fc_norm=False),
         roi_generator=mg.ROIGenerator(
             pre_nms_top_k=2000, nms_iou_threshold=0.7, num_proposals=2000,
             test_pre_nms_top_k=1000, test_nms_iou_threshold=0.7, test_num_proposals=1000),
@@ -159,7 +163,7 @@ def dcn_maskrcnn_synthetic() -> cfg.ExperimentConfig:
         backbone=Backbone(type="dcn_resnet", dcn_resnet=DcnResNet(model_id=18)),
         decoder=decoders.Decoder(type="fpn", fpn=decoders.FPN(num_filters=64)),
         rpn_head=mg.RPNHead(num_convs=1, num_filters=64),
-        detection_head=mg.DetectionHead(num_convs=0, num_filters=64, num_fcs=2,
+        detection_head=DetectionHead(num_convs=0, num_filters=64, num_fcs=2,
                                         fc_dims=256),
         roi_generator=mg.ROIGenerator(
             pre_nms_top_k=1000, num_proposals=256, test_pre_nms_top_k=500,

@@ -90,6 +90,13 @@ class Mimic(hyperparams.Config):
 
 
 @dataclasses.dataclass
+class DetectionHead(maskrcnn_cfg.DetectionHead):
+    """Model Garden's Fast R-CNN head config, and whether its fc layers are batch
+    normalised (`fc_norm`, Model Garden's head) or not (Detectron's 2fc head)."""
+    fc_norm: bool = True
+
+
+@dataclasses.dataclass
 class DcnMaskRCNN(maskrcnn_cfg.MaskRCNN):
     """Model Garden's `MaskRCNN` config with the deformable backbone and aligners
     and the optional R-CNN feature-mimicking branch.
@@ -111,6 +118,7 @@ class DcnMaskRCNN(maskrcnn_cfg.MaskRCNN):
         default_factory=lambda: DeformROIAligner(crop_size=7))
     mask_roi_aligner: Optional[DeformROIAligner] = dataclasses.field(
         default_factory=lambda: DeformROIAligner(crop_size=14))
+    detection_head: DetectionHead = dataclasses.field(default_factory=DetectionHead)
 
 
 @dataclasses.dataclass

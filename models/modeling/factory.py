@@ -73,13 +73,15 @@ def build_maskrcnn(input_specs: tf_keras.layers.InputSpec,
     if resolved.include_mask:
         components["mask_roi_aligner"] = build_roi_aligner(
             resolved.mask_roi_aligner, l2_regularizer)
-    if mimic_branch or feature_head:
+    fc_norm = resolved.detection_head.fc_norm
+    if mimic_branch or feature_head or not fc_norm:
         head = components["detection_head"]
         if isinstance(head, (list, tuple)):
-            raise ValueError("R-CNN feature mimicking and fc-feature access do not support "
-                             "cascade heads (task.model.roi_sampler.cascade_iou_thresholds)")
+            raise ValueError("R-CNN feature mimicking, fc-feature access and "
+                             "detection_head.fc_norm=False do not support cascade heads "
+                             "(task.model.roi_sampler.cascade_iou_thresholds)")
         components["detection_head"] = feature_detection_head.FeatureDetectionHead(
-            name=head.name, **head.get_config())
+            name=head.name, fc_norm=fc_norm, **head.get_config())
     if mimic_branch:
         settings = resolved.mimic
         components["mimic_branch"] = rcnn_mimic.RCNNMimicBranch(

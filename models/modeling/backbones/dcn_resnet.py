@@ -132,23 +132,46 @@ class DeformableResNet(resnet.ResNet):
       modulated: DCNv2 modulated convolutions (True) or DCNv1 (False).
       deformable_groups: offset groups per deformable convolution.
       offset_lr_multiplier: learning-rate factor of the offset / mask branches.
+      freeze_at: 0 trains every layer; 1 freezes the stem, 2..5 the stem and the
+        stages up to that one (`trainable` False: weights not trained, batch
+        normalisation in inference mode), as Detectron's FREEZE_AT.
       **kwargs: the arguments of `official.vision.modeling.backbones.ResNet`.
     """
 
     def __init__(self, model_id: int, deformable_stages: Sequence[int] = (3, 4, 5),
                  modulated: bool = True, deformable_groups: int = 1,
-                 offset_lr_multiplier: float = 0.1, **kwargs):
+                 offset_lr_multiplier: float = 0.1, freeze_at: int = 0, **kwargs):
         stages = sorted({int(s) for s in deformable_stages})
         if not set(stages) <= set(STAGES):
             raise ValueError(
                 f"deformable_stages must be a subset of {STAGES}, got {list(deformable_stages)}")
+        if freeze_at not in (0, 1, *STAGES):
+            raise ValueError(f"freeze_at must be 0, 1 (the stem) or a stage in {STAGES}, "
+                             f"got {freeze_at!r}")
         # A frozenset: Keras' attribute tracking rejects an empty tuple before
         # `Model.__init__` has run.
         self._deformable_stages = frozenset(stages)
         self._modulated = bool(modulated)
         self._deformable_groups = int(deformable_groups)
         self._offset_lr_multiplier = float(offset_lr_multiplier)
+        self._freeze_at = int(freeze_at)
         super().__init__(model_id=model_id, **kwargs)
+        for layer in self._frozen_layers():
+            layer.trainable = False
+
+    def _frozen_layers(self):
+        """The layers of the stem and of the stages up to `freeze_at`: those before the
+        first block (the stem), then each stage's up to its `block_group_l{stage}`."""
+        if self._freeze_at == 0:
+            return []
+        frozen = []
+        for layer in self.layers:
+            if self._freeze_at == 1 and isinstance(layer, tuple(_DEFORMABLE_BLOCKS)):
+                break
+            frozen.append(layer)
+            if layer.name == f"block_group_l{self._freeze_at}":
+                break
+        return frozen
 
     def _block_group(self, inputs, filters, strides, block_fn, block_repeats=1,
                      stochastic_depth_drop_rate=0.0, name="block_group"):
@@ -171,7 +194,8 @@ class DeformableResNet(resnet.ResNet):
             deformable_stages=sorted(self._deformable_stages),
             modulated=self._modulated,
             deformable_groups=self._deformable_groups,
-            offset_lr_multiplier=self._offset_lr_multiplier)
+            offset_lr_multiplier=self._offset_lr_multiplier,
+            freeze_at=self._freeze_at)
         return config
 
 
@@ -192,6 +216,7 @@ def build_dcn_resnet(
         modulated=cfg.modulated,
         deformable_groups=cfg.deformable_groups,
         offset_lr_multiplier=cfg.offset_lr_multiplier,
+        freeze_at=cfg.freeze_at,
         input_specs=input_specs,
         depth_multiplier=cfg.depth_multiplier,
         stem_type=cfg.stem_type,

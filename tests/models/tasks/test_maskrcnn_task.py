@@ -140,3 +140,34 @@ def test_task_initialize_loads_every_variable_of_a_regular_backbone_checkpoint(
         str(tmp_path / "elsewhere"))
     with pytest.raises(AssertionError, match="not in"):
         dcn_task.DcnMaskRCNNTask(params.task).initialize(Holder(deformable))
+
+
+def test_detectron_normalisation_freezes_what_it_names(tiny_overrides, batches, tmp_path):
+    """Frozen BN, frozen stem and conv2, BN-free 2fc head (the COCO experiment's
+    setting) on the tiny model: a training step changes no frozen weight and no
+    backbone statistic, and still trains conv3 and the head."""
+    overrides = tiny_overrides("dcnv2")
+    model_overrides = overrides["task"]["model"]
+    model_overrides["backbone"]["dcn_resnet"].update(bn_trainable=False, freeze_at=2)
+    model_overrides["detection_head"]["fc_norm"] = False
+    params = runtime.experiment_params(EXPERIMENT, overrides, LEVELS)
+    task = task_factory.get_task(params.task, logging_dir=str(tmp_path))
+    model = task.build_model()
+    head = model.detection_head[0]
+    assert not [v for v in head.variables if "batch_norm" in v.name]
+    frozen = [v for v in model.backbone.weights if v.name.split("/")[0] in {
+        layer.name for layer in model.backbone._frozen_layers()}]
+    statistics = [v for v in model.backbone.weights if "moving_" in v.name]
+    assert frozen and statistics
+    watched = {id(v): v for v in frozen + statistics + model.backbone.trainable_weights
+               + head.trainable_weights}
+    before = {key: v.numpy().copy() for key, v in watched.items()}
+
+    optimizer = tf_keras.optimizers.SGD(0.01, momentum=0.9)
+    task.train_step(batches[0], model, optimizer, task.build_metrics(training=True))
+    for v in frozen + statistics:
+        np.testing.assert_array_equal(v.numpy(), before[id(v)], err_msg=v.name)
+    moved = [v.name for v in model.backbone.trainable_weights + head.trainable_weights
+             if not np.array_equal(v.numpy(), before[id(v)])]
+    assert any("deformable_residual_block" in name for name in moved)
+    assert any("detection-scores" in name for name in moved)

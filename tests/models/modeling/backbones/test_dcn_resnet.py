@@ -9,6 +9,7 @@ import tf_keras
 from official.vision.configs import common
 from official.vision.modeling import backbones as mg_backbones
 from official.vision.modeling.backbones import resnet
+from official.vision.modeling.layers import nn_blocks
 
 from keras_dcn import tf_keras as dcn_layers
 from models.configs.backbones import Backbone, DcnResNet
@@ -120,3 +121,37 @@ def test_config_roundtrip():
     assert config["deformable_stages"] == [4, 5] and config["modulated"] is False
     clone = DeformableResNet.from_config(config)
     assert len(_deformable_convs(clone)) == 8
+
+
+@pytest.mark.parametrize("freeze_at", [1, 2, 4])
+def test_freeze_at_freezes_the_stem_and_early_stages(freeze_at, rng):
+    """Detectron's FREEZE_AT with frozen BN: the layers up to the end of the stem or
+    of stage `freeze_at` hold no trainable weight and get no update; no moving
+    statistics change in a training-mode call; the later stages still train."""
+    model = DeformableResNet(model_id=18, input_specs=SPEC, bn_trainable=False,
+                             freeze_at=freeze_at)
+    names = [layer.name for layer in model.layers]
+    if freeze_at == 1:  # the stem: the layers before the first residual block
+        cut = next(i for i, layer in enumerate(model.layers)
+                   if isinstance(layer, nn_blocks.ResidualBlock))
+    else:
+        cut = names.index(f"block_group_l{freeze_at}") + 1
+    assert not any(layer.trainable_weights for layer in model.layers[:cut])
+    assert all(layer.trainable_weights for layer in model.layers[cut:]
+               if layer.weights)
+    statistics = [v for v in model.weights if "moving_" in v.name]
+    before = [v.numpy().copy() for v in statistics]
+    with tf.GradientTape() as tape:
+        outputs = model(tf.constant(rng.standard_normal((2, 64, 64, 3)), tf.float32),
+                        training=True)
+        loss = tf.add_n([tf.reduce_sum(tf.square(v)) for v in outputs.values()])
+    grads = tape.gradient(loss, model.trainable_weights)
+    assert all(g is not None for g in grads)
+    for value, variable in zip(before, statistics):
+        np.testing.assert_array_equal(variable.numpy(), value)
+    assert DeformableResNet.from_config(model.get_config())._freeze_at == freeze_at
+
+
+def test_rejects_unknown_freeze_at():
+    with pytest.raises(ValueError, match=r"freeze_at must be 0, 1 \(the stem\) or a stage"):
+        DeformableResNet(model_id=18, input_specs=SPEC, freeze_at=6)

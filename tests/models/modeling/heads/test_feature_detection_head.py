@@ -36,3 +36,25 @@ def test_restores_a_detection_head_checkpoint_and_computes_the_same(tmp_path, rn
     np.testing.assert_array_equal(head.last_features, features)
     np.testing.assert_allclose(head._classifier(features), want_classes, rtol=1e-5,
                                atol=1e-5)
+
+
+def test_without_fc_norm_the_head_is_fc_relu_fc_relu(rng):
+    """Detectron's 2fc head: no batch normalisation, so the features are
+    relu(relu(x W1 + b1) W2 + b2) of the flattened RoI features, computed here in
+    numpy from the head's weights."""
+    args = dict(HEAD_ARGS, num_convs=0)
+    head = FeatureDetectionHead(fc_norm=False, **args)
+    roi_features = rng.standard_normal((2, 3, 7, 7, 5)).astype("float32")
+    classes, _ = head(tf.constant(roi_features), training=True)
+    assert not [v for v in head.variables if "batch_norm" in v.name]
+    assert len(head.variables) == 2 * 2 + 2 * 2  # two fc, the class and box predictors
+    fc1, fc2 = head._fcs
+    for fc in (fc1, fc2):
+        fc.bias.assign(rng.normal(0.0, 0.1, fc.bias.shape))
+    x = roi_features.reshape(2, 3, -1)
+    for fc in (fc1, fc2):
+        x = np.maximum(x @ fc.kernel.numpy() + fc.bias.numpy(), 0)
+    np.testing.assert_allclose(head.embed(tf.constant(roi_features), training=True), x,
+                               rtol=1e-4, atol=1e-5)
+    restored = FeatureDetectionHead.from_config(head.get_config())
+    assert restored.get_config()["fc_norm"] is False
