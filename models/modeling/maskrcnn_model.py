@@ -124,18 +124,26 @@ class DcnMaskRCNNModel(maskrcnn_model.MaskRCNNModel):
         eligible = branch.eligible(rois, gt_boxes, class_targets)
         indices, weights = branch.sample(tf.stop_gradient(eligible))
         boxes = tf.stop_gradient(tf.gather(rois, indices, batch_dims=1))
-        crops = branch.crops(images, boxes, weights)
-        # Batch normalisation of the crop pass in inference mode: the crops are
-        # normalised with the statistics the Fast R-CNN pass uses at test time, and
-        # batches of crops never enter those statistics.
-        crop_features = self.backbone(crops, training=False)
-        if self.decoder:
-            crop_features = self.decoder(crop_features, training=False)
-        pooled = self.roi_aligner(crop_features,
-                                  branch.whole_crop_boxes(tf.shape(crops)[0]))
-        batch_size, slots = tf.shape(indices)[0], tf.shape(indices)[1]
-        rcnn_features = tf.reshape(head.embed(pooled, training=False),
-                                   [batch_size, slots, frcnn_features.shape[-1]])
+        # Only the slots that hold a RoI are cropped and run (none at all when no
+        # slot does); the others' features are zeros (their losses have weight 0).
+        crops, slots = branch.crops(images, boxes, weights)
+        shape = tf.concat([tf.shape(indices, out_type=tf.int64),
+                           [frcnn_features.shape[-1]]], 0)
+
+        def crop_pass():
+            # Batch normalisation in inference mode: the crops are normalised with
+            # the statistics the Fast R-CNN pass uses at test time, and batches of
+            # crops never enter those statistics.
+            crop_features = self.backbone(crops, training=False)
+            if self.decoder:
+                crop_features = self.decoder(crop_features, training=False)
+            pooled = self.roi_aligner(crop_features,
+                                      branch.whole_crop_boxes(tf.shape(crops)[0]))
+            embedded = head.embed(pooled, training=False)
+            return tf.scatter_nd(slots, tf.reshape(embedded, [-1, shape[-1]]), shape)
+
+        rcnn_features = tf.cond(tf.shape(slots)[0] > 0, crop_pass,
+                                lambda: tf.zeros(shape, frcnn_features.dtype))
         return {
             rcnn_mimic.RCNN_FEATURES: rcnn_features,
             rcnn_mimic.FRCNN_FEATURES: tf.gather(frcnn_features, indices, batch_dims=1),

@@ -52,12 +52,15 @@ def box_iou(boxes: tf.Tensor, others: tf.Tensor) -> tf.Tensor:
     return tf.math.divide_no_nan(inter, area(boxes) + area(others) - inter)
 
 
-def crop_and_resize(images: tf.Tensor, boxes: tf.Tensor, size: int) -> tf.Tensor:
+def crop_and_resize(images: tf.Tensor, boxes: tf.Tensor, size: int,
+                    box_indices: Optional[tf.Tensor] = None) -> tf.Tensor:
     """Crops `boxes` `[B, M, 4]` (image pixels, `y1, x1, y2, x2`) from `images`
     `[B, H, W, C]` and resizes each to `[size, size]` by bilinear sampling at the
     centres of a `size` x `size` grid over the box (pixel `i` covers `[i, i + 1)`).
     Returns `[B * M, size, size, C]`, image-major, in the dtype of `images` (sampled
-    in float32: `tf.image.crop_and_resize` takes no bfloat16)."""
+    in float32: `tf.image.crop_and_resize` takes no bfloat16). With `box_indices`
+    `[V]` (int32), `boxes` is `[V, 4]` and box `v` is cropped from image
+    `box_indices[v]`."""
     height = tf.cast(tf.shape(images)[1], tf.float32)
     width = tf.cast(tf.shape(images)[2], tf.float32)
     boxes = tf.cast(tf.reshape(boxes, [-1, 4]), tf.float32)
@@ -73,8 +76,9 @@ def crop_and_resize(images: tf.Tensor, boxes: tf.Tensor, size: int) -> tf.Tensor
                            first_x / tf.maximum(width - 1, 1.0),
                            last_y / tf.maximum(height - 1, 1.0),
                            last_x / tf.maximum(width - 1, 1.0)], axis=1)
-    per_image = tf.shape(boxes)[0] // tf.shape(images)[0]
-    box_indices = tf.repeat(tf.range(tf.shape(images)[0]), per_image)
+    if box_indices is None:
+        per_image = tf.shape(boxes)[0] // tf.shape(images)[0]
+        box_indices = tf.repeat(tf.range(tf.shape(images)[0]), per_image)
     crops = tf.image.crop_and_resize(tf.cast(images, tf.float32), normalised, box_indices,
                                      [size, size])
     return tf.cast(crops, images.dtype)
@@ -147,14 +151,14 @@ class RCNNMimicBranch(tf_keras.layers.Layer):
         pad = [[0, 0], [0, self.rois_per_image - slots]]
         return tf.pad(indices, pad), tf.pad(weights, pad)
 
-    def crops(self, images: tf.Tensor, boxes: tf.Tensor, weights: tf.Tensor) -> tf.Tensor:
-        """`[B * M, crop, crop, 3]` crops of `boxes` `[B, M, 4]`; empty slots crop the
-        whole image (their losses have weight 0)."""
-        height = tf.cast(tf.shape(images)[1], tf.float32)
-        width = tf.cast(tf.shape(images)[2], tf.float32)
-        whole = tf.broadcast_to(tf.stack([0.0, 0.0, height, width]), tf.shape(boxes))
-        boxes = tf.where(weights[..., None] > 0, tf.cast(boxes, tf.float32), whole)
-        return crop_and_resize(images, boxes, self.crop_size)
+    def crops(self, images: tf.Tensor, boxes: tf.Tensor, weights: tf.Tensor
+              ) -> Tuple[tf.Tensor, tf.Tensor]:
+        """The crops of the sampled RoIs only: `[V, crop, crop, 3]` crops of the boxes
+        `[B, M, 4]` whose slot has a weight, and the slots `[V, 2]` (image, slot)
+        they fill; empty slots make no crop, so the crop pass never runs them."""
+        slots = tf.where(weights > 0)
+        return crop_and_resize(images, tf.gather_nd(boxes, slots), self.crop_size,
+                               box_indices=tf.cast(slots[:, 0], tf.int32)), slots
 
     def whole_crop_boxes(self, count) -> tf.Tensor:
         """`[count, 1, 4]` boxes covering a whole crop, the RoIs of the R-CNN pooling."""

@@ -154,6 +154,20 @@ def test_mimic_losses_match_numpy(reduction, rng):
     assert 1 - cos[0, 0] == pytest.approx(0, abs=1e-6)
 
 
+def test_crops_are_made_of_the_sampled_slots_only(rng):
+    """Only slots with a weight are cropped, each from its own image, in slot order."""
+    images = tf.constant(rng.uniform(size=(2, 16, 12, 3)), tf.float32)
+    boxes = tf.constant(rng.uniform(0, 8, size=(2, 3, 4)) + [0, 0, 6, 4], tf.float32)
+    weights = tf.constant([[1.0, 0.0, 1.0], [0.0, 0.0, 1.0]])
+    branch = mimic.RCNNMimicBranch(num_classes=3, rois_per_image=3, crop_size=5)
+    crops, slots = branch.crops(images, boxes, weights)
+    np.testing.assert_array_equal(slots, [[0, 0], [0, 2], [1, 2]])
+    every = mimic.crop_and_resize(images, boxes, 5).numpy().reshape(2, 3, 5, 5, 3)
+    np.testing.assert_allclose(crops, every[[0, 0, 1], [0, 2, 2]], rtol=1e-6, atol=1e-6)
+    none, no_slots = branch.crops(images, boxes, tf.zeros((2, 3)))
+    assert none.shape == (0, 5, 5, 3) and no_slots.shape == (0, 2)
+
+
 def test_branch_rejects_bad_settings():
     with pytest.raises(ValueError, match="roi_type"):
         _branch(roi_type="hard")
@@ -203,6 +217,9 @@ def test_branch_outputs_and_positive_rois_only(tiny):
     assert outputs[mimic.RCNN_FEATURES].shape == outputs[mimic.FRCNN_FEATURES].shape
     assert outputs[mimic.RCNN_FEATURES].shape[-1] == model.detection_head[0].get_config()[
         "fc_dims"]
+    # Empty slots run no crop: their R-CNN features are zeros; sampled ones are not.
+    rcnn = outputs[mimic.RCNN_FEATURES].numpy()
+    assert not rcnn[weights == 0].any() and rcnn[weights > 0].any(axis=-1).all()
     # Only positives (foreground targets) are mimicked; negatives are excluded.
     targets = outputs[mimic.CLASS_TARGETS].numpy()
     assert (targets[weights > 0] > 0).all()
@@ -225,6 +242,19 @@ def test_model_garden_train_step_adds_and_logs_the_losses(tiny):
     results = {m.name: float(m.result()) for m in metrics}
     assert results["mimic_loss"] > 0 and results["rcnn_cls_loss"] > 0
     assert float(logs["loss"]) == pytest.approx(results["total_loss"])
+
+
+@pytest.mark.slow
+def test_a_batch_without_eligible_rois_runs_no_crop(tiny, monkeypatch):
+    task, model, batch = tiny
+    monkeypatch.setattr(model.mimic_branch, "eligible",
+                        lambda rois, *args: tf.zeros(tf.shape(rois)[:2], tf.bool))
+    outputs = _training_outputs(model, batch)
+    assert not outputs[mimic.WEIGHTS].numpy().any()
+    assert not outputs[mimic.RCNN_FEATURES].numpy().any()
+    losses = task.build_losses(outputs, batch[1], model.losses)
+    assert float(losses["mimic_loss"]) == 0.0 and float(losses["rcnn_cls_loss"]) == 0.0
+    assert np.isfinite(float(losses["total_loss"]))
 
 
 @pytest.mark.slow
