@@ -11,7 +11,8 @@ from models.configs import experiments
 from models.configs import maskrcnn as config
 from models.tasks import maskrcnn as task
 
-EXPERIMENTS = [experiments.COCO_EXPERIMENT, experiments.SYNTHETIC_EXPERIMENT]
+EXPERIMENTS = [experiments.COCO_EXPERIMENT, experiments.COCO_MIMIC_EXPERIMENT,
+               experiments.SYNTHETIC_EXPERIMENT]
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
@@ -64,8 +65,14 @@ def test_coco_experiment_follows_the_paper():
 
 
 def test_mimic_is_off_by_default_and_follows_the_paper_when_on():
-    for name in EXPERIMENTS:
+    for name in (experiments.COCO_EXPERIMENT, experiments.SYNTHETIC_EXPERIMENT):
         assert not exp_factory.get_exp_config(name).task.model.mimic.enabled
+    # The mimicking COCO experiment is the COCO experiment with the branch on.
+    coco = exp_factory.get_exp_config(experiments.COCO_EXPERIMENT).as_dict()
+    mimicking = exp_factory.get_exp_config(experiments.COCO_MIMIC_EXPERIMENT).as_dict()
+    assert mimicking["task"]["model"]["mimic"].pop("enabled")
+    coco["task"]["model"]["mimic"].pop("enabled")
+    assert mimicking == coco
     mimic = config.Mimic()
     assert (mimic.rois_per_image, mimic.roi_type, mimic.iou_threshold, mimic.crop_size,
             mimic.mimic_weight, mimic.classification_weight, mimic.reduction) == (
