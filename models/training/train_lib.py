@@ -10,6 +10,11 @@ under the mixed-precision policy of `runtime.mixed_precision_dtype`.
 `cpu_replicas > 1` trains with a `MirroredStrategy` over that many logical CPU
 devices.
 
+With `runtime.distribution_strategy: multi_worker_mirrored` (workers in `TF_CONFIG`)
+the chief writes the checkpoints to `model_dir` and every other worker to a
+temporary folder, as Model Garden does; a resumed run starts every worker from the
+chief's latest checkpoint (`_MultiWorkerRunner`), as the workers' collectives need.
+
 Both trainers resume after a crash from the newest checkpoint that loads
 (`models.common.checkpoint_recovery`) and refuse one written by a model of another
 shape (`models.common.checkpoint_compat`); `model_dir/params.yaml` is rewritten only
@@ -17,10 +22,13 @@ after that check, so it still describes the checkpoints while they are compared.
 """
 
 import functools
+import os
+import tempfile
 from typing import Optional
 
 from absl import logging
 import orbit
+import tensorflow as tf
 
 from official.core import config_definitions as cfg
 from official.core import task_factory
@@ -32,6 +40,33 @@ from models.common import checkpoint_recovery
 from models.common import runtime
 from models.evaluation import coco
 from models.training import keras_trainer
+
+
+class _MultiWorkerRunner(train_lib.OrbitExperimentRunner):
+    """Model Garden's runner, whose non-chief workers start from the chief's latest
+    checkpoint.
+
+    Model Garden gives a non-chief worker of a multi-worker run an empty temporary
+    checkpoint folder (its writes must not overwrite the chief's), so on a resumed run
+    only the chief restores: the workers then create different variables (optimizer
+    slots) in a different order and their collectives fail. Here a non-chief worker's
+    temporary folder starts with a copy of the latest checkpoint in `model_dir`."""
+
+    def _maybe_build_checkpoint_manager(self):
+        if self.strategy.extended.should_checkpoint or not self.trainer.checkpoint:
+            return super()._maybe_build_checkpoint_manager()
+        directory = tempfile.mkdtemp()
+        latest = tf.train.latest_checkpoint(self.model_dir)
+        if latest:
+            for path in tf.io.gfile.glob(latest + ".*"):
+                tf.io.gfile.copy(path, os.path.join(directory, os.path.basename(path)))
+            tf.compat.v1.train.update_checkpoint_state(
+                directory, os.path.join(directory, os.path.basename(latest)))
+        return tf.train.CheckpointManager(
+            self.trainer.checkpoint, directory=directory, max_to_keep=1,
+            step_counter=self.trainer.global_step,
+            checkpoint_interval=self.params.trainer.checkpoint_interval,
+            init_fn=self.trainer.initialize)
 
 
 class _LastEvalLogs:
@@ -78,7 +113,7 @@ def run_experiment(params: cfg.ExperimentConfig, model_dir: str, mode: str,
             task = task_factory.get_task(params.task, logging_dir=model_dir)
         last_eval = _LastEvalLogs()
         with runtime.mixed_precision(params.runtime.mixed_precision_dtype):  # builds the model
-            runner = train_lib.OrbitExperimentRunner(
+            runner = _MultiWorkerRunner(
                 distribution_strategy=strategy, task=task, mode=mode, params=params,
                 model_dir=model_dir, eval_actions=[last_eval],
                 controller_cls=functools.partial(_CheckedController, params=params))

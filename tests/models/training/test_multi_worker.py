@@ -1,0 +1,92 @@
+"""Multi-worker training of the synthetic experiment: two `python -m models.train`
+workers on localhost under `multi_worker_mirrored` (TF_CONFIG) train, stop, and resume
+from the chief's checkpoint, both workers holding the same weights after the resume.
+
+Minutes (two processes each trace the tiny Mask R-CNN): slow tests only."""
+
+import json
+import re
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from models.configs.experiments import SYNTHETIC_EXPERIMENT
+from tests.layers.helpers import REPO, python_env
+
+pytestmark = pytest.mark.slow
+
+TIMEOUT = 600
+
+
+def _free_ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("localhost", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def _train_two_workers(model_dir, config, steps, logs):
+    """Runs the two workers to `steps`, their output to files in `logs` (a pipe
+    left unread would stall one worker and, through the collectives, both); returns
+    each worker's output."""
+    ports = _free_ports(2)
+    cluster = {"worker": [f"localhost:{port}" for port in ports]}
+    workers, paths = [], []
+    for index in range(2):
+        env = python_env(TF_CONFIG=json.dumps(
+            {"cluster": cluster, "task": {"type": "worker", "index": index}}))
+        command = [sys.executable, "-m", "models.train",
+                   f"--experiment={SYNTHETIC_EXPERIMENT}", "--mode=train",
+                   f"--model_dir={model_dir}", f"--config_file={config}",
+                   "--params_override=runtime.distribution_strategy=multi_worker_mirrored,"
+                   f"trainer.train_steps={steps},trainer.checkpoint_interval={steps}"]
+        paths.append(logs / f"steps{steps}_worker{index}.log")
+        with open(paths[-1], "w") as log:
+            workers.append(subprocess.Popen(command, cwd=REPO, env=env, stdout=log,
+                                            stderr=subprocess.STDOUT))
+    try:
+        for worker in workers:
+            worker.wait(timeout=TIMEOUT)
+    finally:
+        for worker in workers:
+            worker.kill()
+    outputs = [path.read_text() for path in paths]
+    for worker, output in zip(workers, outputs):
+        assert worker.returncode == 0, output[-20000:]
+    return outputs
+
+
+def test_two_workers_train_stop_and_resume(tiny_overrides, write_yaml, tmp_path):
+    model_dir = str(tmp_path / "run")
+    config = write_yaml(tmp_path / "tiny.yaml", tiny_overrides("dcnv2"))
+    first = _train_two_workers(model_dir, config, 2, tmp_path)
+    assert tf.train.latest_checkpoint(model_dir).endswith("ckpt-2")
+    for index, output in enumerate(first):
+        assert f"task_id = {index}, num_workers = 2" in output
+        assert "CollectiveAllReduceStrategy with 2 replica(s)" in output
+
+    resumed = _train_two_workers(model_dir, config, 4, tmp_path)
+    chief_checkpoint = tf.train.latest_checkpoint(model_dir)
+    assert chief_checkpoint.endswith("ckpt-4")
+    # Both workers restored step 2 (the other one from its copy of the chief's).
+    assert f"restored from checkpoint: {model_dir}/ckpt-2" in resumed[0]
+    assert re.search(r"restored from checkpoint: \S+/ckpt-2\n", resumed[1])
+    assert "train | step:      2 | training until step 4" in resumed[1]
+    # And both hold the same state at step 4 (weights, statistics, optimizer slots),
+    # the other one in its own folder.
+    other_checkpoint = re.search(r"saved checkpoint to (\S+/ckpt-4)\.", resumed[1]).group(1)
+    assert other_checkpoint != chief_checkpoint
+    chief, other = (tf.train.load_checkpoint(path)
+                    for path in (chief_checkpoint, other_checkpoint))
+    names = list(chief.get_variable_to_shape_map())
+    assert len(names) > 100 and any("momentum" in name for name in names)
+    for name in names:
+        np.testing.assert_array_equal(chief.get_tensor(name), other.get_tensor(name),
+                                      err_msg=name)
