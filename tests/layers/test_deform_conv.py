@@ -1,5 +1,7 @@
 """keras_dcn.layers.DeformConv2D: Conv2D compatibility, the offset / mask branch, the
-branch's learning-rate multiplier, XLA opt-out and training."""
+branch's learning-rate multiplier, XLA opt-out and training. (The whole layer's values
+and gradients against an independent computation: test_keras_backends.py, which runs
+under every Keras backend.)"""
 
 import dataclasses
 import inspect
@@ -13,7 +15,6 @@ from keras.src.trainers import trainer as keras_trainer
 import keras_dcn
 from keras_dcn import _library
 from keras_dcn.layers import DeformConv2D
-from tests.layers import helpers
 
 
 def _random(rng, *shape, scale=1.0):
@@ -106,43 +107,6 @@ def test_branch_output_order(data_format, rng):
     if data_format == "channels_first":
         expected = _to_first(expected.numpy())
     np.testing.assert_allclose(layer(inputs), expected, rtol=1e-5, atol=1e-6)
-
-
-@pytest.mark.parametrize("modulated", [True, False])
-def test_whole_layer_against_an_independent_computation(modulated, rng):
-    """inputs -> offset conv (numpy) -> offsets (and sigmoid mask) -> Eq. 1 (the plain-TF
-    reference): the layer's output, and its gradients against central differences of
-    that computation, the branch's scaled by `offset_lr_multiplier`."""
-    multiplier, strides, pads = 0.25, (2, 1), (1, 1, 1, 1)  # "same" for 7x7, 3x3
-    inputs = rng.standard_normal((2, 7, 7, 4))
-    layer = DeformConv2D(4, 3, strides=strides, padding="same", deformable_groups=2,
-                         modulated=modulated, offset_lr_multiplier=multiplier,
-                         dtype="float64")
-    layer.build(inputs.shape)
-    for weight in layer.weights:
-        scale = 0.15 if weight.name == "offset_kernel" else 0.5  # offsets of ~1 pixel
-        weight.assign(rng.normal(0.0, scale, weight.shape))
-    weights = {w.name: w.numpy() for w in layer.weights}
-
-    def independent(inputs, weights):
-        return helpers.independent_deform_conv(inputs, weights, strides, pads, modulated,
-                                               deformable_groups=2)
-
-    expected = independent(inputs, weights)
-    cotangent = rng.standard_normal(expected.shape)
-    tensor = tf.constant(inputs)
-    with tf.GradientTape() as tape:
-        tape.watch(tensor)
-        outputs = layer(tensor)
-        loss = tf.reduce_sum(outputs * cotangent)
-    np.testing.assert_allclose(outputs.numpy(), expected, rtol=1e-9, atol=1e-12)
-    regular = helpers.numpy_conv(inputs, weights["kernel"], weights["bias"], strides, pads)
-    assert np.abs(expected - regular).max() > 0.1  # the branch matters
-
-    grads = tape.gradient(loss, [tensor] + layer.weights)
-    helpers.assert_layer_gradients(
-        grads, inputs, weights, independent, cotangent, rng,
-        {"offset_kernel": multiplier, "offset_bias": multiplier})
 
 
 # --- Shapes, arguments, config ----------------------------------------------------

@@ -1,5 +1,6 @@
 """keras_dcn.layers.DeformRoIPool: RoIAlign at initialisation, the branch's layout and
-initialisation, shapes, config and training."""
+initialisation, shapes, config and training. (The whole layer's
+values and gradients against an independent computation: test_keras_backends.py.)"""
 
 import inspect
 
@@ -10,8 +11,6 @@ import tensorflow as tf
 
 import keras_dcn
 from keras_dcn.layers import DeformRoIPool
-from tests import reference
-from tests.layers import helpers
 
 ROIS = np.array([
     [0, 2.0, 3.0, 25.0, 20.0],
@@ -169,39 +168,3 @@ def test_training_moves_the_offsets(rng):
     assert model.evaluate(dataset.take(1), verbose=0) < np.mean(target ** 2)
 
 
-@pytest.mark.parametrize("modulated", [True, False])
-def test_whole_layer_against_an_independent_computation(modulated, rng):
-    """features -> RoIAlign -> fc -> ReLU -> fc -> ReLU -> fc -> offsets (and sigmoid
-    mask) -> Eq. 2, in numpy and the plain-TF reference: the layer's output, and its
-    gradients against central differences of that computation, the branch's scaled by
-    `offset_lr_multiplier`."""
-    multiplier = 0.25
-    pool_args = dict(output_size=(2, 3), spatial_scale=0.5, sampling_ratio=2, gamma=0.1,
-                     aligned=True)
-    features = rng.standard_normal((2, 16, 16, 3))
-    layer = DeformRoIPool(hidden_units=6, modulated=modulated,
-                          offset_lr_multiplier=multiplier, dtype="float64", **pool_args)
-    layer.build(features.shape, ROIS.shape)
-    for weight in layer.weights:  # every unit and sign of the ReLUs in play
-        weight.assign(rng.normal(0.0, 0.5, weight.shape))
-    weights = {w.name: w.numpy() for w in layer.weights}
-    cotangent = rng.standard_normal((len(ROIS), 2, 3, 3))
-
-    def independent(features, weights):
-        return helpers.independent_deform_roi_pool(features, ROIS, weights, modulated,
-                                                   **pool_args)
-
-    expected = independent(features, weights)
-    inputs = tf.constant(features)
-    with tf.GradientTape() as tape:
-        tape.watch(inputs)
-        outputs = layer(inputs, ROIS)
-        loss = tf.reduce_sum(outputs * cotangent)
-    np.testing.assert_allclose(outputs.numpy(), expected, rtol=1e-9, atol=1e-12)
-    # Offsets large enough to matter: the result differs from plain RoIAlign.
-    assert np.abs(expected - reference.deform_roi_pool(features, ROIS, **pool_args)).max() > 0.05
-
-    grads = tape.gradient(loss, [inputs] + layer.weights)
-    helpers.assert_layer_gradients(
-        grads, features, weights, independent, cotangent, rng,
-        {name: multiplier for name in weights})  # every branch weight is scaled
