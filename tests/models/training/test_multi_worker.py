@@ -1,14 +1,18 @@
 """Multi-worker training of the synthetic experiment: two `python -m models.train`
-workers on localhost under `multi_worker_mirrored` (TF_CONFIG) train, stop, and resume
-from the chief's checkpoint, both workers holding the same weights after the resume.
+workers on localhost under `multi_worker_mirrored` (TF_CONFIG) train, stop and resume
+from the chief's checkpoint, both workers holding the same state after the resume;
+and when one is preempted (SIGTERM), both save a checkpoint at once (Model Garden's
+on-demand checkpoint) from which the next run resumes.
 
 Minutes (two processes each trace the tiny Mask R-CNN): slow tests only."""
 
 import json
 import re
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -20,6 +24,7 @@ from tests.layers.helpers import REPO, python_env
 pytestmark = pytest.mark.slow
 
 TIMEOUT = 600
+PREEMPTED = "PreemptionCheckpointHandler: checkpoint saved"
 
 
 def _free_ports(count):
@@ -32,10 +37,10 @@ def _free_ports(count):
     return ports
 
 
-def _train_two_workers(model_dir, config, steps, logs):
-    """Runs the two workers to `steps`, their output to files in `logs` (a pipe
-    left unread would stall one worker and, through the collectives, both); returns
-    each worker's output."""
+def _start_workers(model_dir, config, steps, logs, checkpoint_interval):
+    """Starts the two workers, training to `steps`, their output to files in `logs`
+    (a pipe left unread would stall one worker and, through the collectives, both).
+    Returns the processes and the paths of their logs."""
     ports = _free_ports(2)
     cluster = {"worker": [f"localhost:{port}" for port in ports]}
     workers, paths = [], []
@@ -46,11 +51,17 @@ def _train_two_workers(model_dir, config, steps, logs):
                    f"--experiment={SYNTHETIC_EXPERIMENT}", "--mode=train",
                    f"--model_dir={model_dir}", f"--config_file={config}",
                    "--params_override=runtime.distribution_strategy=multi_worker_mirrored,"
-                   f"trainer.train_steps={steps},trainer.checkpoint_interval={steps}"]
+                   f"trainer.train_steps={steps},trainer.steps_per_loop=1,"
+                   f"trainer.checkpoint_interval={checkpoint_interval}"]
         paths.append(logs / f"steps{steps}_worker{index}.log")
         with open(paths[-1], "w") as log:
             workers.append(subprocess.Popen(command, cwd=REPO, env=env, stdout=log,
                                             stderr=subprocess.STDOUT))
+    return workers, paths
+
+
+def _finish(workers, paths):
+    """Waits for the workers; returns their output, once both exited with 0."""
     try:
         for worker in workers:
             worker.wait(timeout=TIMEOUT)
@@ -61,6 +72,35 @@ def _train_two_workers(model_dir, config, steps, logs):
     for worker, output in zip(workers, outputs):
         assert worker.returncode == 0, output[-20000:]
     return outputs
+
+
+def _train_two_workers(model_dir, config, steps, logs):
+    """Runs the two workers to `steps`, checkpointing at the end; returns their output."""
+    return _finish(*_start_workers(model_dir, config, steps, logs, steps))
+
+
+def _wait_for(path, pattern):
+    """Waits until the log at `path` matches `pattern`; returns the match."""
+    deadline = time.monotonic() + TIMEOUT
+    while time.monotonic() < deadline:
+        match = re.search(pattern, path.read_text())
+        if match:
+            return match
+        time.sleep(1)
+    raise AssertionError(f"{pattern!r} never appeared in {path}")
+
+
+def _assert_same_state(chief_checkpoint, other_checkpoint):
+    """Every value of the two checkpoints (weights, statistics, optimizer slots) is
+    the same."""
+    assert other_checkpoint != chief_checkpoint
+    chief, other = (tf.train.load_checkpoint(path)
+                    for path in (chief_checkpoint, other_checkpoint))
+    names = list(chief.get_variable_to_shape_map())
+    assert len(names) > 100 and any("momentum" in name for name in names)
+    for name in names:
+        np.testing.assert_array_equal(chief.get_tensor(name), other.get_tensor(name),
+                                      err_msg=name)
 
 
 def test_two_workers_train_stop_and_resume(tiny_overrides, write_yaml, tmp_path):
@@ -79,14 +119,32 @@ def test_two_workers_train_stop_and_resume(tiny_overrides, write_yaml, tmp_path)
     assert f"restored from checkpoint: {model_dir}/ckpt-2" in resumed[0]
     assert re.search(r"restored from checkpoint: \S+/ckpt-2\n", resumed[1])
     assert "train | step:      2 | training until step 4" in resumed[1]
-    # And both hold the same state at step 4 (weights, statistics, optimizer slots),
-    # the other one in its own folder.
-    other_checkpoint = re.search(r"saved checkpoint to (\S+/ckpt-4)\.", resumed[1]).group(1)
-    assert other_checkpoint != chief_checkpoint
-    chief, other = (tf.train.load_checkpoint(path)
-                    for path in (chief_checkpoint, other_checkpoint))
-    names = list(chief.get_variable_to_shape_map())
-    assert len(names) > 100 and any("momentum" in name for name in names)
-    for name in names:
-        np.testing.assert_array_equal(chief.get_tensor(name), other.get_tensor(name),
-                                      err_msg=name)
+    # And both hold the same state at step 4, the other one in its own folder.
+    other = re.search(r"saved checkpoint to (\S+/ckpt-4)\.", resumed[1]).group(1)
+    _assert_same_state(chief_checkpoint, other)
+
+
+def test_a_preempted_worker_checkpoints_and_the_run_resumes(tiny_overrides, write_yaml,
+                                                            tmp_path):
+    """SIGTERM to one worker (a preemption notice): both save a checkpoint of the step
+    they are at, though no checkpoint was due for 1000 steps; then the platform kills
+    them, and a new run resumes from that step."""
+    model_dir = str(tmp_path / "run")
+    config = write_yaml(tmp_path / "tiny.yaml", tiny_overrides("dcnv2"))
+    workers, paths = _start_workers(model_dir, config, 1000, tmp_path, 1000)
+    try:
+        _wait_for(paths[0], r"train \| step:\s+5 \|")
+        workers[1].send_signal(signal.SIGTERM)
+        for path in paths:
+            _wait_for(path, PREEMPTED)
+    finally:
+        for worker in workers:
+            worker.kill()
+            worker.wait()
+    saved = tf.train.latest_checkpoint(model_dir)
+    step = int(saved.rsplit("-", 1)[1])
+    assert 5 <= step < 1000
+
+    resumed = _train_two_workers(model_dir, config, step + 1, tmp_path)
+    assert f"restored from checkpoint: {saved}" in resumed[0]
+    assert tf.train.latest_checkpoint(model_dir).endswith(f"ckpt-{step + 1}")
