@@ -162,6 +162,37 @@ def test_fit_learns_offsets_and_the_model_saves_and_loads(rng, tmp_path):
                                model.predict(images, verbose=0), rtol=1e-6, atol=1e-6)
 
 
+def test_fit_trains_the_roi_pool_branch(rng):
+    """A model that pools one box an image (the rois made in the model from the
+    boxes, with each box's position in the batch) trains with `fit` towards the mean
+    of each box's RoIAlign (the plain-TF reference): the loss falls and the offset
+    branch moves."""
+    features = rng.standard_normal((32, 16, 16, 3)).astype("float32")
+    corners = rng.uniform(0, 8, size=(32, 2))
+    boxes = np.concatenate([corners, corners + rng.uniform(4, 8, (32, 2))], 1)
+    boxes = boxes.astype("float32")
+    rois_of_all = np.concatenate([np.arange(32)[:, None], boxes], 1)
+    aligned = reference.deform_roi_pool(features, rois_of_all, output_size=(2, 2)).numpy()
+    targets = aligned.mean(axis=(1, 2, 3))[:, None] * 4
+    feature_input = keras.Input((16, 16, 3))
+    box_input = keras.Input((4,))
+
+    def rois(boxes):
+        index = keras.ops.cast(keras.ops.arange(keras.ops.shape(boxes)[0]), boxes.dtype)
+        return keras.ops.concatenate([index[:, None], boxes], axis=1)
+
+    pool = DeformRoIPool(output_size=2, spatial_scale=1.0, hidden_units=8,
+                         offset_lr_multiplier=1.0)
+    pooled = pool(feature_input, keras.layers.Lambda(rois)(box_input))
+    output = keras.layers.Dense(1)(keras.layers.Flatten()(pooled))
+    model = keras.Model([feature_input, box_input], output)
+    model.compile(keras.optimizers.SGD(0.1), "mse")
+    initial = model.evaluate([features, boxes], targets, verbose=0)
+    history = model.fit([features, boxes], targets, batch_size=8, epochs=10, verbose=0)
+    assert history.history["loss"][-1] < 0.75 * initial
+    assert np.abs(numpy(pool.offset_kernel)).max() > 0
+
+
 def test_roi_pool_model_saves_and_loads(rng, tmp_path):
     features = rng.standard_normal((2, 16, 16, 3)).astype("float32")
     feature_input = keras.Input((16, 16, 3))
