@@ -4,7 +4,8 @@
 #   make sdist     dist/: the sdist alone
 #   make test      the test suite (pytest), after the deployment checks' packages
 #                  (requirements-deploy.txt)
-#   make test-fast the suite without the tests marked slow (under 3 minutes on 2 cores)
+#   make test-fast the suite without the tests marked slow, then the backend tests
+#                  (about 10 minutes on 2 cores, 5 of them the JAX run)
 #   make test-backends  the layer tests under Keras' JAX and PyTorch backends (part of
 #                  make test and make test-fast)
 #   make fuzz      100,000 fuzzed calls of the ops (FUZZ_CALLS=...); none may crash or hang

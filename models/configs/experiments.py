@@ -4,9 +4,10 @@
   ResNet-50 + FPN, images resized to a shorter side of 1000 pixels with the longer
   side at most 1333 (Detectron's rule, `models.data.short_side_resize`) and padded
   to `input_size` 1344x1344 (a multiple of the largest FPN stride), Detectron's
-  normalisation (frozen BN, stem and conv2 frozen, a 2fc box head without BN), anchors of 5 scales (levels 2-6)
-  and 3 aspect ratios, 2000 / 1000 proposals at NMS 0.7 (train / test), 256 anchors
-  (1:1) and 512 RoIs (1:3) sampled per image, batch 16, SGD with momentum 0.9 and
+  normalisation (frozen BN, stem and conv2 frozen, a 2fc box head without BN),
+  anchors of 5 scales (levels 2-6) and 3 aspect ratios, 2000 / 1000 proposals at
+  NMS 0.7 (train / test), 256 anchors (1:1) and 512 RoIs (1:3) sampled per image,
+  batch 16, SGD with momentum 0.9 and
   weight decay 1e-4, learning rate 0.02 divided by 10 after 10 and 14 of 16 epochs
   of 118k images (short linear warm-up). Backbone initialised from Model Garden's
   ImageNet ResNet-50.

@@ -10,6 +10,7 @@ under the rule above and then runs Model Garden's own `resize_and_crop_image` to
 that size (so scale jittering, cropping and padding are Model Garden's). The padded
 size, a multiple of the largest FPN stride, stays that of `input_size`, which must
 hold `long_side` in both orientations.
+
 The swap lasts while the parser or the serving function is traced (`Dataset.map` and
 `tf.function` trace at once), in the tracing thread.
 """
