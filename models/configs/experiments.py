@@ -38,6 +38,9 @@ COCO_EXPERIMENT = "dcn_maskrcnn_resnetfpn_coco"
 COCO_MIMIC_EXPERIMENT = "dcn_maskrcnn_resnetfpn_coco_mimic"
 SYNTHETIC_EXPERIMENT = "dcn_maskrcnn_synthetic"
 
+# COCO 2017 as distributed (`coco/train2017/*.jpg`, `coco/val2017/*.jpg`,
+# `coco/annotations/instances_{train,val}2017.json`), with the TFRecords that
+# `python -m models.create_tfrecords --root=coco --splits=train2017,val2017` writes.
 COCO_INPUT_PATH_BASE = "coco"
 COCO_TRAIN_IMAGES = 118000
 COCO_VAL_IMAGES = 5000
@@ -119,19 +122,22 @@ def dcn_maskrcnn_resnetfpn_coco() -> cfg.ExperimentConfig:
         task=DcnMaskRCNNTask(
             init_checkpoint=IMAGENET_RESNET50,
             init_checkpoint_modules="backbone",
-            annotation_file=os.path.join(COCO_INPUT_PATH_BASE, "instances_val2017.json"),
+            annotation_file=os.path.join(COCO_INPUT_PATH_BASE, "annotations",
+                                         "instances_val2017.json"),
             model=model,
             losses=mg.Losses(l2_weight_decay=1e-4,
                              rpn_score_weight=rpn_score_weight(512, 256)),
             train_data=mg.DataConfig(
-                input_path=os.path.join(COCO_INPUT_PATH_BASE, "train*"),
+                input_path=os.path.join(COCO_INPUT_PATH_BASE, "tfrecords",
+                                        "train2017-*.tfrecord"),
                 is_training=True,
                 global_batch_size=batch_size,
                 dtype="float32",
                 parser=mg.Parser(aug_rand_hflip=True, rpn_batch_size_per_im=256,
                                  rpn_fg_fraction=0.5)),
             validation_data=mg.DataConfig(
-                input_path=os.path.join(COCO_INPUT_PATH_BASE, "val*"),
+                input_path=os.path.join(COCO_INPUT_PATH_BASE, "tfrecords",
+                                        "val2017-*.tfrecord"),
                 is_training=False,
                 global_batch_size=eval_batch_size,
                 dtype="float32",
