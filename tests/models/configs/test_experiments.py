@@ -85,14 +85,15 @@ def test_mimic_is_off_by_default_and_follows_the_paper_when_on():
     assert "mimicking" in config.describe(params.task.model)
 
 
+# The other COCO experiment trains through its input pipeline in
+# tests/models/test_coco_recipe.py.
 @pytest.mark.slow
-@pytest.mark.parametrize("name", [experiments.COCO_EXPERIMENT,
-                                  experiments.COCO_MIMIC_EXPERIMENT])
+@pytest.mark.parametrize("name", [experiments.COCO_MIMIC_EXPERIMENT])
 def test_coco_experiment_trains_a_step_through_its_input_pipeline(name, tiny_data):
-    """Each COCO experiment as registered (ResNet-50-FPN, its resize, Detectron's
-    normalisation, its samplers and heads), on the tiny set's TFRecords scaled to a
-    shorter side of 96 in 128x128 and without the ImageNet checkpoint: its task reads
-    a batch through Model Garden's parser and runs a training step."""
+    """The COCO experiment as registered (ResNet-50-FPN, its resize, Detectron's
+    normalisation, its samplers and heads, mimicking), on the tiny set's TFRecords
+    scaled to a shorter side of 96 in 128x128 and without the ImageNet checkpoint:
+    its task reads a batch through Model Garden's parser and runs a training step."""
     overrides = {
         "task": {
             "init_checkpoint": "",

@@ -1,8 +1,8 @@
 """Multi-worker training of the synthetic experiment: two `python -m models.train`
-workers on localhost under `multi_worker_mirrored` (TF_CONFIG) train, stop and resume
-from the chief's checkpoint, both workers holding the same state after the resume;
-and when one is preempted (SIGTERM), both save a checkpoint at once (Model Garden's
-on-demand checkpoint) from which the next run resumes.
+workers on localhost under `multi_worker_mirrored` (TF_CONFIG) train; when one is
+preempted (SIGTERM), both save a checkpoint at once (Model Garden's on-demand
+checkpoint); the next run resumes from it on both workers, which end with the same
+state.
 
 Minutes (two processes each trace the tiny Mask R-CNN): slow tests only."""
 
@@ -103,32 +103,13 @@ def _assert_same_state(chief_checkpoint, other_checkpoint):
                                       err_msg=name)
 
 
-def test_two_workers_train_stop_and_resume(tiny_overrides, write_yaml, tmp_path):
-    model_dir = str(tmp_path / "run")
-    config = write_yaml(tmp_path / "tiny.yaml", tiny_overrides("dcnv2"))
-    first = _train_two_workers(model_dir, config, 2, tmp_path)
-    assert tf.train.latest_checkpoint(model_dir).endswith("ckpt-2")
-    for index, output in enumerate(first):
-        assert f"task_id = {index}, num_workers = 2" in output
-        assert "CollectiveAllReduceStrategy with 2 replica(s)" in output
-
-    resumed = _train_two_workers(model_dir, config, 4, tmp_path)
-    chief_checkpoint = tf.train.latest_checkpoint(model_dir)
-    assert chief_checkpoint.endswith("ckpt-4")
-    # Both workers restored step 2 (the other one from its copy of the chief's).
-    assert f"restored from checkpoint: {model_dir}/ckpt-2" in resumed[0]
-    assert re.search(r"restored from checkpoint: \S+/ckpt-2\n", resumed[1])
-    assert "train | step:      2 | training until step 4" in resumed[1]
-    # And both hold the same state at step 4, the other one in its own folder.
-    other = re.search(r"saved checkpoint to (\S+/ckpt-4)\.", resumed[1]).group(1)
-    _assert_same_state(chief_checkpoint, other)
-
-
-def test_a_preempted_worker_checkpoints_and_the_run_resumes(tiny_overrides, write_yaml,
-                                                            tmp_path):
-    """SIGTERM to one worker (a preemption notice): both save a checkpoint of the step
-    they are at, though no checkpoint was due for 1000 steps; then the platform kills
-    them, and a new run resumes from that step."""
+def test_two_workers_are_preempted_and_resume_with_the_same_state(tiny_overrides,
+                                                                  write_yaml, tmp_path):
+    """Two workers train; a SIGTERM to one (a preemption notice) makes both save a
+    checkpoint of the step they are at, though none was due for 1000 steps; the
+    platform then kills them. A new run resumes from that step on both workers (the
+    other one from its copy of the chief's checkpoint) and ends with the same state
+    on both."""
     model_dir = str(tmp_path / "run")
     config = write_yaml(tmp_path / "tiny.yaml", tiny_overrides("dcnv2"))
     workers, paths = _start_workers(model_dir, config, 1000, tmp_path, 1000)
@@ -141,10 +122,20 @@ def test_a_preempted_worker_checkpoints_and_the_run_resumes(tiny_overrides, writ
         for worker in workers:
             worker.kill()
             worker.wait()
+    for index, path in enumerate(paths):
+        output = path.read_text()
+        assert f"task_id = {index}, num_workers = 2" in output
+        assert "CollectiveAllReduceStrategy with 2 replica(s)" in output
     saved = tf.train.latest_checkpoint(model_dir)
     step = int(saved.rsplit("-", 1)[1])
     assert 5 <= step < 1000
 
-    resumed = _train_two_workers(model_dir, config, step + 1, tmp_path)
+    last = step + 2
+    resumed = _train_two_workers(model_dir, config, last, tmp_path)
+    chief_checkpoint = tf.train.latest_checkpoint(model_dir)
+    assert chief_checkpoint.endswith(f"ckpt-{last}")
     assert f"restored from checkpoint: {saved}" in resumed[0]
-    assert tf.train.latest_checkpoint(model_dir).endswith(f"ckpt-{step + 1}")
+    assert re.search(rf"restored from checkpoint: \S+/ckpt-{step}\n", resumed[1])
+    assert re.search(rf"train \| step:\s+{step} \| training until step {last}", resumed[1])
+    other = re.search(rf"saved checkpoint to (\S+/ckpt-{last})\.", resumed[1]).group(1)
+    _assert_same_state(chief_checkpoint, other)
