@@ -31,13 +31,12 @@ from models.common import image_files
 from models.configs import maskrcnn as dcn_config
 
 
-def analyse(node, image, layers, keep, error_bound, patch_size):
+def analyse(node, image, layers, error_bound, patch_size):
     """The three modalities of `node`: `{'field', 'points', 'weights', 'region'}`, the
-    sampling locations of the `layers` calls that `keep` accepts, the saliency region
-    within `error_bound` over patches of `patch_size` pixels."""
+    sampling locations of the `layers` calls, the saliency region within `error_bound`
+    over patches of `patch_size` pixels."""
     field = analysis.effective_receptive_field(node, image)
-    locations = [loc for loc in analysis.effective_sampling_locations(node, image, layers)
-                 if keep(loc)]
+    locations = analysis.effective_sampling_locations(node, image, layers)
     supports = [loc.support() for loc in locations]
     points = np.concatenate([p for p, _ in supports] or [np.zeros((0, 2))])
     weights = np.concatenate([w for _, w in supports] or [np.zeros((0,))])
@@ -54,24 +53,23 @@ def analyse_run(model_dir, canvas, nodes, level, error_bound, patch_size):
     `level`."""
     params = spatial_support.run_params(model_dir)
     model = spatial_support.load_model(params, model_dir, probe_stages=(level,))
-    convs, pools = spatial_support.probed_layers(model)
-    stride = 2 ** level
+    convs, pools = spatial_support.probed_layers(model, level)
+    stride = spatial_support.level_stride(params.task.model, level)
     level_size = (canvas.shape[0] // stride, canvas.shape[1] // stride)
     image = canvas.astype(np.float32)
     results = {"variant": params.task.model.variant,
                "described": dcn_config.describe(params.task.model),
-               "pooling": dcn_config.roi_pooling_name(params.task.model)}
+               "pooling": dcn_config.roi_pooling_name(params.task.model),
+               "stride": stride}
     for key in ("foreground", "background"):
         y, x = nodes[key]
         position = (min(int(y) // stride, level_size[0] - 1),
                     min(int(x) // stride, level_size[1] - 1))
         node = spatial_support.backbone_node(model, level, position)
-        results[key] = analyse(node, image, convs,
-                               lambda loc: loc.points.shape[:2] == level_size, error_bound,
-                               patch_size)
+        results[key] = analyse(node, image, convs, error_bound, patch_size)
         results[key]["position"] = position
     results["roi"] = analyse(spatial_support.roi_node(model, nodes["roi"]), image, pools,
-                             lambda loc: True, error_bound, patch_size)
+                             error_bound, patch_size)
     return results
 
 
@@ -92,9 +90,8 @@ def draw_figures(rows, canvas, nodes, level, error_bound, out_dir):
     `out_dir`; returns their paths."""
     names = list(rows)
     fig1 = []
-    stride = 2 ** level
 
-    def mark(panel, point, position):
+    def mark(panel, point, position, stride):
         row, col = position  # the node's cell on the level map, and the chosen pixel
         figures.mark_box(panel, (row * stride, col * stride, (row + 1) * stride,
                                  (col + 1) * stride))
@@ -105,15 +102,16 @@ def draw_figures(rows, canvas, nodes, level, error_bound, out_dir):
         for key in ("foreground", "background"):
             result = rows[name][key]
             line += _panels(canvas, result, lambda panel, p=nodes[key],
-                            q=result["position"]: mark(panel, p, q))
+                            q=result["position"], s=rows[name]["stride"]: mark(panel, p, q, s))
         fig1.append(line)
+    cells = " or ".join(f"{s}x{s}" for s in sorted({rows[n]["stride"] for n in names}))
     titles = [f"{kind}: {m}" for kind in ("fg", "bg") for m in
               ("receptive field", "sampling locations", "saliency region")]
     path1 = os.path.join(out_dir, f"figure1_conv{level}.png")
     image_files.save_png(path1, figures.grid(
         fig1, [_row_title(n, rows[n]) for n in names], titles,
         heading=f"conv{level} nodes (cross: the chosen pixel, square: the node's "
-                f"{stride}x{stride} cell): foreground {tuple(nodes['foreground'])}, "
+                f"{cells} cell): foreground {tuple(nodes['foreground'])}, "
                 f"background {tuple(nodes['background'])}; saliency error bound "
                 f"{error_bound:.0%}"))
     fig2 = [_panels(canvas, rows[name]["roi"],

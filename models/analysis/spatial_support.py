@@ -13,7 +13,10 @@
   network, with gradients for its fixed grid.
 * `load_model(params, checkpoint)`: builds that model (inference branches, the
   detection head's fc features reachable) and restores a checkpoint into it.
-* `backbone_node(model, level, position)`: the backbone's output at FPN level `level`
+* `level_stride(model_config, level)`: the stride of a backbone stage's map in input
+  pixels (`2 ** level`, except conv5 of a backbone with `output_stride` 16: 16, as
+  in the paper's Faster R-CNN, whose conv5 nodes Section 2 studies).
+* `backbone_node(model, level, position)`: the backbone's output at stage `level`
   (5: the last layer of conv5, the paper's Figure 1) at one position, `[C]`.
 * `roi_node(model, box)`: the Fast R-CNN head's last fc features ("2fc", Figure 2) of
   one box `(y1, x1, y2, x2)` in input pixels, `[fc_dims]`.
@@ -25,7 +28,7 @@ is the gradient with respect to 0-255 pixel intensities.
 """
 
 import os
-from typing import Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -80,6 +83,13 @@ def analysis_model_config(model_config: dcn_config.DcnMaskRCNN,
     if not resolved.roi_aligner.deformable:
         override["roi_aligner"] = {"deformable": True, "modulated": False}
     return resolved.replace(**override)
+
+
+def level_stride(model_config: dcn_config.DcnMaskRCNN, level: int) -> int:
+    """Stride in input pixels of backbone stage `level`'s output (see module doc)."""
+    backbone = model_config.backbone
+    output_stride = backbone.dcn_resnet.output_stride if backbone.type == "dcn_resnet" else 32
+    return min(2 ** int(level), output_stride)
 
 
 def load_model(params: cfg.ExperimentConfig, checkpoint: str,
@@ -160,9 +170,15 @@ def roi_node(model, box: Sequence[float]):
     return node
 
 
-def probed_layers(model):
-    """`(convs, pools)`: the backbone's deformable convolutions and the box aligner's
-    deformable RoI pooling layer (empty when it has none)."""
-    convs = analysis.deformable_layers(model.backbone)
+def probed_layers(model, stage: Optional[int] = None):
+    """`(convs, pools)`: the deformable convolutions of the backbone (of stage `stage`
+    only, when given) and the box aligner's deformable RoI pooling layer (empty when
+    it has none)."""
+    backbone = model.backbone
+    convs = analysis.deformable_layers(backbone)
+    if stage is not None:
+        in_stage = {id(layer) for block in backbone.stage_blocks(stage)
+                    for layer in analysis.deformable_layers(block)}
+        convs = [conv for conv in convs if id(conv) in in_stage]
     pool = getattr(model.roi_aligner, "pool", None)
     return convs, [pool] if pool is not None else []

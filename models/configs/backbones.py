@@ -26,6 +26,9 @@ class DcnResNet(backbones.ResNet):
         are not trained (Detectron's FREEZE_AT); 0 trains every layer. With Model
         Garden's `bn_trainable` False as well, every batch normalisation keeps its
         statistics and affine parameters (Detectron's frozen BN).
+      output_stride: 32, or 16 for conv5 at stride 16: its first block does not
+        downsample and its 3x3 convolutions are dilated by 2 (the paper's Faster
+        R-CNN); needs bottleneck blocks (ResNet-50 and deeper).
     """
     model_id: int = 50
     deformable_stages: List[int] = dataclasses.field(default_factory=lambda: [3, 4, 5])
@@ -33,6 +36,7 @@ class DcnResNet(backbones.ResNet):
     deformable_groups: int = 1
     offset_lr_multiplier: float = 0.1
     freeze_at: int = 0
+    output_stride: int = 32
 
 
 @dataclasses.dataclass

@@ -27,10 +27,11 @@ from official.core import config_definitions as cfg
 from official.core import exp_factory
 from official.modeling import optimization
 from official.vision.configs import common
-from official.vision.configs import decoders
+from official.vision.configs import decoders as mg_decoders
 from official.vision.configs import maskrcnn as mg
 
 from models.configs.backbones import Backbone, DcnResNet
+from models.configs.decoders import Decoder
 from models.configs.maskrcnn import (
     DcnMaskRCNN, DcnMaskRCNNTask, DeformROIAligner, DetectionHead)
 
@@ -109,7 +110,7 @@ def dcn_maskrcnn_resnetfpn_coco() -> cfg.ExperimentConfig:
         # Detectron's normalisation: frozen BN, frozen stem and conv2, BN-free 2fc head.
         backbone=Backbone(type="dcn_resnet", dcn_resnet=DcnResNet(
             model_id=50, bn_trainable=False, freeze_at=2)),
-        decoder=decoders.Decoder(type="fpn", fpn=decoders.FPN(num_filters=256)),
+        decoder=Decoder(type="fpn", fpn=mg_decoders.FPN(num_filters=256)),
         detection_head=DetectionHead(num_convs=0, num_fcs=2, fc_dims=1024, fc_norm=False),
         roi_generator=mg.ROIGenerator(
             pre_nms_top_k=2000, nms_iou_threshold=0.7, num_proposals=2000,
@@ -183,7 +184,7 @@ def dcn_maskrcnn_synthetic() -> cfg.ExperimentConfig:
         # Anchors of 16 ... 128 pixels: objects span about 6 to 140 pixels.
         anchor=mg.Anchor(num_scales=1, aspect_ratios=[0.5, 1.0, 2.0], anchor_size=4.0),
         backbone=Backbone(type="dcn_resnet", dcn_resnet=DcnResNet(model_id=18)),
-        decoder=decoders.Decoder(type="fpn", fpn=decoders.FPN(num_filters=64)),
+        decoder=Decoder(type="fpn", fpn=mg_decoders.FPN(num_filters=64)),
         rpn_head=mg.RPNHead(num_convs=1, num_filters=64),
         detection_head=DetectionHead(num_convs=0, num_filters=64, num_fcs=2,
                                         fc_dims=256),

@@ -25,6 +25,7 @@ from official.modeling import hyperparams
 from official.vision.configs import maskrcnn as maskrcnn_cfg
 
 from models.configs.backbones import Backbone, DcnResNet
+from models.configs.decoders import Decoder
 
 # variant -> (deformable backbone stages, modulated convs,
 #             deformable RoI pooling, modulated RoI pooling)
@@ -52,6 +53,9 @@ class DeformROIAligner(maskrcnn_cfg.ROIAligner):
       gamma: scale of the predicted normalised offsets.
       hidden_units: width of the two fc layers of the offset branch.
       offset_lr_multiplier: learning-rate factor of the offset branch.
+      feature_level: 0 pools each box from its FPN level; a level (5 in the
+        paper's Faster R-CNN) pools every box from that one feature map, whose
+        stride in image pixels is `feature_stride`.
     """
     deformable: bool = True
     modulated: bool = True
@@ -60,6 +64,8 @@ class DeformROIAligner(maskrcnn_cfg.ROIAligner):
     gamma: float = 0.1
     hidden_units: int = 1024
     offset_lr_multiplier: float = 1.0
+    feature_level: int = 0
+    feature_stride: int = 0
 
 
 @dataclasses.dataclass
@@ -107,13 +113,19 @@ class DcnMaskRCNN(maskrcnn_cfg.MaskRCNN):
         one at most `long_side` (`models.data.short_side_resize`), padded to
         `input_size`; `short_side` 0 (the default) keeps Model Garden's resize,
         which fits the image inside `input_size`.
+      octave_anchor_scales: the `anchor.num_scales` anchor scales of a level are
+        whole octaves apart (`models.data.octave_anchors`: the single-level RPN
+        of the Faster R-CNN experiments) instead of Model Garden's fractions of
+        one octave.
     """
     variant: str = "dcnv2"
     short_side: int = 0
     long_side: int = 0
+    octave_anchor_scales: bool = False
     mimic: Mimic = dataclasses.field(default_factory=Mimic)
     backbone: Backbone = dataclasses.field(
         default_factory=lambda: Backbone(type="dcn_resnet", dcn_resnet=DcnResNet()))
+    decoder: Decoder = dataclasses.field(default_factory=lambda: Decoder(type="fpn"))
     roi_aligner: DeformROIAligner = dataclasses.field(
         default_factory=lambda: DeformROIAligner(crop_size=7))
     mask_roi_aligner: Optional[DeformROIAligner] = dataclasses.field(
@@ -175,11 +187,15 @@ def _check_mimic(model_config: DcnMaskRCNN):
     if mimic.rois_per_image < 1 or mimic.crop_size < 1:
         raise ValueError("task.model.mimic.rois_per_image and crop_size must be positive, "
                          f"got {mimic.rois_per_image} and {mimic.crop_size}")
-    # The FPN's top-down path merges the backbone levels, up to level 5 (stride 32).
-    stride = 2 ** min(model_config.max_level, 5)
+    if model_config.roi_aligner.feature_level:
+        # Every RoI is pooled from one map: the crop must cover whole cells of it.
+        stride, what = model_config.roi_aligner.feature_stride, "the pooled map's stride"
+    else:
+        # The FPN's top-down path merges the backbone levels, up to level 5 (stride 32).
+        stride, what = 2 ** min(model_config.max_level, 5), "the FPN's coarsest merged stride"
     if mimic.enabled and mimic.crop_size % stride:
         raise ValueError(f"task.model.mimic.crop_size must be a multiple of {stride} "
-                         f"(the FPN's coarsest merged stride), got {mimic.crop_size}")
+                         f"({what}), got {mimic.crop_size}")
 
 
 def describe(model_config: DcnMaskRCNN) -> str:
@@ -191,7 +207,8 @@ def describe(model_config: DcnMaskRCNN) -> str:
         stages = ",".join(f"conv{s}" for s in cfg.deformable_stages) or "none"
         conv = f"{'modulated ' if cfg.modulated and cfg.deformable_stages else ''}" \
                f"deformable stages: {stages}"
-        name = f"ResNet-{cfg.model_id}"
+        name = f"ResNet-{cfg.model_id}" + (
+            f" (conv5 at stride {cfg.output_stride})" if cfg.output_stride != 32 else "")
     else:
         conv, name = "regular convs", f"{backbone.type}"
     pool = roi_pooling_name(resolved)

@@ -18,6 +18,7 @@ from models.configs import maskrcnn as dcn_config
 from models.modeling import maskrcnn_model
 from models.modeling import rcnn_mimic
 from models.modeling.backbones import dcn_resnet  # noqa: F401  registers `dcn_resnet`
+from models.modeling.decoders import c4_c5  # noqa: F401  registers `c4_c5`
 from models.modeling.heads import feature_detection_head
 from models.modeling.layers.deform_roi_aligner import MultilevelDeformableROIAligner
 
@@ -36,7 +37,9 @@ def build_roi_aligner(aligner_config: dcn_config.DeformROIAligner,
         gamma=aligner_config.gamma,
         hidden_units=aligner_config.hidden_units,
         offset_lr_multiplier=aligner_config.offset_lr_multiplier,
-        kernel_regularizer=l2_regularizer)
+        kernel_regularizer=l2_regularizer,
+        feature_level=aligner_config.feature_level,
+        feature_stride=aligner_config.feature_stride)
 
 
 def build_maskrcnn(input_specs: tf_keras.layers.InputSpec,
@@ -96,4 +99,5 @@ def build_maskrcnn(input_specs: tf_keras.layers.InputSpec,
         # model has all its variables before a checkpoint is checked or restored.
         fc_dims = components["detection_head"].get_config()["fc_dims"]
         components["mimic_branch"].build([None, None, fc_dims])
-    return maskrcnn_model.DcnMaskRCNNModel(**components, **model_kwargs)
+    return maskrcnn_model.DcnMaskRCNNModel(
+        **components, octave_anchor_scales=resolved.octave_anchor_scales, **model_kwargs)

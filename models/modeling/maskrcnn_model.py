@@ -25,6 +25,7 @@ import tf_keras
 
 from official.vision.modeling import maskrcnn_model
 
+from models.data import octave_anchors
 from models.modeling import classifier_stats
 from models.modeling import rcnn_mimic
 
@@ -48,12 +49,17 @@ class DcnMaskRCNNModel(maskrcnn_model.MaskRCNNModel):
         with a mimic branch); needed by `train_step` / `test_step` only.
       mimic_branch: an `RCNNMimicBranch`; the detection head must then be a
         `FeatureDetectionHead` and there must be a single (non-cascade) head.
+      octave_anchor_scales: the anchors the model makes itself (a call without
+        `anchor_boxes`) have their scales an octave apart
+        (`models.data.octave_anchors`), as the input pipeline's then do.
       **kwargs: the components and settings of `MaskRCNNModel`.
     """
 
     def __init__(self, *args, loss_fn: Optional[Callable[..., Dict[str, tf.Tensor]]] = None,
-                 mimic_branch: Optional[rcnn_mimic.RCNNMimicBranch] = None, **kwargs):
+                 mimic_branch: Optional[rcnn_mimic.RCNNMimicBranch] = None,
+                 octave_anchor_scales: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
+        self._octave_anchor_scales = bool(octave_anchor_scales)
         if mimic_branch is not None:
             if len(self.detection_head) != 1:
                 raise ValueError("R-CNN feature mimicking needs a single detection head, got "
@@ -81,6 +87,8 @@ class DcnMaskRCNNModel(maskrcnn_model.MaskRCNNModel):
         targets as in training while layers run in inference mode. In training with
         ground truth and a mimic branch, the outputs also hold the branch's values
         (`models.modeling.rcnn_mimic` keys)."""
+        if anchor_boxes is None and self._octave_anchor_scales:
+            anchor_boxes = self._octave_anchor_boxes(images)
         run_mimic = (self.mimic_branch is not None and bool(training) and not sample_targets
                      and gt_boxes is not None)
         if sample_targets:
@@ -97,6 +105,16 @@ class DcnMaskRCNNModel(maskrcnn_model.MaskRCNNModel):
         if run_mimic:
             outputs.update(self._mimic_outputs(images, outputs))
         return outputs
+
+    def _octave_anchor_boxes(self, images: tf.Tensor) -> Dict[str, tf.Tensor]:
+        """`{level: [B, H_l, W_l, A * 4]}` octave-spaced anchors for `images`' size."""
+        config = self._config_dict
+        per_image = octave_anchors.OctaveAnchorGenerator(
+            config["min_level"], config["max_level"], config["num_scales"],
+            config["aspect_ratios"], config["anchor_size"])(images.shape[1:3])
+        batch_size = tf.shape(images)[0]
+        return {level: tf.tile(boxes[None], [batch_size, 1, 1, 1])
+                for level, boxes in per_image.items()}
 
     def _run_frcnn_head(self, **kwargs):
         """Model Garden's Fast R-CNN step; for the mimic branch it also keeps the sampled

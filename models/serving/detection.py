@@ -25,6 +25,7 @@ from official.vision.serving import export_saved_model_lib
 
 from keras_dcn import ops as dcn_ops
 from models.common import runtime
+from models.data.octave_anchors import octave_anchors
 from models.data.short_side_resize import short_side_resize
 from models.modeling import factory
 
@@ -33,13 +34,18 @@ SAVED_MODEL_SUBDIR = "saved_model"
 
 class DcnDetectionModule(mg_detection.DetectionModule):
     """Model Garden's detection serving module for the deformable Mask R-CNN, resizing
-    as `task.model.short_side` says."""
+    as `task.model.short_side` says, with the anchors `task.model.octave_anchor_scales`
+    asks for."""
 
     def _build_inputs(self, image):
         model = self.params.task.model
         with short_side_resize(mg_detection, model.short_side, model.long_side,
                                model.input_size):
             return super()._build_inputs(image)
+
+    def _build_anchor_boxes(self):
+        with octave_anchors(mg_detection, self.params.task.model.octave_anchor_scales):
+            return super()._build_anchor_boxes()
 
     def _build_model(self):
         # Not called here: a Keras `__call__` would make the SavedModel trace the

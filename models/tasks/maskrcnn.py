@@ -28,6 +28,7 @@ from keras_dcn import tf_keras as dcn_layers
 from models.configs import maskrcnn as dcn_config
 from models.data import coco_checks
 from models.data import record_files
+from models.data.octave_anchors import octave_anchors
 from models.data.short_side_resize import short_side_resize
 from models.modeling import classifier_stats
 from models.modeling import factory
@@ -86,7 +87,8 @@ class DcnMaskRCNNTask(maskrcnn_task.MaskRCNNTask):
                 dataset_fn = record_files.read_undamaged
         model = self.task_config.model
         with short_side_resize(maskrcnn_input, model.short_side, model.long_side,
-                               model.input_size):
+                               model.input_size), \
+                octave_anchors(maskrcnn_input, model.octave_anchor_scales):
             return super().build_inputs(params, input_context, dataset_fn)
 
     def _build_coco_metrics(self):

@@ -85,6 +85,36 @@ def _overrides(data, variant, train_steps):
 
 
 @pytest.fixture(scope="session")
+def tiny_faster_rcnn_overrides(tiny_data):
+    """`tiny_faster_rcnn_overrides(variant='dcnv2', mimic=False)`: overrides of
+    `dcn_fasterrcnn_synthetic` for a tiny model (ResNet-50 at an eighth of the width)
+    on `tiny_data`."""
+    return lambda variant="dcnv2", mimic=False: {
+        "task": {
+            "model": {
+                "variant": variant,
+                "input_size": [IMAGE_SIZE, IMAGE_SIZE, 3],
+                "backbone": {"dcn_resnet": {"depth_multiplier": 0.125}},
+                "decoder": {"c4_c5": {"num_filters": 16}},
+                "rpn_head": {"num_filters": 16},
+                "detection_head": {"fc_dims": 32},
+                "roi_generator": {"pre_nms_top_k": 64, "num_proposals": 16,
+                                  "test_pre_nms_top_k": 64, "test_num_proposals": 8},
+                "roi_sampler": {"num_sampled_rois": 8},
+                "detection_generator": {"pre_nms_top_k": 64, "max_num_detections": 8},
+                "roi_aligner": {"hidden_units": 32},
+                "mimic": {"enabled": mimic, "rois_per_image": 2, "crop_size": 32,
+                          "roi_type": "all"},
+            },
+            "train_data": {"input_path": tiny_data["train"], "global_batch_size": 2,
+                           "shuffle_buffer_size": 4},
+            "validation_data": {"input_path": tiny_data["val"], "global_batch_size": 2},
+            "annotation_file": tiny_data["annotation_file"],
+        },
+    }
+
+
+@pytest.fixture(scope="session")
 def write_yaml():
     """`write_yaml(path, overrides)`: writes overrides as a YAML config file."""
     def write(path, overrides):

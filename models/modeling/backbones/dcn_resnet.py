@@ -17,7 +17,9 @@ so a checkpoint of Model Garden's regular `ResNet` restores into this backbone;
 only `offset_kernel` / `offset_bias` find no value there and keep their zeros.
 
 Input `[B, H, W, 3]`; output `{'2': [B, H/4, W/4, C2], ..., '5': [B, H/32, W/32, C5]}`
-as Model Garden's ResNet.
+as Model Garden's ResNet. With `output_stride=16` (bottleneck ResNets only) conv5
+keeps stride 16 and dilates its 3x3 convolutions by 2, deformable or not, as the
+paper's Faster R-CNN does: `'5'` is then `[B, H/16, W/16, C5]`.
 """
 
 import functools
@@ -35,6 +37,7 @@ from keras_dcn import tf_keras as dcn_layers
 
 PACKAGE = "keras_dcn_models"
 STAGES = (2, 3, 4, 5)
+OUTPUT_STRIDES = (16, 32)
 
 
 class _DeformableBlockMixin:
@@ -135,12 +138,15 @@ class DeformableResNet(resnet.ResNet):
       freeze_at: 0 trains every layer; 1 freezes the stem, 2..5 the stem and the
         stages up to that one (`trainable` False: weights not trained, batch
         normalisation in inference mode), as Detectron's FREEZE_AT.
+      output_stride: 32, or 16: conv5 does not downsample and its 3x3
+        convolutions are dilated by 2 (bottleneck blocks only).
       **kwargs: the arguments of `official.vision.modeling.backbones.ResNet`.
     """
 
     def __init__(self, model_id: int, deformable_stages: Sequence[int] = (3, 4, 5),
                  modulated: bool = True, deformable_groups: int = 1,
-                 offset_lr_multiplier: float = 0.1, freeze_at: int = 0, **kwargs):
+                 offset_lr_multiplier: float = 0.1, freeze_at: int = 0,
+                 output_stride: int = 32, **kwargs):
         stages = sorted({int(s) for s in deformable_stages})
         if not set(stages) <= set(STAGES):
             raise ValueError(
@@ -148,6 +154,12 @@ class DeformableResNet(resnet.ResNet):
         if freeze_at not in (0, 1, *STAGES):
             raise ValueError(f"freeze_at must be 0, 1 (the stem) or a stage in {STAGES}, "
                              f"got {freeze_at!r}")
+        if output_stride not in OUTPUT_STRIDES:
+            raise ValueError(f"output_stride must be one of {OUTPUT_STRIDES}, "
+                             f"got {output_stride!r}")
+        if output_stride == 16 and resnet.RESNET_SPECS[model_id][0][0] != "bottleneck":
+            raise ValueError("output_stride 16 dilates conv5's bottleneck blocks; "
+                             f"ResNet-{model_id} has basic blocks (use 50 or deeper)")
         # A frozenset: Keras' attribute tracking rejects an empty tuple before
         # `Model.__init__` has run.
         self._deformable_stages = frozenset(stages)
@@ -155,6 +167,7 @@ class DeformableResNet(resnet.ResNet):
         self._deformable_groups = int(deformable_groups)
         self._offset_lr_multiplier = float(offset_lr_multiplier)
         self._freeze_at = int(freeze_at)
+        self._output_stride = int(output_stride)
         super().__init__(model_id=model_id, **kwargs)
         for layer in self._frozen_layers():
             layer.trainable = False
@@ -173,16 +186,30 @@ class DeformableResNet(resnet.ResNet):
                 break
         return frozen
 
+    def stage_blocks(self, stage: int) -> list:
+        """The residual blocks of stage `stage` (2 = conv2 ... 5 = conv5), in order."""
+        if stage not in STAGES:
+            raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
+        blocks = [layer for layer in self.layers if isinstance(layer, tuple(_DEFORMABLE_BLOCKS))]
+        repeats = [spec[2] for spec in resnet.RESNET_SPECS[self._model_id]]
+        start = sum(repeats[:stage - STAGES[0]])
+        return blocks[start:start + repeats[stage - STAGES[0]]]
+
     def _block_group(self, inputs, filters, strides, block_fn, block_repeats=1,
                      stochastic_depth_drop_rate=0.0, name="block_group"):
-        """Model Garden's block group, with deformable blocks in deformable stages."""
-        if _stage_of(name) in self._deformable_stages:
+        """Model Garden's block group, with deformable blocks in deformable stages and
+        conv5 dilated instead of strided at output stride 16."""
+        stage = _stage_of(name)
+        if stage in self._deformable_stages:
             block_fn = functools.partial(
                 _DEFORMABLE_BLOCKS[block_fn],
                 deformable=True,
                 modulated=self._modulated,
                 deformable_groups=self._deformable_groups,
                 offset_lr_multiplier=self._offset_lr_multiplier)
+        if stage == 5 and self._output_stride == 16:
+            strides = 1
+            block_fn = functools.partial(block_fn, dilation_rate=2)
         return super()._block_group(
             inputs, filters, strides, block_fn, block_repeats=block_repeats,
             stochastic_depth_drop_rate=stochastic_depth_drop_rate, name=name)
@@ -195,7 +222,8 @@ class DeformableResNet(resnet.ResNet):
             modulated=self._modulated,
             deformable_groups=self._deformable_groups,
             offset_lr_multiplier=self._offset_lr_multiplier,
-            freeze_at=self._freeze_at)
+            freeze_at=self._freeze_at,
+            output_stride=self._output_stride)
         return config
 
 
@@ -217,6 +245,7 @@ def build_dcn_resnet(
         deformable_groups=cfg.deformable_groups,
         offset_lr_multiplier=cfg.offset_lr_multiplier,
         freeze_at=cfg.freeze_at,
+        output_stride=cfg.output_stride,
         input_specs=input_specs,
         depth_multiplier=cfg.depth_multiplier,
         stem_type=cfg.stem_type,

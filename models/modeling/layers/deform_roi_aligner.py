@@ -17,6 +17,10 @@ without offsets or mask: plain RoIAlign with the same sampling as the deformable
 layer, and no weights, so a regular model differs from a deformable one only in what
 deforms.
 
+With `feature_level` set, every box is pooled from that one level instead, its
+corners divided by `feature_stride` (the paper's Faster R-CNN pools all its RoIs from
+conv5 at stride 16; `models.modeling.decoders.c4_c5`).
+
 Sampling conventions. Model Garden's `MultilevelROIAligner` (`sample_offset=0.5`)
 reads one bilinear sample at the centre of each bin of the box taken as is. This layer
 uses `deform_roi_pool`'s conventions: `sampling_ratio` x `sampling_ratio` samples per
@@ -84,6 +88,10 @@ class MultilevelDeformableROIAligner(tf_keras.layers.Layer):
       hidden_units: width of the branch's two fc layers (1024 in the paper).
       offset_lr_multiplier: learning-rate factor of the branch (1 in the paper).
       kernel_regularizer: regularizer of the branch's fc kernels.
+      feature_level: 0 pools each box from its FPN level; a level pools every box
+        from `features[str(feature_level)]`.
+      feature_stride: stride of that level in image pixels (needed with
+        `feature_level`).
     """
 
     def __init__(self, crop_size: int = 7, sample_offset: float = 0.5,
@@ -91,8 +99,11 @@ class MultilevelDeformableROIAligner(tf_keras.layers.Layer):
                  gamma: float = 0.1, hidden_units: int = 1024,
                  offset_lr_multiplier: float = 1.0,
                  kernel_regularizer: Optional[tf_keras.regularizers.Regularizer] = None,
-                 **kwargs):
+                 feature_level: int = 0, feature_stride: int = 0, **kwargs):
         super().__init__(**kwargs)
+        if feature_level and feature_stride <= 0:
+            raise ValueError("feature_stride must be positive with feature_level "
+                             f"{feature_level}, got {feature_stride}")
         self._config_dict = {
             "crop_size": int(crop_size),
             "sample_offset": float(sample_offset),
@@ -104,6 +115,8 @@ class MultilevelDeformableROIAligner(tf_keras.layers.Layer):
             "hidden_units": int(hidden_units),
             "offset_lr_multiplier": float(offset_lr_multiplier),
             "kernel_regularizer": kernel_regularizer,
+            "feature_level": int(feature_level),
+            "feature_stride": int(feature_stride),
         }
         # spatial_scale 1: boxes arrive already scaled to their level.
         self.pool = dcn_layers.DeformRoIPool(
@@ -125,33 +138,42 @@ class MultilevelDeformableROIAligner(tf_keras.layers.Layer):
     def call(self, features: Mapping[str, tf.Tensor], boxes: tf.Tensor,
              training: Optional[bool] = None) -> tf.Tensor:
         """Pools `[B, K, crop, crop, C]` for `boxes` `[B, K, 4]` (y1, x1, y2, x2)."""
-        levels = sorted(int(level) for level in features)
-        min_level, max_level = levels[0], levels[-1]
-        if levels != list(range(min_level, max_level + 1)):
-            raise ValueError(f"feature levels must be consecutive, got {levels}")
         crop = self._config_dict["crop_size"]
-        channels = features[str(min_level)].shape[-1]
-
         boxes = tf.cast(boxes, tf.float32)
         batch_size, num_boxes = tf.shape(boxes)[0], tf.shape(boxes)[1]
         flat = tf.reshape(boxes, [-1, 4])
-        level = assign_levels(flat, min_level, max_level)
-        scale = tf.pow(2.0, tf.cast(level, tf.float32))[:, None]
-        y1x1y2x2 = flat / scale
         batch_index = tf.repeat(tf.range(batch_size), num_boxes)
-        # deform_roi_pool's rows: (batch_index, x1, y1, x2, y2).
-        rois = tf.concat([
-            tf.cast(batch_index, tf.float32)[:, None],
-            tf.gather(y1x1y2x2, [1, 0, 3, 2], axis=1)], axis=1)
 
-        slot = level - min_level
-        count = len(levels)
-        rois_per_level = tf.dynamic_partition(rois, slot, count)
-        index_per_level = tf.dynamic_partition(
-            tf.range(tf.shape(rois)[0]), slot, count)
-        pooled = [self._pool_level(features[str(lvl)], part)
-                  for lvl, part in zip(levels, rois_per_level)]
-        merged = tf.dynamic_stitch(index_per_level, pooled)
+        def rois_at(scale):
+            # deform_roi_pool's rows: (batch_index, x1, y1, x2, y2).
+            return tf.concat([tf.cast(batch_index, tf.float32)[:, None],
+                              tf.gather(flat / scale, [1, 0, 3, 2], axis=1)], axis=1)
+
+        feature_level = self._config_dict["feature_level"]
+        if feature_level:
+            if str(feature_level) not in features:
+                raise ValueError(f"feature_level {feature_level} is not among the "
+                                 f"feature levels {sorted(features)}")
+            level_features = features[str(feature_level)]
+            channels = level_features.shape[-1]
+            merged = self._pool_level(
+                level_features, rois_at(float(self._config_dict["feature_stride"])))
+        else:
+            levels = sorted(int(level) for level in features)
+            min_level, max_level = levels[0], levels[-1]
+            if levels != list(range(min_level, max_level + 1)):
+                raise ValueError(f"feature levels must be consecutive, got {levels}")
+            channels = features[str(min_level)].shape[-1]
+            level = assign_levels(flat, min_level, max_level)
+            rois = rois_at(tf.pow(2.0, tf.cast(level, tf.float32))[:, None])
+            slot = level - min_level
+            count = len(levels)
+            rois_per_level = tf.dynamic_partition(rois, slot, count)
+            index_per_level = tf.dynamic_partition(
+                tf.range(tf.shape(rois)[0]), slot, count)
+            pooled = [self._pool_level(features[str(lvl)], part)
+                      for lvl, part in zip(levels, rois_per_level)]
+            merged = tf.dynamic_stitch(index_per_level, pooled)
         merged = tf.reshape(merged, [batch_size, num_boxes, crop, crop, channels])
         merged.set_shape(boxes.shape[:2].concatenate([crop, crop, channels]))
         return merged

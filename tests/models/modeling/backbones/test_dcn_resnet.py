@@ -155,3 +155,55 @@ def test_freeze_at_freezes_the_stem_and_early_stages(freeze_at, rng):
 def test_rejects_unknown_freeze_at():
     with pytest.raises(ValueError, match=r"freeze_at must be 0, 1 \(the stem\) or a stage"):
         DeformableResNet(model_id=18, input_specs=SPEC, freeze_at=6)
+
+
+def _conv5_3x3(model):
+    """The 3x3 convolutions of conv5 (ResNet-50: its last 3 bottleneck blocks)."""
+    blocks = [layer for layer in model.layers
+              if isinstance(layer, nn_blocks.BottleneckBlock)]
+    return [block._conv2 for block in blocks[-3:]]
+
+
+def test_output_stride_16_dilates_conv5_and_keeps_the_other_stages(tmp_path):
+    """conv5 at stride 16 (the paper's Faster R-CNN): its 3x3 convolutions dilated by
+    2 and unstrided, stages 2-4 computing what the stride-32 network computes with the
+    same weights; deformable conv5 at initialisation (zero offsets, DCNv1) computes
+    what the regular dilated conv5 computes."""
+    spec = tf_keras.layers.InputSpec(shape=[None, 64, 64, 3])
+    kwargs = dict(model_id=50, depth_multiplier=0.25, input_specs=spec)
+    strided = DeformableResNet(deformable_stages=(), **kwargs)
+    dilated = DeformableResNet(deformable_stages=(), output_stride=16, **kwargs)
+    deformable = DeformableResNet(deformable_stages=(5,), modulated=False,
+                                  output_stride=16, **kwargs)
+    _randomize_batch_norm(strided, np.random.default_rng(0))
+    path = tf.train.Checkpoint(model=strided).write(str(tmp_path / "ckpt"))
+    tf.train.Checkpoint(model=dilated).read(path).assert_existing_objects_matched()
+    # The offset branches are not in the checkpoint: they keep their zeros.
+    tf.train.Checkpoint(model=deformable).read(path).expect_partial()
+    assert dilated.output_specs["5"].as_list() == [None, 4, 4, 512]
+    convs = _conv5_3x3(dilated)
+    assert len(convs) == 3 and len(_conv5_3x3(deformable)) == 3
+    for conv in convs + _conv5_3x3(deformable):
+        assert tuple(conv.strides) == (1, 1) and tuple(conv.dilation_rate) == (2, 2)
+    assert all(isinstance(c, dcn_layers.DeformConv2D) for c in _conv5_3x3(deformable))
+    images = tf.random.stateless_normal([2, 64, 64, 3], seed=[1, 2])
+    want = strided(images, training=False)
+    got = dilated(images, training=False)
+    for level in ("2", "3", "4"):
+        np.testing.assert_array_equal(got[level].numpy(), want[level].numpy())
+    assert want["5"].shape == (2, 2, 2, 512) and got["5"].shape == (2, 4, 4, 512)
+    np.testing.assert_allclose(deformable(images, training=False)["5"].numpy(),
+                               got["5"].numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_output_stride_arguments():
+    with pytest.raises(ValueError, match="output_stride must be one of"):
+        DeformableResNet(model_id=50, output_stride=8, input_specs=SPEC)
+    with pytest.raises(ValueError, match="ResNet-18 has basic blocks"):
+        DeformableResNet(model_id=18, output_stride=16, input_specs=SPEC)
+    config = Backbone(type="dcn_resnet", dcn_resnet=DcnResNet(model_id=50, output_stride=16))
+    model = mg_backbones.factory.build_backbone(
+        input_specs=SPEC, backbone_config=config,
+        norm_activation_config=common.NormActivation())
+    assert model.get_config()["output_stride"] == 16
+    assert model.output_specs["5"].as_list() == [None, 4, 4, 2048]

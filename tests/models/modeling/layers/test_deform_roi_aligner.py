@@ -220,3 +220,36 @@ def test_config_roundtrip_keeps_deformable():
     assert config["deformable"] is False
     clone = MultilevelDeformableROIAligner.from_config(config)
     assert clone.pool is None and clone.get_config() == config
+
+
+@pytest.mark.parametrize("deformable", [False, True])
+def test_feature_level_pools_every_box_from_one_map(deformable):
+    """`feature_level` 5 at `feature_stride` 16 (the paper's Faster R-CNN: conv5 at
+    stride 16): each box, whatever its size, is pooled from `features['5']` with its
+    corners divided by 16, as the NumPy reference pools it (at initialisation the
+    unmodulated branch has zero offsets)."""
+    rng = np.random.default_rng(8)
+    features = {"4": tf.constant(rng.normal(size=(2, 16, 16, 3)), tf.float32),
+                "5": tf.constant(rng.normal(size=(2, 16, 16, 5)), tf.float32)}
+    boxes = np.concatenate([_boxes(rng, 2, 6, 1.0).numpy(),
+                            np.tile(np.array([[0, 0, 0, 0], [8, 4, 1000, 900]],
+                                             np.float32)[None], (2, 1, 1))], axis=1)
+    aligner = _plain(crop_size=7, deformable=deformable, feature_level=5,
+                     feature_stride=16)
+    out = aligner(features, tf.constant(boxes)).numpy()
+    assert out.shape == (2, 8, 7, 7, 5)
+    for b in range(2):
+        for k, box in enumerate(boxes[b]):
+            y1, x1, y2, x2 = box / 16.0
+            roi = np.array([[b, x1, y1, x2, y2]], np.float32)
+            want = reference.deform_roi_pool(features["5"], roi, output_size=(7, 7),
+                                             spatial_scale=1.0, sampling_ratio=2,
+                                             aligned=True)
+            np.testing.assert_allclose(out[b, k], want.numpy()[0], atol=1e-4,
+                                       err_msg=f"box {b}, {k}")
+    config = aligner.get_config()
+    assert (config["feature_level"], config["feature_stride"]) == (5, 16)
+    with pytest.raises(ValueError, match="feature_level 5 is not among"):
+        aligner({"4": features["4"]}, tf.constant(boxes))
+    with pytest.raises(ValueError, match="feature_stride must be positive"):
+        MultilevelDeformableROIAligner(feature_level=5)
