@@ -28,6 +28,10 @@ LIBRARY := keras_dcn/libkeras_dcn_ops.so
 OP_SOURCES := $(shell find tf_ops/cc -name '*.cc' -o -name '*.h' -o -name '*.cuh')
 BAZEL_LIBRARY := bazel-bin/tf_ops/libkeras_dcn_ops.so
 PYTEST_ARGS ?=
+# The whole suite runs in this many pytest-xdist workers (modules sharing a trained
+# run are kept on one worker by their `xdist_group` mark); 1 runs it in one process.
+PYTEST_WORKERS ?= 2
+PARALLEL := $(if $(filter-out 1,$(PYTEST_WORKERS)),-n $(PYTEST_WORKERS) --dist loadgroup)
 # oneDNN's CPU kernels also where TensorFlow leaves them off by default (see models/__init__.py).
 export TF_ENABLE_ONEDNN_OPTS ?= 1
 
@@ -80,11 +84,11 @@ define run_backend_tests
 endef
 
 test: install $(DEPLOY_STAMP)
-	$(call run_pytest,tests)
+	$(call run_pytest,tests $(PARALLEL))
 	$(run_backend_tests)
 
 test-fast: install $(DEPLOY_STAMP)
-	$(call run_pytest,tests -m 'not slow')
+	$(call run_pytest,tests -m 'not slow' $(PARALLEL))
 	$(run_backend_tests)
 
 test-backends: install $(DEPLOY_STAMP)

@@ -22,6 +22,7 @@ REEXPORT_ONLY = {
     "models.evaluation",
     "models.modeling",
     "models.modeling.backbones",
+    "models.modeling.decoders",
     "models.modeling.heads",
     "models.modeling.layers",
     "models.serving",

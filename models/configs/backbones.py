@@ -29,6 +29,10 @@ class DcnResNet(backbones.ResNet):
       output_stride: 32, or 16 for conv5 at stride 16: its first block does not
         downsample and its 3x3 convolutions are dilated by 2 (the paper's Faster
         R-CNN); needs bottleneck blocks (ResNet-50 and deeper).
+      cardinality, width_per_group: ResNeXt blocks: the 3x3 convolutions in
+        `cardinality` groups, `width_per_group` channels a group in conv2 (doubling
+        with each stage); 1 and 64 give ResNet, 64 and 4 ResNeXt-101 64x4d (with
+        `model_id` 101; bottleneck blocks only).
     """
     model_id: int = 50
     deformable_stages: List[int] = dataclasses.field(default_factory=lambda: [3, 4, 5])
@@ -37,6 +41,8 @@ class DcnResNet(backbones.ResNet):
     offset_lr_multiplier: float = 0.1
     freeze_at: int = 0
     output_stride: int = 32
+    cardinality: int = 1
+    width_per_group: int = 64
 
 
 @dataclasses.dataclass

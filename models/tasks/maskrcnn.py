@@ -147,11 +147,16 @@ class DcnMaskRCNNTask(maskrcnn_task.MaskRCNNTask):
         classifier, which keep their initial values: a regular ResNet / Mask R-CNN
         checkpoint initialises the deformable model.
         """
-        path = self.task_config.init_checkpoint
+        given = path = self.task_config.init_checkpoint
         if not path:
             return
         if tf.io.gfile.isdir(path):
             path = tf.train.latest_checkpoint(path)
+        if not path or not tf.io.gfile.glob(path + ".index"):
+            raise FileNotFoundError(
+                f"task.init_checkpoint {given!r} holds no checkpoint: give the ImageNet "
+                "backbone checkpoint the experiment starts from, or '' to train from "
+                "scratch")
         modules = self.task_config.init_checkpoint_modules
         if modules == "all":
             items = {"model": model}

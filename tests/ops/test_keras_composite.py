@@ -37,7 +37,7 @@ def test_deform_conv2d_matches_reference(params, dtype, rng):
             deformable_groups=case.deformable_groups)
 
     got, grads = output_and_gradients(
-        conv, args, _backend_tensor(tf.cast(upstream, tf.float64), dtype))
+        conv, args, _backend_tensor(tf.cast(upstream, tf.float64), dtype), jit=True)
     assert keras.backend.standardize_dtype(got.dtype) == dtype.name
     want, want_grads = reference_with_grads(case, upstream, dtype, tensors)
     assert_close(got.astype(np.float64), want, dtype, "output")
@@ -63,7 +63,9 @@ def test_deform_roi_pool_matches_reference(options, rng):
         return _keras_composite.deform_roi_pool(features, rois_tensor, offsets, mask,
                                                 **kwargs)
 
-    got, grads = output_and_gradients(pool, args, upstream)
+    # The adaptive grid (sampling_ratio <= 0) sizes itself from the RoIs' values: no jit.
+    got, grads = output_and_gradients(pool, args, upstream,
+                                      jit=kwargs.get("sampling_ratio", 0) > 0)
     want, want_grads = reference_and_grads(features, rois, offsets, mask, upstream, **kwargs)
     assert_close(got, want, what="output")
     for name, grad, want_grad in zip(("features", "offsets", "mask"), grads, want_grads):
@@ -88,7 +90,7 @@ def test_deform_roi_pool_dtypes(dtype, sampling_ratio, rng):
 
     got, grads = output_and_gradients(
         pool, [_backend_tensor(v, dtype) for v in (features, offsets, mask)],
-        _backend_tensor(upstream, dtype))
+        _backend_tensor(upstream, dtype), jit=sampling_ratio > 0)
     assert keras.backend.standardize_dtype(got.dtype) == dtype.name
     want, want_grads = reference_and_grads(features, rois, offsets, mask, upstream, **kwargs)
     assert_close(got.astype(np.float64), want, dtype, "output")

@@ -16,6 +16,10 @@ Its `kernel` has the `Conv2D` layout and the same checkpoint name as `Conv2D.ker
 so a checkpoint of Model Garden's regular `ResNet` restores into this backbone;
 only `offset_kernel` / `offset_bias` find no value there and keep their zeros.
 
+With `cardinality` and `width_per_group` the bottleneck blocks become ResNeXt blocks
+(grouped 3x3 convolutions, deformable ones included): ResNeXt-101 64x4d, one of the
+paper's Table 4 backbones, is `model_id=101, cardinality=64, width_per_group=4`.
+
 Input `[B, H, W, 3]`; output `{'2': [B, H/4, W/4, C2], ..., '5': [B, H/32, W/32, C5]}`
 as Model Garden's ResNet. With `output_stride=16` (bottleneck ResNets only) conv5
 keeps stride 16 and dilates its 3x3 convolutions by 2, deformable or not, as the
@@ -53,14 +57,16 @@ class _DeformableBlockMixin:
         self._deformable_groups = int(deformable_groups)
         self._offset_lr_multiplier = float(offset_lr_multiplier)
 
-    def _deform_conv(self, strides, dilation_rate=1, padding="same"):
+    def _deform_conv(self, strides, dilation_rate=1, padding="same", filters=None,
+                     groups=1):
         """A `DeformConv2D` with the arguments Model Garden gives the 3x3 `Conv2D`."""
         return dcn_layers.DeformConv2D(
-            filters=self._filters,
+            filters=filters or self._filters,
             kernel_size=3,
             strides=strides,
             padding=padding,
             dilation_rate=dilation_rate,
+            groups=groups,
             use_bias=False,
             deformable_groups=self._deformable_groups,
             modulated=self._modulated,
@@ -99,18 +105,43 @@ class DeformableResidualBlock(_DeformableBlockMixin, nn_blocks.ResidualBlock):
 
 @tf_keras.utils.register_keras_serializable(package=PACKAGE)
 class DeformableBottleneckBlock(_DeformableBlockMixin, nn_blocks.BottleneckBlock):
-    """Model Garden's bottleneck block with a deformable 3x3 convolution.
+    """Model Garden's bottleneck block with a deformable 3x3 convolution, optionally a
+    ResNeXt block (Xie et al. 2017): its 1x1 and grouped 3x3 convolutions
+    `filters * cardinality * width_per_group / 64` wide, in `cardinality` groups.
 
-    `[B, H, W, Cin]` -> `[B, H/s, W/s, 4 * filters]`. With `deformable=False` it is
-    exactly `nn_blocks.BottleneckBlock`.
+    `[B, H, W, Cin]` -> `[B, H/s, W/s, 4 * filters]`. With `deformable=False`,
+    `cardinality=1` and `width_per_group=64` it is exactly `nn_blocks.BottleneckBlock`.
     """
 
+    def __init__(self, *args, cardinality: int = 1, width_per_group: int = 64, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._cardinality = int(cardinality)
+        self._width_per_group = int(width_per_group)
+
     def build(self, input_shape):
-        """Model Garden's layers, then the deformable 3x3 convolution in its place."""
+        """Model Garden's layers, then the deformable or ResNeXt convolutions in place
+        of its 1x1 and 3x3 ones."""
         super().build(input_shape)
+        width = self._filters * self._cardinality * self._width_per_group // 64
+        conv = functools.partial(
+            tf_keras.layers.Conv2D, filters=width, use_bias=False,
+            kernel_initializer=tf_utils.clone_initializer(self._kernel_initializer),
+            kernel_regularizer=self._kernel_regularizer,
+            bias_regularizer=self._bias_regularizer)
+        if width != self._filters:
+            self._conv1 = conv(kernel_size=1)
         if self._deformable:
-            self._conv2 = self._deform_conv(self._strides,
-                                            dilation_rate=self._dilation_rate)
+            self._conv2 = self._deform_conv(self._strides, dilation_rate=self._dilation_rate,
+                                            filters=width, groups=self._cardinality)
+        elif width != self._filters or self._cardinality != 1:
+            self._conv2 = conv(kernel_size=3, strides=self._strides,
+                               dilation_rate=self._dilation_rate, padding="same",
+                               groups=self._cardinality)
+
+    def get_config(self):
+        """The block's config with the ResNeXt settings."""
+        return {**super().get_config(), "cardinality": self._cardinality,
+                "width_per_group": self._width_per_group}
 
 
 _DEFORMABLE_BLOCKS = {
@@ -140,13 +171,17 @@ class DeformableResNet(resnet.ResNet):
         normalisation in inference mode), as Detectron's FREEZE_AT.
       output_stride: 32, or 16: conv5 does not downsample and its 3x3
         convolutions are dilated by 2 (bottleneck blocks only).
+      cardinality, width_per_group: ResNeXt's groups of the 3x3 convolutions and
+        their width in conv2 (1 and 64: ResNet; ResNeXt-101 64x4d: 64 and 4;
+        bottleneck blocks only).
       **kwargs: the arguments of `official.vision.modeling.backbones.ResNet`.
     """
 
     def __init__(self, model_id: int, deformable_stages: Sequence[int] = (3, 4, 5),
                  modulated: bool = True, deformable_groups: int = 1,
                  offset_lr_multiplier: float = 0.1, freeze_at: int = 0,
-                 output_stride: int = 32, **kwargs):
+                 output_stride: int = 32, cardinality: int = 1,
+                 width_per_group: int = 64, **kwargs):
         stages = sorted({int(s) for s in deformable_stages})
         if not set(stages) <= set(STAGES):
             raise ValueError(
@@ -157,9 +192,17 @@ class DeformableResNet(resnet.ResNet):
         if output_stride not in OUTPUT_STRIDES:
             raise ValueError(f"output_stride must be one of {OUTPUT_STRIDES}, "
                              f"got {output_stride!r}")
-        if output_stride == 16 and resnet.RESNET_SPECS[model_id][0][0] != "bottleneck":
+        bottleneck = resnet.RESNET_SPECS[model_id][0][0] == "bottleneck"
+        if output_stride == 16 and not bottleneck:
             raise ValueError("output_stride 16 dilates conv5's bottleneck blocks; "
                              f"ResNet-{model_id} has basic blocks (use 50 or deeper)")
+        if cardinality < 1 or width_per_group < 1:
+            raise ValueError("cardinality and width_per_group must be positive, got "
+                             f"{cardinality} and {width_per_group}")
+        self._grouped = (cardinality, width_per_group) != (1, 64)
+        if self._grouped and not bottleneck:
+            raise ValueError("ResNeXt (cardinality, width_per_group) needs bottleneck "
+                             f"blocks; ResNet-{model_id} has basic blocks")
         # A frozenset: Keras' attribute tracking rejects an empty tuple before
         # `Model.__init__` has run.
         self._deformable_stages = frozenset(stages)
@@ -168,6 +211,8 @@ class DeformableResNet(resnet.ResNet):
         self._offset_lr_multiplier = float(offset_lr_multiplier)
         self._freeze_at = int(freeze_at)
         self._output_stride = int(output_stride)
+        self._cardinality = int(cardinality)
+        self._width_per_group = int(width_per_group)
         super().__init__(model_id=model_id, **kwargs)
         for layer in self._frozen_layers():
             layer.trainable = False
@@ -200,13 +245,16 @@ class DeformableResNet(resnet.ResNet):
         """Model Garden's block group, with deformable blocks in deformable stages and
         conv5 dilated instead of strided at output stride 16."""
         stage = _stage_of(name)
-        if stage in self._deformable_stages:
+        grouped = {"cardinality": self._cardinality,
+                   "width_per_group": self._width_per_group} if self._grouped else {}
+        if stage in self._deformable_stages or grouped:
             block_fn = functools.partial(
                 _DEFORMABLE_BLOCKS[block_fn],
-                deformable=True,
+                deformable=stage in self._deformable_stages,
                 modulated=self._modulated,
                 deformable_groups=self._deformable_groups,
-                offset_lr_multiplier=self._offset_lr_multiplier)
+                offset_lr_multiplier=self._offset_lr_multiplier,
+                **grouped)
         if stage == 5 and self._output_stride == 16:
             strides = 1
             block_fn = functools.partial(block_fn, dilation_rate=2)
@@ -223,7 +271,9 @@ class DeformableResNet(resnet.ResNet):
             deformable_groups=self._deformable_groups,
             offset_lr_multiplier=self._offset_lr_multiplier,
             freeze_at=self._freeze_at,
-            output_stride=self._output_stride)
+            output_stride=self._output_stride,
+            cardinality=self._cardinality,
+            width_per_group=self._width_per_group)
         return config
 
 
@@ -246,6 +296,8 @@ def build_dcn_resnet(
         offset_lr_multiplier=cfg.offset_lr_multiplier,
         freeze_at=cfg.freeze_at,
         output_stride=cfg.output_stride,
+        cardinality=cfg.cardinality,
+        width_per_group=cfg.width_per_group,
         input_specs=input_specs,
         depth_multiplier=cfg.depth_multiplier,
         stem_type=cfg.stem_type,

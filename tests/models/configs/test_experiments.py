@@ -2,9 +2,7 @@
 (their task in its task_factory), the paper's COCO settings, the `variant` and
 mimicking switches."""
 
-import numpy as np
 import pytest
-import tf_keras
 from official.core import exp_factory, task_factory
 from official.modeling import hyperparams
 from official.vision.configs import maskrcnn as mg_maskrcnn
@@ -83,38 +81,3 @@ def test_mimic_is_off_by_default_and_follows_the_paper_when_on():
     params = hyperparams.override_params_dict(
         params, "task.model.mimic.enabled=true", is_strict=True)
     assert "mimicking" in config.describe(params.task.model)
-
-
-# The other COCO experiment trains through its input pipeline in
-# tests/models/test_coco_recipe.py.
-@pytest.mark.slow
-@pytest.mark.parametrize("name", [experiments.COCO_MIMIC_EXPERIMENT])
-def test_coco_experiment_trains_a_step_through_its_input_pipeline(name, tiny_data):
-    """The COCO experiment as registered (ResNet-50-FPN, its resize, Detectron's
-    normalisation, its samplers and heads, mimicking), on the tiny set's TFRecords
-    scaled to a shorter side of 96 in 128x128 and without the ImageNet checkpoint:
-    its task reads a batch through Model Garden's parser and runs a training step."""
-    overrides = {
-        "task": {
-            "init_checkpoint": "",
-            "annotation_file": tiny_data["annotation_file"],
-            "model": {"input_size": [128, 128, 3], "short_side": 96, "long_side": 128,
-                      "mimic": {"rois_per_image": 4}},
-            "train_data": {"input_path": tiny_data["train"], "global_batch_size": 2,
-                           "shuffle_buffer_size": 4},
-            "validation_data": {"input_path": tiny_data["val"], "global_batch_size": 2},
-        },
-    }
-    params = exp_factory.get_exp_config(name)
-    params = hyperparams.override_params_dict(params, overrides, is_strict=True)
-    coco_task = task_factory.get_task(params.task)
-    model = coco_task.build_model()
-    images, labels = next(iter(coco_task.build_inputs(params.task.train_data)))
-    assert images.shape == (2, 128, 128, 3)
-    np.testing.assert_array_equal(labels["image_info"][:, 1], [[96, 96]] * 2)
-    metrics = coco_task.build_metrics(training=True)
-    logs = coco_task.train_step((images, labels), model,
-                                tf_keras.optimizers.SGD(0.01, momentum=0.9), metrics)
-    results = {m.name: float(m.result()) for m in metrics}
-    assert np.isfinite(float(logs["loss"])) and results["mask_loss"] > 0
-    assert ("mimic_loss" in results) == params.task.model.mimic.enabled

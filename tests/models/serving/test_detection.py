@@ -19,7 +19,7 @@ from models.serving import detection
 from tests.layers.helpers import check, run_python
 
 TIMEOUT = 600
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("trained")]  # one worker trains it
 # The SavedModel runs the in-memory model's float32 graph; only the order of float
 # sums may differ (graph rewrites, threads): scores and masks, in [0, 1], agree within
 # 1e-4, boxes, in pixels of the 64-pixel image, within 1e-3 (a thousandth of a pixel).

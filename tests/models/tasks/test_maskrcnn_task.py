@@ -171,3 +171,11 @@ def test_detectron_normalisation_freezes_what_it_names(tiny_overrides, batches, 
              if not np.array_equal(v.numpy(), before[id(v)])]
     assert any("deformable_residual_block" in name for name in moved)
     assert any("detection-scores" in name for name in moved)
+
+
+def test_task_initialize_refuses_a_missing_checkpoint(tmp_path):
+    params = exp_factory.get_exp_config(EXPERIMENT)
+    for missing in (str(tmp_path / "nothing"), str(tmp_path)):  # a path, an empty folder
+        params.task.init_checkpoint = missing
+        with pytest.raises(FileNotFoundError, match="task.init_checkpoint .* holds no checkpoint"):
+            dcn_task.DcnMaskRCNNTask(params.task).initialize(None)

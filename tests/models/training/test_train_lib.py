@@ -12,7 +12,7 @@ import os
 import numpy as np
 import pytest
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("trained")]  # one worker trains it
 
 
 def _checkpoints(model_dir):

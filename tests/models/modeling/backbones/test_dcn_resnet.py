@@ -207,3 +207,48 @@ def test_output_stride_arguments():
         norm_activation_config=common.NormActivation())
     assert model.get_config()["output_stride"] == 16
     assert model.output_specs["5"].as_list() == [None, 4, 4, 2048]
+
+
+# Trainable parameters of the ImageNet classifiers as published (torchvision's
+# resnet50, resnet101, resnext101_32x8d, resnext101_64x4d) less their 2048 x 1000 fc
+# layer and its bias: the backbones hold the same convolutions and BN affines.
+PUBLISHED_BACKBONE_PARAMETERS = [
+    (dict(model_id=50), 25_557_032 - 2_049_000),
+    (dict(model_id=101), 44_549_160 - 2_049_000),
+    (dict(model_id=101, cardinality=32, width_per_group=8), 88_791_336 - 2_049_000),
+    (dict(model_id=101, cardinality=64, width_per_group=4), 83_455_272 - 2_049_000),
+]
+
+
+@pytest.mark.parametrize("kwargs, count", PUBLISHED_BACKBONE_PARAMETERS)
+def test_resnet_and_resnext_match_the_published_parameter_counts(kwargs, count):
+    model = DeformableResNet(deformable_stages=(), input_specs=SPEC, **kwargs)
+    assert sum(int(v.shape.num_elements()) for v in model.trainable_variables) == count
+
+
+def test_resnext_blocks_are_grouped_and_deformable_ones_compute_them_at_init(tmp_path):
+    """ResNeXt 4x8d: conv2's 3x3 convolutions 32 wide in 4 groups, doubling per
+    stage; a deformable ResNeXt (zero offsets, DCNv1) computes what the regular one
+    computes with the same weights (TensorFlow's grouped convolution)."""
+    kwargs = dict(model_id=50, cardinality=4, width_per_group=8, input_specs=SPEC)
+    regular = DeformableResNet(deformable_stages=(), **kwargs)
+    deformable = DeformableResNet(deformable_stages=(3, 4, 5), modulated=False, **kwargs)
+    for stage, width in zip((2, 3, 4, 5), (32, 64, 128, 256)):
+        for block in regular.stage_blocks(stage):
+            assert block._conv1.filters == block._conv2.filters == width
+            assert block._conv2.groups == 4
+            assert block._conv2.kernel.shape == (3, 3, width // 4, width)
+    grouped = [b._conv2 for s in (3, 4, 5) for b in deformable.stage_blocks(s)]
+    assert all(isinstance(c, dcn_layers.DeformConv2D) and c.groups == 4 for c in grouped)
+    _randomize_batch_norm(regular, np.random.default_rng(3))
+    path = tf.train.Checkpoint(model=regular).write(str(tmp_path / "ckpt"))
+    tf.train.Checkpoint(model=deformable).read(path).expect_partial()
+    images = tf.random.stateless_normal([2, 64, 64, 3], seed=[3, 4])
+    want, got = regular(images, training=False), deformable(images, training=False)
+    for level in ("2", "3", "4", "5"):
+        np.testing.assert_allclose(got[level].numpy(), want[level].numpy(), rtol=1e-4,
+                                   atol=1e-4)
+    with pytest.raises(ValueError, match="needs bottleneck blocks"):
+        DeformableResNet(model_id=18, cardinality=32, width_per_group=4, input_specs=SPEC)
+    with pytest.raises(ValueError, match="must be positive"):
+        DeformableResNet(model_id=50, cardinality=0, input_specs=SPEC)
