@@ -10,6 +10,7 @@ import tensorflow as tf
 import tf_keras
 from official.core import exp_factory, task_factory
 from official.modeling import hyperparams
+from official.vision.ops import anchor as anchor_module
 
 from models.configs import experiments
 from models.configs import fasterrcnn_experiments as frcnn
@@ -121,3 +122,31 @@ def test_every_variant_trains_a_step_through_its_input_pipeline(
     changed = [not np.array_equal(b, v.numpy())
                for b, v in zip(before, model.trainable_variables)]
     assert sum(changed) > len(changed) // 2
+
+
+def test_model_makes_the_octave_anchors_the_input_pipeline_makes(tiny_faster_rcnn_overrides):
+    """Called without anchors (as on a plain image), the Faster R-CNN detects what it
+    detects with the octave-spaced anchors the parser and serving module give it."""
+    params = exp_factory.get_exp_config(frcnn.FASTER_RCNN_SYNTHETIC_EXPERIMENT)
+    params = hyperparams.override_params_dict(
+        params, tiny_faster_rcnn_overrides("dcnv2"), is_strict=True)
+    model = task_factory.get_task(params.task).build_model()
+    anchor = params.task.model.anchor
+    boxes = OctaveAnchorGenerator(4, 4, anchor.num_scales, anchor.aspect_ratios,
+                                  anchor.anchor_size)((64, 64))
+    garden = anchor_module.build_anchor_generator(
+        4, 4, anchor.num_scales, anchor.aspect_ratios, anchor.anchor_size)((64, 64))
+    images = tf.random.stateless_uniform([2, 64, 64, 3], seed=[5, 6])
+    shape = tf.constant([[64.0, 64.0]] * 2)
+
+    def detect(anchor_boxes=None):
+        if anchor_boxes is not None:
+            anchor_boxes = {k: tf.tile(v[None], [2, 1, 1, 1]) for k, v in anchor_boxes.items()}
+        return model(images, image_shape=shape, training=False, anchor_boxes=anchor_boxes)
+
+    made, given = detect(), detect(boxes)
+    for key in ("detection_boxes", "detection_scores", "detection_classes"):
+        np.testing.assert_array_equal(made[key].numpy(), given[key].numpy(), err_msg=key)
+    # Model Garden's anchors (scales within one octave) detect something else.
+    assert not np.array_equal(detect(garden)["detection_boxes"].numpy(),
+                              given["detection_boxes"].numpy())
