@@ -1,6 +1,7 @@
 """Shared fixtures of the Mask R-CNN tests: a tiny synthetic data set (64x64 images,
 Model Garden TFRecords), the overrides of a tiny `dcn_maskrcnn_synthetic` model
-(ResNet-10, FPN levels 2-4, a handful of proposals) sized for CPU tests, untrained runs
+(ResNet-10, FPN levels 2-4, a handful of proposals) and of a tiny
+`dcn_fasterrcnn_synthetic` one, sized for CPU tests, untrained runs
 of it, a run trained in fresh processes, and the flags of a command line."""
 
 import json
