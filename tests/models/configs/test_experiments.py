@@ -8,11 +8,13 @@ from official.modeling import hyperparams
 from official.vision.configs import maskrcnn as mg_maskrcnn
 
 from models.configs import experiments
+from models.configs import fasterrcnn_experiments as frcnn
 from models.configs import maskrcnn as config
 from models.tasks import maskrcnn as task
 
 EXPERIMENTS = [experiments.COCO_EXPERIMENT, experiments.COCO_MIMIC_EXPERIMENT,
-               experiments.SYNTHETIC_EXPERIMENT]
+               experiments.SYNTHETIC_EXPERIMENT, frcnn.FASTER_RCNN_COCO_EXPERIMENT,
+               frcnn.FASTER_RCNN_COCO_MIMIC_EXPERIMENT, frcnn.FASTER_RCNN_SYNTHETIC_EXPERIMENT]
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
@@ -29,9 +31,12 @@ def test_experiments_are_registered(name):
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_variant_from_params_override(name):
     params = exp_factory.get_exp_config(name)
+    for variant in ("regular", "dcnv1", "dcnv2"):
+        overridden = hyperparams.override_params_dict(
+            params, f"task.model.variant={variant}", is_strict=True)
+        assert overridden.task.model.variant == variant
     params = hyperparams.override_params_dict(
         params, "task.model.variant=dcnv1", is_strict=True)
-    assert params.task.model.variant == "dcnv1"
     assert "conv5" in config.describe(params.task.model)
 
 

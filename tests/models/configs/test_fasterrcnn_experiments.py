@@ -1,8 +1,8 @@
 """models.configs.fasterrcnn_experiments: the paper's Faster R-CNN (Section 2.2) as
-registered experiments: its architecture against the paper's text, the Section 5.1
-settings it shares with the Mask R-CNN, and a training step of every variant, with and
-without mimicking, through the real input pipeline (the COCO experiments' steps are in
-test_coco_experiment_steps.py)."""
+registered experiments (their registration and variants: test_experiments.py): its
+architecture against the paper's text, the Section 5.1 settings it shares with the
+Mask R-CNN, and a training step of every variant, with and without mimicking, through
+the real input pipeline (the COCO experiments' steps: test_coco_experiment_steps.py)."""
 
 import numpy as np
 import pytest
@@ -18,24 +18,6 @@ from models.configs import maskrcnn as config
 from models.data.octave_anchors import OctaveAnchorGenerator
 from models.modeling.backbones.dcn_resnet import DeformableResNet
 from models.modeling.decoders.c4_c5 import C4C5Decoder
-from models.tasks import maskrcnn as task
-
-EXPERIMENTS = [frcnn.FASTER_RCNN_COCO_EXPERIMENT, frcnn.FASTER_RCNN_COCO_MIMIC_EXPERIMENT,
-               frcnn.FASTER_RCNN_SYNTHETIC_EXPERIMENT]
-
-
-@pytest.mark.parametrize("name", EXPERIMENTS)
-def test_experiments_are_registered(name):
-    params = exp_factory.get_exp_config(name)
-    assert isinstance(params.task, config.DcnMaskRCNNTask)
-    assert params.task.model.variant == "dcnv2"
-    params.validate()
-    assert isinstance(task_factory.get_task(params.task), task.DcnMaskRCNNTask)
-    for variant in ("regular", "dcnv1", "dcnv2"):
-        overridden = hyperparams.override_params_dict(
-            params, f"task.model.variant={variant}", is_strict=True)
-        assert overridden.task.model.variant == variant
-
 
 def test_coco_experiment_is_the_papers_faster_rcnn():
     params = exp_factory.get_exp_config(frcnn.FASTER_RCNN_COCO_EXPERIMENT)
