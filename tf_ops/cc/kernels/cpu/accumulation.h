@@ -7,9 +7,12 @@
 #define KERAS_DCN_TF_OPS_CC_KERNELS_CPU_ACCUMULATION_H_
 
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 #define EIGEN_USE_THREADS
+#include "tf_ops/cc/kernels/cpu/channel_loops.h"
+#include "tf_ops/cc/kernels/cpu/parallel.h"
 #include "tf_ops/cc/kernels/portable/accumulator.h"
 #include "unsupported/Eigen/CXX11/Tensor"
 
@@ -30,6 +33,52 @@ inline auto CastArray(const T* values, int64_t n) {
       .template cast<To>();
 }
 
+// The type channel_loops.h reads and writes T's values as: T itself, or the bits of
+// a 16-bit float type.
+template <typename T>
+struct LoopTypeOf {
+  using type = T;
+};
+template <>
+struct LoopTypeOf<Eigen::half> {
+  using type = HalfBits;
+};
+template <>
+struct LoopTypeOf<Eigen::bfloat16> {
+  using type = Bfloat16Bits;
+};
+
+// `values` as channel_loops.h's type (same layout), const or not as `values` is.
+template <typename T>
+auto AsLoopType(T* values) {
+  using Loop = typename LoopTypeOf<std::remove_const_t<T>>::type;
+  if constexpr (std::is_const<T>::value) {
+    return reinterpret_cast<const Loop*>(values);
+  } else {
+    return reinterpret_cast<Loop*>(values);
+  }
+}
+
+// dst[i] = static_cast<To>(src[i]) for i < n, on the calling thread: channel_loops.h's
+// vector conversions between float and a 16-bit type where they run, else an Eigen
+// array cast.
+template <typename From, typename To>
+void Convert(const From* src, int64_t n, To* dst) {
+  if (ChannelLoopsInUse()) {
+    if constexpr (std::is_same<From, float>::value &&
+                  (std::is_same<To, Eigen::half>::value ||
+                   std::is_same<To, Eigen::bfloat16>::value)) {
+      return ConvertFromFloat(src, n, AsLoopType(dst));
+    }
+    if constexpr (std::is_same<To, float>::value &&
+                  (std::is_same<From, Eigen::half>::value ||
+                   std::is_same<From, Eigen::bfloat16>::value)) {
+      return ConvertToFloat(AsLoopType(src), n, dst);
+    }
+  }
+  ArrayOf(dst, n) = CastArray<To>(src, n);
+}
+
 // The buffer to accumulate into for the final destination `out`: `out` itself when T
 // is the accumulation type, otherwise `scratch`.
 template <typename T>
@@ -48,7 +97,7 @@ void StoreAccumulated(const typename AccumulatorOf<T>::type* values, int64_t n, 
   if constexpr (kIsAccumulator<T>) {
     if (values == out) return;
   }
-  ArrayOf(out, n) = CastArray<T>(values, n);
+  Convert(values, n, out);
 }
 
 // `n` values of T in the accumulation type: `values` itself, or a conversion into
@@ -59,7 +108,7 @@ const typename AccumulatorOf<T>::type* LoadAccumulated(
   if constexpr (kIsAccumulator<T>) {
     return values;
   } else {
-    ArrayOf(scratch, n) = CastArray<typename AccumulatorOf<T>::type>(values, n);
+    Convert(values, n, scratch);
     return scratch;
   }
 }
@@ -82,15 +131,13 @@ class AccumulatorCopy {
   const Acc* data_ = nullptr;
 };
 
-// dst[i] = static_cast<To>(src[i]) for i < n, on all threads (an Eigen tensor cast,
-// vectorised for the half types, unlike a loop of scalar conversions).
+// dst[i] = static_cast<To>(src[i]) for i < n, on all threads (Convert on ranges).
 template <typename From, typename To>
 void ConvertOnAllThreads(const Eigen::ThreadPoolDevice& device, const From* src,
                          int64_t n, To* dst) {
-  using Index = Eigen::Index;
-  Eigen::TensorMap<Eigen::Tensor<To, 1, Eigen::RowMajor, Index>> out(dst, n);
-  Eigen::TensorMap<Eigen::Tensor<const From, 1, Eigen::RowMajor, Index>> in(src, n);
-  out.device(device) = in.template cast<To>();
+  ParallelFor(device, n, 2.0, [&](int64_t begin, int64_t end) {
+    Convert(src + begin, end - begin, dst + begin);
+  });
 }
 
 // `n` values of T in the accumulation type: `values` itself when T is that type,

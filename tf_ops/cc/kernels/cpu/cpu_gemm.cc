@@ -26,7 +26,8 @@ CpuGemmIsa DetectIsa() {
   CpuGemmIsa isa = CpuGemmIsa::kGeneric;
 #if defined(__x86_64__)
   __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f")) {
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+      __builtin_cpu_supports("avx512vl")) {
     isa = __builtin_cpu_supports("avx512bf16") ? CpuGemmIsa::kAvx512Bf16
                                                : CpuGemmIsa::kAvx512;
   }

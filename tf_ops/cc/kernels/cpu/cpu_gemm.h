@@ -6,8 +6,8 @@
 // CpuGemmIsaInUse() says the CPU has neither. No TensorFlow dependency.
 //
 // The environment variable KERAS_DCN_MAX_CPU_ISA caps the instruction set used:
-// "generic" (no micro-kernels), "avx512" (float only) or "avx512_bf16" (the default
-// when the CPU has it).
+// "generic" (no micro-kernels), "avx512" (AVX-512 F, BW and VL: float only) or
+// "avx512_bf16" (the default when the CPU has it).
 #ifndef KERAS_DCN_TF_OPS_CC_KERNELS_CPU_CPU_GEMM_H_
 #define KERAS_DCN_TF_OPS_CC_KERNELS_CPU_CPU_GEMM_H_
 

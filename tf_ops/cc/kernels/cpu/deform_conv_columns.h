@@ -1,17 +1,20 @@
-// The bilinear im2col of the DeformConv2D CPU kernels (deform_conv_cpu.cc), for one
-// chunk of output pixels at a time: the chunk's sampling points and its column matrix
-// `cols` of shape [rows, groups * taps * channels_per_group] (per row: conv group,
-// then kernel tap, then channel), and the sizes of chunks and of the row blocks that
-// the threads sample and multiply while the block is in their cache.
+// The bilinear im2col of the DeformConv2D CPU kernels (deform_conv_cpu.cc): the
+// sampling points of a range of output pixels and their column matrix `cols` of shape
+// [rows, groups * taps * channels_per_group] (per row: conv group, then kernel tap,
+// then channel), the sizes of the row blocks that the threads sample and multiply
+// while the block is in their cache, and the backward pass's chunks.
 #ifndef KERAS_DCN_TF_OPS_CC_KERNELS_CPU_DEFORM_CONV_COLUMNS_H_
 #define KERAS_DCN_TF_OPS_CC_KERNELS_CPU_DEFORM_CONV_COLUMNS_H_
 
 #include <algorithm>
 #include <cstdint>
+#include <memory>
+#include <type_traits>
 #include <vector>
 
 #define EIGEN_USE_THREADS
 #include "tf_ops/cc/kernels/cpu/accumulation.h"
+#include "tf_ops/cc/kernels/cpu/channel_loops.h"
 #include "tf_ops/cc/kernels/cpu/parallel.h"
 #include "tf_ops/cc/kernels/portable/bilinear.h"
 #include "tf_ops/cc/kernels/portable/deform_conv.h"
@@ -74,10 +77,10 @@ inline int64_t ChunkRows(int64_t images, int64_t pixels, int64_t width) {
   return (pixels + chunks - 1) / chunks;
 }
 
-// Rows per block of a chunk of `rows` rows of a column matrix `width` wide, for a
-// kernel of `kernel_size` values: at most what fits kBlockElements, or
-// LeastBlockRows if that is more, in a block count that is a multiple of the thread
-// count, so that every thread gets the same share.
+// Rows per block of `rows` rows (a chunk, or the whole batch) of a column matrix
+// `width` wide, for a kernel of `kernel_size` values: at most what fits
+// kBlockElements, or LeastBlockRows if that is more, in a block count that is a
+// multiple of the thread count, so that every thread gets the same share.
 inline int64_t BlockRows(const Eigen::ThreadPoolDevice& device, int64_t rows,
                          int64_t width, int64_t kernel_size) {
   const int64_t threads = ThreadCount(device);
@@ -146,9 +149,19 @@ void LocatePoints(const DeformConvGeometry& g, const T* offsets, int64_t row_beg
 
 // dst[c] = scale * value of `point` at channel c, for c in [0, n), computed in Acc
 // and stored as Column; src points at the first channel of the run in the image.
+// In float, channel_loops.h's vector loop where it runs, else Eigen arrays.
 template <typename T, typename Acc, typename Column>
 inline void SampleRun(const BilinearPoint<Acc>& point, Acc scale, const T* src, int64_t n,
                       Column* dst) {
+  if constexpr (std::is_same<Acc, float>::value) {
+    if (ChannelLoopsInUse()) {
+      float weight[4];
+      for (int q = 0; q < point.count; ++q) weight[q] = point.weight[q] * scale;
+      SampleChannels(AsLoopType(src), point.offset, weight, point.count, n,
+                     AsLoopType(dst));
+      return;
+    }
+  }
   auto out = ArrayOf(dst, n);
   auto neighbour = [&](int k) { return CastArray<Acc>(src + point.offset[k], n); };
   switch (point.count) {
@@ -201,9 +214,9 @@ void FillColumns(const DeformConvGeometry& g, const std::vector<ChannelRun>& run
   }
 }
 
-// Sizes and buffers shared by the forward and backward passes: the channel runs and
-// the per-chunk column matrix (of Column values) and sampling points.
-template <typename T, typename Column = typename AccumulatorOf<T>::type>
+// Sizes and buffers of the backward pass: the channel runs and the per-chunk column
+// matrix (in Acc) and sampling points.
+template <typename T>
 struct ChunkedColumns {
   using Acc = typename AccumulatorOf<T>::type;
 
@@ -222,30 +235,31 @@ struct ChunkedColumns {
         chunk_rows(ChunkRows(images_per_chunk, g.out_pixels_per_image(),
                              g.taps() * g.in_channels)),
         runs(ChannelRuns(g)),
-        cols(chunk_rows * width),
-        points(chunk_rows * per_row) {}
+        cols(new Acc[chunk_rows * width]),
+        points(new BilinearPoint<Acc>[chunk_rows * per_row]) {}
 
   // Samples the chunk rows [begin, end) (their global rows start at `row_begin`)
   // from the batch `input`.
   void Fill(const T* input, const T* offsets, const T* mask, int64_t row_begin,
             int64_t begin, int64_t end) {
-    BilinearPoint<Acc>* block_points = points.data() + begin * per_row;
+    BilinearPoint<Acc>* block_points = points.get() + begin * per_row;
     LocatePoints<T, Acc>(g, offsets, row_begin + begin, row_begin + end, block_points);
-    FillColumns<T, Acc, Column>(g, runs, input, mask, row_begin + begin, row_begin + end,
-                                block_points, cols.data() + begin * width);
+    FillColumns<T, Acc, Acc>(g, runs, input, mask, row_begin + begin, row_begin + end,
+                                block_points, cols.get() + begin * width);
   }
 
   // The first `rows` rows of the column matrix, for a tensor contraction.
-  ConstMatrix<Column> ColumnMatrix(int64_t rows) const {
-    return ConstMatrix<Column>(cols.data(), rows, width);
+  ConstMatrix<Acc> ColumnMatrix(int64_t rows) const {
+    return ConstMatrix<Acc>(cols.get(), rows, width);
   }
 
   const DeformConvGeometry& g;
   const int64_t taps, cg, fg, width, per_row, pixels, image_size, kernel_size,
       images_per_chunk, chunk_rows;
   const std::vector<ChannelRun> runs;
-  std::vector<Column> cols;
-  std::vector<BilinearPoint<Acc>> points;
+  // Uninitialised: every pass writes what it reads.
+  const std::unique_ptr<Acc[]> cols;
+  const std::unique_ptr<BilinearPoint<Acc>[]> points;
 };
 
 }  // namespace deform_conv_cpu

@@ -1,46 +1,54 @@
-// CPU math of DeformConv2D: bilinear im2col over chunks of output pixels, then GEMM.
+// CPU math of DeformConv2D: bilinear im2col over blocks of output pixels, then GEMM.
 //
-// The output pixels of the batch are cut into chunks: several whole images where the
-// maps are small, else parts of one image (deform_conv_columns.h). For a chunk, the
-// sampled and modulated input values form a column matrix `cols` of shape [rows,
-// groups * taps * channels_per_group] (per row: conv group, then kernel tap, then
-// channel), and every
-// conv group is one matrix product with its slice of the kernel, seen as
-// [taps * channels_per_group, filters] (the row-major flattening of Keras'
-// [kh, kw, in/groups, filters] layout).
+// The sampled and modulated input values of a set of output pixels form a column
+// matrix of shape [rows, groups * taps * channels_per_group] (per row: conv group,
+// then kernel tap, then channel), and every conv group is one matrix product with its
+// slice of the kernel, seen as [taps * channels_per_group, filters] (the row-major
+// flattening of Keras' [kh, kw, in/groups, filters] layout).
 //
-// A chunk's rows are cut into blocks that fit a thread's L2 cache (BlockRows), run in
-// parallel. A thread samples a block and multiplies it by the kernel at once, while
-// the block is in its cache (forward; backward: the column gradient and the offset /
-// mask gradients). The products run on cpu_gemm.h's micro-kernels, which read the
-// block where it was written and the kernel packed once per call, or on Eigen's
-// products where the CPU lacks AVX-512 (and for double). The kernel gradient, a sum
-// over all rows, splits its own rows between the threads (an Eigen tensor contraction
-// on all threads without the micro-kernels), and the input gradient is scattered by
+// Forward: the output pixels of the whole batch are cut into blocks that fit a
+// thread's L2 cache (BlockRows), run in parallel. A task samples its block into a
+// column buffer its thread leases (scratch_pool.h, so the buffer stays in that
+// thread's cache from one block to the next) and multiplies it by the kernel at once.
+//
+// Backward: the output pixels are cut into chunks, several whole images where the
+// maps are small, else parts of one image (deform_conv_columns.h), since the kernel
+// gradient sums over a chunk's column matrix. A chunk's rows are cut into blocks, run
+// in parallel: a thread samples a block and computes its column gradient and the
+// offset / mask gradients while the block is in its cache. The kernel gradient then
+// splits its own rows between the threads, and the input gradient is scattered by
 // channel ranges, so no two threads write the same element.
 //
-// Temporary memory does not grow with the batch: the column matrix of one chunk (at
-// most kChunkElements values; the backward pass also holds its gradient), the chunk's
-// sampling points and the packed kernel. float16 and bfloat16 are read as they are
-// and computed in float (the backward pass accumulates the input gradient of a
-// chunk's images and the kernel gradient in float); bfloat16 on the bfloat16
-// micro-kernels keeps its forward column matrix in bfloat16 and multiplies bfloat16
-// pairs into float sums.
+// The products run on cpu_gemm.h's micro-kernels, which read the block where it was
+// written and the kernel packed once per call, or on Eigen's products where the CPU
+// lacks AVX-512 (and for double); the loops over channels (sampling, dot products,
+// scatter, conversions) on channel_loops.h's, or Eigen's arrays there.
 //
-// This file holds the two passes; the column matrix of a chunk is built in
+// Temporary memory does not grow with the batch: one column block per thread
+// (forward), the column matrix of one chunk and its gradient (at most kChunkElements
+// values each) and the chunk's sampling points (backward), and the packed kernel.
+// float16 and bfloat16 are read as they are and computed in float (the backward pass
+// accumulates the input gradient of a chunk's images and the kernel gradient in
+// float); bfloat16 on the bfloat16 micro-kernels keeps its forward column matrix in
+// bfloat16 and multiplies bfloat16 pairs into float sums.
+//
+// This file holds the two passes; the column matrix is built in
 // deform_conv_columns.h, the products with the kernel run through
 // deform_conv_products.h, and the work is shared out over the threads by parallel.h.
 #define EIGEN_USE_THREADS
 
 #include <algorithm>
+#include <memory>
 #include <type_traits>
 #include <vector>
 
 #include "tf_ops/cc/kernels/cpu/accumulation.h"
+#include "tf_ops/cc/kernels/cpu/channel_loops.h"
 #include "tf_ops/cc/kernels/cpu/cpu_gemm.h"
 #include "tf_ops/cc/kernels/cpu/deform_conv_columns.h"
 #include "tf_ops/cc/kernels/cpu/deform_conv_products.h"
 #include "tf_ops/cc/kernels/cpu/parallel.h"
+#include "tf_ops/cc/kernels/cpu/scratch_pool.h"
 #include "tf_ops/cc/kernels/float_types.h"
 #include "tf_ops/cc/kernels/portable/bilinear.h"
 #include "tf_ops/cc/kernels/portable/deform_conv.h"
@@ -68,7 +76,8 @@ auto Columns(M matrix, Index begin, Index count) {
 }
 
 // The forward pass with a column matrix of Column values: Acc, or bfloat16 on the
-// bfloat16 path.
+// bfloat16 path. Every block of output pixels is sampled, multiplied and stored by
+// one task, in scratch buffers its thread leases.
 template <typename T, typename Column>
 struct ForwardImpl {
   using Acc = typename AccumulatorOf<T>::type;
@@ -76,32 +85,35 @@ struct ForwardImpl {
   static void Run(const CPUDevice& device, const DeformConvGeometry& g, const T* input,
                   const T* offsets, const T* mask, const T* kernel, const T* bias,
                   T* output) {
-    ChunkedColumns<T, Column> c(device, g);
+    const int64_t taps = g.taps();
+    const int64_t cg = g.channels_per_group();
+    const int64_t fg = g.filters_per_group();
+    const int64_t width = taps * g.in_channels;
+    const int64_t rows = g.batch * g.out_pixels_per_image();
+    const std::vector<ChannelRun> runs = ChannelRuns(g);
     const KernelOperand<T> kernel_operand(device, g, kernel, /*transposed=*/false);
     const AccumulatorCopy<T> bias_acc(bias, g.filters);
-    std::vector<Acc> out_acc(kIsAccumulator<T> ? 0 : c.chunk_rows * g.filters);
+    const int64_t block = BlockRows(device, rows, width, taps * cg * g.filters);
+    ScratchPool<Column> cols_pool(block * width);
+    ScratchPool<BilinearPoint<Acc>> points_pool(block * g.deformable_groups * taps);
+    ScratchPool<Acc> out_pool(kIsAccumulator<T> ? 0 : block * g.filters);
 
-    for (int64_t n = 0; n < g.batch; n += c.images_per_chunk) {
-      const int64_t group_rows = std::min(c.images_per_chunk, g.batch - n) * c.pixels;
-      for (int64_t first = 0; first < group_rows; first += c.chunk_rows) {
-        const int64_t row_begin = n * c.pixels + first;
-        const int64_t rows = std::min(c.chunk_rows, group_rows - first);
-        T* chunk_output = output + row_begin * g.filters;
-        Acc* out = AccumulatorTarget<T>(chunk_output, out_acc.data());
-        const int64_t block = BlockRows(device, rows, c.width, c.kernel_size);
-        ForBlocks(device, rows, block, [&](int64_t begin, int64_t end) {
-          c.Fill(input, offsets, mask, row_begin, begin, end);
-          for (int64_t group = 0; group < g.groups; ++group) {
-            kernel_operand.Multiply(
-                group, c.cols.data() + begin * c.width + group * c.taps * c.cg, c.width,
-                end - begin, bias_acc.data() + group * c.fg,
-                out + begin * g.filters + group * c.fg, g.filters);
-          }
-          StoreAccumulated<T>(out + begin * g.filters, (end - begin) * g.filters,
-                              chunk_output + begin * g.filters);
-        });
+    ForBlocks(device, rows, block, [&](int64_t begin, int64_t end) {
+      typename ScratchPool<Column>::Lease cols(&cols_pool);
+      typename ScratchPool<BilinearPoint<Acc>>::Lease points(&points_pool);
+      typename ScratchPool<Acc>::Lease out_acc(&out_pool);
+      LocatePoints<T, Acc>(g, offsets, begin, end, points.data());
+      FillColumns<T, Acc, Column>(g, runs, input, mask, begin, end, points.data(),
+                                  cols.data());
+      T* block_output = output + begin * g.filters;
+      Acc* out = AccumulatorTarget<T>(block_output, out_acc.data());
+      for (int64_t group = 0; group < g.groups; ++group) {
+        kernel_operand.Multiply(group, cols.data() + group * taps * cg, width,
+                                end - begin, bias_acc.data() + group * fg,
+                                out + group * fg, g.filters);
       }
-    }
+      StoreAccumulated<T>(out, (end - begin) * g.filters, block_output);
+    });
   }
 };
 
@@ -122,7 +134,7 @@ struct BackwardImpl {
     std::vector<Acc> bias_grad_acc(g.filters, Acc(0));
     // Input gradient of the images of one chunk, accumulated in Acc when T is narrower.
     std::vector<Acc> image_grad_acc(kIsAccumulator<T> ? 0 : c.images_per_chunk * c.image_size);
-    std::vector<Acc> cols_grad(c.chunk_rows * c.width);
+    const std::unique_ptr<Acc[]> cols_grad(new Acc[c.chunk_rows * c.width]);
     std::vector<Acc> out_grad_acc;
 
     for (int64_t n = 0; n < g.batch; n += c.images_per_chunk) {
@@ -144,8 +156,8 @@ struct BackwardImpl {
         ForBlocks(device, rows, block, [&](int64_t begin, int64_t end) {
           c.Fill(input, offsets, mask, row_begin, begin, end);
           ColumnGradients(c, kernel_operand, output_grad + row_begin * g.filters,
-                          out_grad, begin, end, cols_grad.data());
-          CoordinateGradients(c, input, mask, row_begin, begin, end, cols_grad.data(),
+                          out_grad, begin, end, cols_grad.get());
+          CoordinateGradients(c, input, mask, row_begin, begin, end, cols_grad.get(),
                               offsets_grad, mask_grad);
         });
 
@@ -165,7 +177,7 @@ struct BackwardImpl {
         ForBlocks(device, g.in_channels, PerThread(device, g.in_channels),
                   [&](int64_t begin, int64_t end) {
           ScatterInputGradient(c, mask, n, row_begin, rows, begin, end,
-                               cols_grad.data(), image_grad);
+                               cols_grad.get(), image_grad);
         });
       }
       StoreOnAllThreads<T>(device, image_grad, images * c.image_size,
@@ -215,7 +227,7 @@ struct BackwardImpl {
         for (int64_t first = 0; first < rows; first += slab_rows) {
           const int64_t count = std::min(slab_rows, rows - first);
           const Acc* slab_grad = out_grad + first * g.filters;
-          const Acc* slab_cols = c.cols.data() + first * c.width;
+          const Acc* slab_cols = c.cols.get() + first * c.width;
           for (int64_t group = 0; group < g.groups; ++group) {
             PackedMatrix packed(count, c.fg, /*bfloat16_pairs=*/false);
             ForBlocks(device, packed.panels(), PerThread(device, packed.panels()),
@@ -269,16 +281,13 @@ struct BackwardImpl {
           const BilinearPoint<Acc>& point = c.points[r * per_row + tap];
           const Acc* dcol = cols_grad + r * c.width + (run.group * c.taps + k) * c.cg +
                             (run.begin - run.group * c.cg);
+          Acc dots[4];
+          NeighbourDots(dcol, image + run.begin, point, n, dots);
           Acc v = 0, gy = 0, gx = 0;
-          const Vector<Acc> dcol_vector(dcol, n);
           for (int q = 0; q < point.count; ++q) {
-            // Eigen's dot product is vectorised; a plain loop is not, since the
-            // compiler may not reorder the sum.
-            const Acc dot = dcol_vector.dot(
-                Vector<T>(image + point.offset[q] + run.begin, n).template cast<Acc>());
-            v += point.weight[q] * dot;
-            gy += point.weight_y[q] * dot;
-            gx += point.weight_x[q] * dot;
+            v += point.weight[q] * dots[q];
+            gy += point.weight_y[q] * dots[q];
+            gx += point.weight_x[q] * dots[q];
           }
           value[tap] += v;
           grad_y[tap] += gy;
@@ -292,6 +301,24 @@ struct BackwardImpl {
         offsets_grad[(row * per_row + tap) * 2] = static_cast<T>(m * grad_y[tap]);
         offsets_grad[(row * per_row + tap) * 2 + 1] = static_cast<T>(m * grad_x[tap]);
       }
+    }
+  }
+
+  // dots[q] = sum_c dcol[c] * neighbour q of `point` at channel c, for c < n (src
+  // points at the run's first channel in the image): channel_loops.h's vector loop in
+  // float where it runs, else Eigen's dot products (vectorised; a plain loop is not,
+  // since the compiler may not reorder the sum).
+  static void NeighbourDots(const Acc* dcol, const T* src, const BilinearPoint<Acc>& point,
+                            int64_t n, Acc* dots) {
+    if constexpr (std::is_same<Acc, float>::value) {
+      if (ChannelLoopsInUse()) {
+        DotChannels(dcol, AsLoopType(src), point.offset, point.count, n, dots);
+        return;
+      }
+    }
+    const Vector<Acc> dcol_vector(dcol, n);
+    for (int q = 0; q < point.count; ++q) {
+      dots[q] = dcol_vector.dot(Vector<T>(src + point.offset[q], n).template cast<Acc>());
     }
   }
 
@@ -317,10 +344,18 @@ struct BackwardImpl {
           const Acc m = static_cast<Acc>(row_mask[tap]);
           const Acc* dcol = cols_grad + r * c.width + (run.group * c.taps + k) * c.cg +
                             (lo - run.group * c.cg);
+          Acc weight[4];
+          for (int q = 0; q < point.count; ++q) weight[q] = point.weight[q] * m;
+          if constexpr (std::is_same<Acc, float>::value) {
+            if (ChannelLoopsInUse()) {
+              ScatterChannels(dcol, point.offset, weight, point.count, hi - lo,
+                              image_grad + lo);
+              continue;
+            }
+          }
           for (int q = 0; q < point.count; ++q) {
-            const Acc w = point.weight[q] * m;
             Acc* d = image_grad + point.offset[q] + lo;
-            for (int64_t ch = 0; ch < hi - lo; ++ch) d[ch] += w * dcol[ch];
+            for (int64_t ch = 0; ch < hi - lo; ++ch) d[ch] += weight[q] * dcol[ch];
           }
         }
       }

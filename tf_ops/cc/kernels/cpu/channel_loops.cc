@@ -1,0 +1,218 @@
+// The AVX-512 channel loops of channel_loops.h. Every function carries its
+// instruction set in a target attribute, so the library builds for any x86-64 CPU;
+// a vector holds 16 channels, and the last, partial vector of a run is read and
+// written under a mask, so no loop touches a channel past n.
+#include "tf_ops/cc/kernels/cpu/channel_loops.h"
+
+#include <cstdlib>
+
+#include "tf_ops/cc/kernels/cpu/cpu_gemm.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+namespace keras_dcn {
+
+bool ChannelLoopsInUse() {
+  static const bool in_use = CpuGemmIsaInUse() != CpuGemmIsa::kGeneric;
+  return in_use;
+}
+
+#if defined(__x86_64__)
+
+#define DCN_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl")))
+// The helpers of the loops pass vectors: they are always inlined into them.
+#define DCN_AVX512_INLINE \
+  __attribute__((target("avx512f,avx512bw,avx512vl"), always_inline)) inline
+
+namespace {
+
+constexpr int64_t kLanes = 16;
+
+DCN_AVX512_INLINE __mmask16 LaneMask(int64_t left) {
+  return left >= kLanes ? static_cast<__mmask16>(0xFFFF)
+                        : static_cast<__mmask16>((1u << left) - 1u);
+}
+
+// 16 values (those under `mask`; the others read 0) as floats.
+DCN_AVX512_INLINE __m512 Load(const float* p, __mmask16 mask) {
+  return _mm512_maskz_loadu_ps(mask, p);
+}
+DCN_AVX512_INLINE __m512 Load(const HalfBits* p, __mmask16 mask) {
+  return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mask, p));
+}
+DCN_AVX512_INLINE __m512 Load(const Bfloat16Bits* p, __mmask16 mask) {
+  const __m512i wide = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(mask, p));
+  return _mm512_castsi512_ps(_mm512_slli_epi32(wide, 16));
+}
+
+DCN_AVX512_INLINE void Store(__m512 v, __mmask16 mask, float* p) {
+  _mm512_mask_storeu_ps(p, mask, v);
+}
+DCN_AVX512_INLINE void Store(__m512 v, __mmask16 mask, HalfBits* p) {
+  _mm256_mask_storeu_epi16(p, mask,
+                           _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+}
+// Rounded to nearest even; a NaN becomes the quiet NaN of its sign, as Eigen's
+// conversion does.
+DCN_AVX512_INLINE void Store(__m512 v, __mmask16 mask, Bfloat16Bits* p) {
+  const __m512i bits = _mm512_castps_si512(v);
+  const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(1));
+  const __m512i bias = _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7FFF));
+  __m512i rounded = _mm512_srli_epi32(_mm512_add_epi32(bits, bias), 16);
+  const __mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+  const __m512i quiet = _mm512_or_si512(
+      _mm512_and_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(0x8000)),
+      _mm512_set1_epi32(0x7FC0));
+  rounded = _mm512_mask_mov_epi32(rounded, nan, quiet);
+  _mm256_mask_storeu_epi16(p, mask, _mm512_cvtepi32_epi16(rounded));
+}
+
+template <int Count, typename Src, typename Dst>
+DCN_AVX512 void Sample(const Src* src, const int64_t* offset, const float* weight,
+                       int64_t n, Dst* dst) {
+  __m512 w[Count > 0 ? Count : 1];
+  for (int q = 0; q < Count; ++q) w[q] = _mm512_set1_ps(weight[q]);
+  for (int64_t c = 0; c < n; c += kLanes) {
+    const __mmask16 mask = LaneMask(n - c);
+    __m512 sum = _mm512_setzero_ps();
+    for (int q = 0; q < Count; ++q) {
+      sum = _mm512_fmadd_ps(w[q], Load(src + offset[q] + c, mask), sum);
+    }
+    Store(sum, mask, dst + c);
+  }
+}
+
+template <int Count, typename Src>
+DCN_AVX512 void Dot(const float* grad, const Src* src, const int64_t* offset, int64_t n,
+                    float* dot) {
+  __m512 sum[Count];
+  for (int q = 0; q < Count; ++q) sum[q] = _mm512_setzero_ps();
+  for (int64_t c = 0; c < n; c += kLanes) {
+    const __mmask16 mask = LaneMask(n - c);
+    const __m512 g = _mm512_maskz_loadu_ps(mask, grad + c);
+    for (int q = 0; q < Count; ++q) {
+      sum[q] = _mm512_fmadd_ps(g, Load(src + offset[q] + c, mask), sum[q]);
+    }
+  }
+  for (int q = 0; q < Count; ++q) dot[q] = _mm512_reduce_add_ps(sum[q]);
+}
+
+template <int Count>
+DCN_AVX512 void Scatter(const float* grad, const int64_t* offset, const float* weight,
+                        int64_t n, float* dst) {
+  __m512 w[Count];
+  for (int q = 0; q < Count; ++q) w[q] = _mm512_set1_ps(weight[q]);
+  for (int64_t c = 0; c < n; c += kLanes) {
+    const __mmask16 mask = LaneMask(n - c);
+    const __m512 g = _mm512_maskz_loadu_ps(mask, grad + c);
+    for (int q = 0; q < Count; ++q) {
+      float* d = dst + offset[q] + c;
+      Store(_mm512_fmadd_ps(w[q], g, Load(d, mask)), mask, d);
+    }
+  }
+}
+
+template <typename Src, typename Dst>
+DCN_AVX512 void Convert(const Src* src, int64_t n, Dst* dst) {
+  for (int64_t i = 0; i < n; i += kLanes) {
+    const __mmask16 mask = LaneMask(n - i);
+    Store(Load(src + i, mask), mask, dst + i);
+  }
+}
+
+}  // namespace
+
+template <typename Src, typename Dst>
+void SampleChannels(const Src* src, const int64_t* offset, const float* weight, int count,
+                    int64_t n, Dst* dst) {
+  switch (count) {
+    case 4: return Sample<4>(src, offset, weight, n, dst);
+    case 3: return Sample<3>(src, offset, weight, n, dst);
+    case 2: return Sample<2>(src, offset, weight, n, dst);
+    case 1: return Sample<1>(src, offset, weight, n, dst);
+    default: return Sample<0>(src, offset, weight, n, dst);
+  }
+}
+
+template <typename Src>
+void DotChannels(const float* grad, const Src* src, const int64_t* offset, int count,
+                 int64_t n, float* dot) {
+  switch (count) {
+    case 4: return Dot<4>(grad, src, offset, n, dot);
+    case 3: return Dot<3>(grad, src, offset, n, dot);
+    case 2: return Dot<2>(grad, src, offset, n, dot);
+    case 1: return Dot<1>(grad, src, offset, n, dot);
+    default: return;
+  }
+}
+
+void ScatterChannels(const float* grad, const int64_t* offset, const float* weight,
+                     int count, int64_t n, float* dst) {
+  switch (count) {
+    case 4: return Scatter<4>(grad, offset, weight, n, dst);
+    case 3: return Scatter<3>(grad, offset, weight, n, dst);
+    case 2: return Scatter<2>(grad, offset, weight, n, dst);
+    case 1: return Scatter<1>(grad, offset, weight, n, dst);
+    default: return;
+  }
+}
+
+template <typename Src>
+void ConvertToFloat(const Src* src, int64_t n, float* dst) {
+  Convert(src, n, dst);
+}
+
+template <typename Dst>
+void ConvertFromFloat(const float* src, int64_t n, Dst* dst) {
+  Convert(src, n, dst);
+}
+
+#undef DCN_AVX512
+#undef DCN_AVX512_INLINE
+
+#else  // Elsewhere ChannelLoopsInUse() is false, and callers never get here.
+
+template <typename Src, typename Dst>
+void SampleChannels(const Src*, const int64_t*, const float*, int, int64_t, Dst*) {
+  std::abort();
+}
+template <typename Src>
+void DotChannels(const float*, const Src*, const int64_t*, int, int64_t, float*) {
+  std::abort();
+}
+void ScatterChannels(const float*, const int64_t*, const float*, int, int64_t, float*) {
+  std::abort();
+}
+template <typename Src>
+void ConvertToFloat(const Src*, int64_t, float*) {
+  std::abort();
+}
+template <typename Dst>
+void ConvertFromFloat(const float*, int64_t, Dst*) {
+  std::abort();
+}
+
+#endif  // defined(__x86_64__)
+
+template void SampleChannels(const float*, const int64_t*, const float*, int, int64_t,
+                             float*);
+template void SampleChannels(const HalfBits*, const int64_t*, const float*, int, int64_t,
+                             float*);
+template void SampleChannels(const Bfloat16Bits*, const int64_t*, const float*, int,
+                             int64_t, float*);
+template void SampleChannels(const Bfloat16Bits*, const int64_t*, const float*, int,
+                             int64_t, Bfloat16Bits*);
+template void DotChannels(const float*, const float*, const int64_t*, int, int64_t,
+                          float*);
+template void DotChannels(const float*, const HalfBits*, const int64_t*, int, int64_t,
+                          float*);
+template void DotChannels(const float*, const Bfloat16Bits*, const int64_t*, int, int64_t,
+                          float*);
+template void ConvertToFloat(const HalfBits*, int64_t, float*);
+template void ConvertToFloat(const Bfloat16Bits*, int64_t, float*);
+template void ConvertFromFloat(const float*, int64_t, HalfBits*);
+template void ConvertFromFloat(const float*, int64_t, Bfloat16Bits*);
+
+}  // namespace keras_dcn
