@@ -17,7 +17,6 @@ import argparse
 import glob
 import json
 import os
-import platform
 import statistics
 import tempfile
 import time
@@ -56,14 +55,7 @@ PARTS = (
 
 
 def _machine():
-    cpu = platform.processor()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f
-                       if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{cpu}, {os.cpu_count()} CPUs, TensorFlow {tf.__version__}"
+    return f"{timing.cpu_line()}; TensorFlow {tf.__version__}"
 
 
 def _train_function(name, data, steps):
@@ -145,7 +137,7 @@ def run(quick=False, variants=("regular", "dcnv1", "dcnv2")):
     print("\ntop op types")
     for kind, ms in sorted(by_type.items(), key=lambda item: -item[1])[:15]:
         print(f"  {kind:>32}: {ms:7.1f} ms  {100 * ms / total:5.1f}%")
-    return {"machine": _machine(), "rounds": rounds, "variants": rows,
+    return {"machine": _machine(), "cpu": timing.cpu(), "rounds": rounds, "variants": rows,
             "profiled": profiled, "by_part_ms": by_part, "by_type_ms": by_type}
 
 

@@ -2,7 +2,9 @@
 
 import ctypes
 import json
+import os
 import pathlib
+import platform
 import statistics
 import time
 
@@ -11,6 +13,40 @@ import numpy as np
 RESULTS_DIR = pathlib.Path(__file__).resolve().parent / "results"
 _M_MMAP_THRESHOLD = -3
 _LIBC = ctypes.CDLL("libc.so.6")
+
+
+# The CPU features that decide which code runs fastest (as /proc/cpuinfo names them).
+SPEED_FEATURES = ("avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl",
+                  "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16",
+                  "amx_fp16")
+
+
+def cpu(cpuinfo="/proc/cpuinfo"):
+    """The CPU the benchmarks run on: {"model": its model name, "features": those of
+    SPEED_FEATURES it has, "cores": the cores this process may use}, read from the
+    first processor of `cpuinfo` (the model falls back to the platform's name where
+    the file cannot be read)."""
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        with open(cpuinfo) as f:
+            first_processor = f.read().split("\n\n")[0]
+    except OSError:
+        first_processor = ""
+    for line in first_processor.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "model name":
+            model = value.strip()
+        elif key.strip() == "flags":
+            flags = set(value.split())
+    return {"model": model, "features": [f for f in SPEED_FEATURES if f in flags],
+            "cores": len(os.sched_getaffinity(0))}
+
+
+def cpu_line():
+    """cpu() in one line: model, cores and features."""
+    info = cpu()
+    return (f"{info['model']}, {info['cores']} cores, "
+            f"{' '.join(info['features']) or 'no AVX2/AVX-512'}")
 
 
 def _peak_rss_bytes():
@@ -112,6 +148,6 @@ def verdict(value, target):
     return "ok" if value <= target else "MISSED"
 
 
-def verdict_not_slower(low):
-    """'ok' unless a ratio is measurably above 1 (its interval's low end is above 1)."""
-    return verdict(low, 1.0)
+def verdict_faster(high):
+    """'ok' when a ratio is measurably below 1 (its interval's high end is below 1)."""
+    return "ok" if high < 1.0 else "MISSED"

@@ -86,9 +86,10 @@ def _check_cpu_isa_cap():
 
 
 def cpu_isa():
-    """The instruction set of the CPU kernels' matrix products in this process:
-    ``"generic"`` (Eigen), ``"avx512"`` (float micro-kernels) or ``"avx512_bf16"``
-    (float and bfloat16 micro-kernels), capped by ``KERAS_DCN_MAX_CPU_ISA``."""
+    """The instruction set of the CPU kernels in this process: ``"generic"`` (Eigen),
+    ``"avx512"`` (AVX-512 F/BW/VL: float micro-kernels and vector loops over
+    channels) or ``"avx512_bf16"`` (bfloat16 micro-kernels too), capped by
+    ``KERAS_DCN_MAX_CPU_ISA``."""
     return CPU_ISAS[ctypes.CDLL(str(library_path())).keras_dcn_cpu_gemm_isa()]
 
 

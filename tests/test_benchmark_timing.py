@@ -1,6 +1,7 @@
 """benchmarks.timing: interleaved timing rounds, the peak memory of a block, the
-paired ratio of two interleaved series and its interval, and the tables and JSON the
-benchmarks write."""
+paired ratio of two interleaved series and its interval, the CPU's model and features,
+and the tables and JSON the benchmarks write; the half types' targets of
+bench_deform_conv by CPU feature."""
 
 import itertools
 import json
@@ -27,10 +28,28 @@ def test_paired_ratio_interval_brackets_the_median_of_noisy_ratios():
     assert low > np.quantile(ratios, 0.05) and high < np.quantile(ratios, 0.95)
 
 
-def test_verdict_not_slower_fails_only_when_measurably_slower():
-    assert timing.verdict_not_slower(0.97) == "ok"
-    assert timing.verdict_not_slower(1.0) == "ok"
-    assert timing.verdict_not_slower(1.03) == "MISSED"
+def test_verdict_faster_needs_the_whole_interval_below_one():
+    assert timing.verdict_faster(0.97) == "ok"
+    assert timing.verdict_faster(1.0) == "MISSED"
+    assert timing.verdict_faster(1.03) == "MISSED"
+
+
+def test_cpu_reads_model_and_speed_features_of_the_first_processor(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(
+        "processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Platinum 8488C\n"
+        "flags\t\t: fpu sse2 avx2 fma avx512f avx512bw avx512_bf16 amx_tile amx_bf16\n"
+        "\nprocessor\t: 1\nmodel name\t: Other\nflags\t\t: sse2\n")
+    info = timing.cpu(str(cpuinfo))
+    assert info["model"] == "Intel(R) Xeon(R) Platinum 8488C"
+    assert info["features"] == ["avx2", "fma", "avx512f", "avx512bw", "avx512_bf16",
+                                "amx_tile", "amx_bf16"]
+    assert info["cores"] >= 1
+
+
+def test_cpu_without_cpuinfo_still_names_the_machine(tmp_path):
+    info = timing.cpu(str(tmp_path / "missing"))
+    assert info["model"] and info["features"] == []
 
 
 class _Result:
@@ -99,3 +118,20 @@ def test_write_json_writes_the_payload_under_results(tmp_path, monkeypatch):
     path = timing.write_json("bench", {"speedup": 1.5})
     assert path == tmp_path / "results" / "bench.json"
     assert json.loads(path.read_text()) == {"speedup": 1.5}
+
+
+def test_half_type_targets_follow_the_cpu_features():
+    from benchmarks.bench_deform_conv import half_type_target, half_type_verdict
+
+    with_both = ["avx512_bf16", "avx512_fp16"]
+    assert half_type_verdict("bfloat16", 0.74, 0.8, with_both) == "ok"
+    assert half_type_verdict("bfloat16", 0.76, 0.8, with_both) == "MISSED"
+    assert half_type_verdict("bfloat16", 0.95, 1.1, []) == "ok"  # no AVX512_BF16: <= 1x
+    assert half_type_verdict("bfloat16", 1.05, 1.1, []) == "MISSED"
+    assert half_type_verdict("float16", 0.97, 0.99, with_both) == "ok"
+    assert half_type_verdict("float16", 0.97, 1.01, with_both) == "MISSED"
+    assert half_type_verdict("float16", 1.0, 1.02, []) == "ok"
+    assert half_type_verdict("float16", 1.01, 1.02, []) == "MISSED"
+    assert half_type_target("bfloat16", with_both) == "<= 0.75x"
+    assert half_type_target("float16", with_both) == "< 1x"
+    assert half_type_target("float16", []) == "<= 1x"
