@@ -30,33 +30,63 @@ namespace {
 
 constexpr int64_t kLanes = 16;
 
-DCN_AVX512_INLINE __mmask16 LaneMask(int64_t left) {
-  return left >= kLanes ? static_cast<__mmask16>(0xFFFF)
-                        : static_cast<__mmask16>((1u << left) - 1u);
+// The lanes of a vector a step reads and writes: all 16 (Full), or those under
+// `mask` (the last, partial vector of a run; the others read 0). Full vectors take
+// plain loads and stores, which are faster than masked ones.
+template <bool Full>
+struct Lanes {
+  __mmask16 mask;
+};
+
+DCN_AVX512_INLINE Lanes<false> LastLanes(int64_t left) {
+  return {static_cast<__mmask16>((1u << left) - 1u)};
 }
 
-// 16 values (those under `mask`; the others read 0) as floats.
-DCN_AVX512_INLINE __m512 Load(const float* p, __mmask16 mask) {
-  return _mm512_maskz_loadu_ps(mask, p);
+// 16 values as floats.
+template <bool Full>
+DCN_AVX512_INLINE __m512 Load(const float* p, Lanes<Full> lanes) {
+  if constexpr (Full) return _mm512_loadu_ps(p);
+  return _mm512_maskz_loadu_ps(lanes.mask, p);
 }
-DCN_AVX512_INLINE __m512 Load(const HalfBits* p, __mmask16 mask) {
-  return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mask, p));
+template <bool Full>
+DCN_AVX512_INLINE __m256i Load16Bits(const void* p, Lanes<Full> lanes) {
+  if constexpr (Full) return _mm256_loadu_si256(static_cast<const __m256i*>(p));
+  return _mm256_maskz_loadu_epi16(lanes.mask, p);
 }
-DCN_AVX512_INLINE __m512 Load(const Bfloat16Bits* p, __mmask16 mask) {
-  const __m512i wide = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(mask, p));
+template <bool Full>
+DCN_AVX512_INLINE __m512 Load(const HalfBits* p, Lanes<Full> lanes) {
+  return _mm512_cvtph_ps(Load16Bits(p, lanes));
+}
+template <bool Full>
+DCN_AVX512_INLINE __m512 Load(const Bfloat16Bits* p, Lanes<Full> lanes) {
+  const __m512i wide = _mm512_cvtepu16_epi32(Load16Bits(p, lanes));
   return _mm512_castsi512_ps(_mm512_slli_epi32(wide, 16));
 }
 
-DCN_AVX512_INLINE void Store(__m512 v, __mmask16 mask, float* p) {
-  _mm512_mask_storeu_ps(p, mask, v);
+template <bool Full>
+DCN_AVX512_INLINE void Store16Bits(__m256i v, Lanes<Full> lanes, void* p) {
+  if constexpr (Full) {
+    _mm256_storeu_si256(static_cast<__m256i*>(p), v);
+  } else {
+    _mm256_mask_storeu_epi16(p, lanes.mask, v);
+  }
 }
-DCN_AVX512_INLINE void Store(__m512 v, __mmask16 mask, HalfBits* p) {
-  _mm256_mask_storeu_epi16(p, mask,
-                           _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+template <bool Full>
+DCN_AVX512_INLINE void Store(__m512 v, Lanes<Full> lanes, float* p) {
+  if constexpr (Full) {
+    _mm512_storeu_ps(p, v);
+  } else {
+    _mm512_mask_storeu_ps(p, lanes.mask, v);
+  }
+}
+template <bool Full>
+DCN_AVX512_INLINE void Store(__m512 v, Lanes<Full> lanes, HalfBits* p) {
+  Store16Bits(_mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), lanes, p);
 }
 // Rounded to nearest even; a NaN becomes the quiet NaN of its sign, as Eigen's
 // conversion does.
-DCN_AVX512_INLINE void Store(__m512 v, __mmask16 mask, Bfloat16Bits* p) {
+template <bool Full>
+DCN_AVX512_INLINE void Store(__m512 v, Lanes<Full> lanes, Bfloat16Bits* p) {
   const __m512i bits = _mm512_castps_si512(v);
   const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(1));
   const __m512i bias = _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7FFF));
@@ -66,22 +96,51 @@ DCN_AVX512_INLINE void Store(__m512 v, __mmask16 mask, Bfloat16Bits* p) {
       _mm512_and_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(0x8000)),
       _mm512_set1_epi32(0x7FC0));
   rounded = _mm512_mask_mov_epi32(rounded, nan, quiet);
-  _mm256_mask_storeu_epi16(p, mask, _mm512_cvtepi32_epi16(rounded));
+  Store16Bits(_mm512_cvtepi32_epi16(rounded), lanes, p);
 }
 
+// One vector of each loop below, at channel c.
+template <int Count, bool Full, typename Src, typename Dst>
+DCN_AVX512_INLINE void SampleStep(const Src* src, const int64_t* offset, const __m512* w,
+                                  int64_t c, Lanes<Full> lanes, Dst* dst) {
+  __m512 sum = _mm512_setzero_ps();
+  for (int q = 0; q < Count; ++q) {
+    sum = _mm512_fmadd_ps(w[q], Load(src + offset[q] + c, lanes), sum);
+  }
+  Store(sum, lanes, dst + c);
+}
+
+template <int Count, bool Full, typename Src>
+DCN_AVX512_INLINE void DotStep(const float* grad, const Src* src, const int64_t* offset,
+                               int64_t c, Lanes<Full> lanes, __m512* sum) {
+  const __m512 g = Load(grad + c, lanes);
+  for (int q = 0; q < Count; ++q) {
+    sum[q] = _mm512_fmadd_ps(g, Load(src + offset[q] + c, lanes), sum[q]);
+  }
+}
+
+template <int Count, bool Full>
+DCN_AVX512_INLINE void ScatterStep(const float* grad, const int64_t* offset,
+                                   const __m512* w, int64_t c, Lanes<Full> lanes,
+                                   float* dst) {
+  const __m512 g = Load(grad + c, lanes);
+  for (int q = 0; q < Count; ++q) {
+    float* d = dst + offset[q] + c;
+    Store(_mm512_fmadd_ps(w[q], g, Load(d, lanes)), lanes, d);
+  }
+}
+
+// The loops: every full vector of the n channels, then the partial one, if any.
 template <int Count, typename Src, typename Dst>
 DCN_AVX512 void Sample(const Src* src, const int64_t* offset, const float* weight,
                        int64_t n, Dst* dst) {
   __m512 w[Count > 0 ? Count : 1];
   for (int q = 0; q < Count; ++q) w[q] = _mm512_set1_ps(weight[q]);
-  for (int64_t c = 0; c < n; c += kLanes) {
-    const __mmask16 mask = LaneMask(n - c);
-    __m512 sum = _mm512_setzero_ps();
-    for (int q = 0; q < Count; ++q) {
-      sum = _mm512_fmadd_ps(w[q], Load(src + offset[q] + c, mask), sum);
-    }
-    Store(sum, mask, dst + c);
+  int64_t c = 0;
+  for (; c + kLanes <= n; c += kLanes) {
+    SampleStep<Count>(src, offset, w, c, Lanes<true>{}, dst);
   }
+  if (c < n) SampleStep<Count>(src, offset, w, c, LastLanes(n - c), dst);
 }
 
 template <int Count, typename Src>
@@ -89,13 +148,11 @@ DCN_AVX512 void Dot(const float* grad, const Src* src, const int64_t* offset, in
                     float* dot) {
   __m512 sum[Count];
   for (int q = 0; q < Count; ++q) sum[q] = _mm512_setzero_ps();
-  for (int64_t c = 0; c < n; c += kLanes) {
-    const __mmask16 mask = LaneMask(n - c);
-    const __m512 g = _mm512_maskz_loadu_ps(mask, grad + c);
-    for (int q = 0; q < Count; ++q) {
-      sum[q] = _mm512_fmadd_ps(g, Load(src + offset[q] + c, mask), sum[q]);
-    }
+  int64_t c = 0;
+  for (; c + kLanes <= n; c += kLanes) {
+    DotStep<Count>(grad, src, offset, c, Lanes<true>{}, sum);
   }
+  if (c < n) DotStep<Count>(grad, src, offset, c, LastLanes(n - c), sum);
   for (int q = 0; q < Count; ++q) dot[q] = _mm512_reduce_add_ps(sum[q]);
 }
 
@@ -104,22 +161,20 @@ DCN_AVX512 void Scatter(const float* grad, const int64_t* offset, const float* w
                         int64_t n, float* dst) {
   __m512 w[Count];
   for (int q = 0; q < Count; ++q) w[q] = _mm512_set1_ps(weight[q]);
-  for (int64_t c = 0; c < n; c += kLanes) {
-    const __mmask16 mask = LaneMask(n - c);
-    const __m512 g = _mm512_maskz_loadu_ps(mask, grad + c);
-    for (int q = 0; q < Count; ++q) {
-      float* d = dst + offset[q] + c;
-      Store(_mm512_fmadd_ps(w[q], g, Load(d, mask)), mask, d);
-    }
+  int64_t c = 0;
+  for (; c + kLanes <= n; c += kLanes) {
+    ScatterStep<Count>(grad, offset, w, c, Lanes<true>{}, dst);
   }
+  if (c < n) ScatterStep<Count>(grad, offset, w, c, LastLanes(n - c), dst);
 }
 
 template <typename Src, typename Dst>
 DCN_AVX512 void Convert(const Src* src, int64_t n, Dst* dst) {
-  for (int64_t i = 0; i < n; i += kLanes) {
-    const __mmask16 mask = LaneMask(n - i);
-    Store(Load(src + i, mask), mask, dst + i);
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    Store(Load(src + i, Lanes<true>{}), Lanes<true>{}, dst + i);
   }
+  if (i < n) Store(Load(src + i, LastLanes(n - i)), LastLanes(n - i), dst + i);
 }
 
 }  // namespace
