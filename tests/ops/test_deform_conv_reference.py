@@ -47,6 +47,14 @@ def test_matches_reference_over_many_tiles(config, dtype, implementation, rng):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_matches_reference_with_odd_output_pixels(dtype, rng):
+    """3 images of 7x7 output pixels: an odd row count, so the bfloat16 row pairs
+    of the kernel gradient's column matrix end with a row alone."""
+    case = make_case(rng, batch=3, size=(7, 7), channels=8, filters=6, padding=1)
+    assert_matches_reference(case, rng, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_matches_reference_over_chunks_of_several_images(dtype, rng):
     """Small maps put several whole images in one chunk of the column matrix (at most
     2**21 values): 5 images of 4x4 pixels with 4096 channels go in chunks of 3 and 2

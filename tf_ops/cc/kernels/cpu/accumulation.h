@@ -6,6 +6,7 @@
 #ifndef KERAS_DCN_TF_OPS_CC_KERNELS_CPU_ACCUMULATION_H_
 #define KERAS_DCN_TF_OPS_CC_KERNELS_CPU_ACCUMULATION_H_
 
+#include <algorithm>
 #include <cstdint>
 #include <type_traits>
 #include <vector>
@@ -141,18 +142,25 @@ void ConvertOnAllThreads(const Eigen::ThreadPoolDevice& device, const From* src,
 }
 
 // `n` values of T in the accumulation type: `values` itself when T is that type,
-// otherwise their conversion into `scratch` (resized to n).
+// otherwise their conversion into `scratch` (room for n values), on all threads.
 template <typename T>
 const typename AccumulatorOf<T>::type* InAccumulator(
     const Eigen::ThreadPoolDevice& device, const T* values, int64_t n,
-    std::vector<typename AccumulatorOf<T>::type>* scratch) {
+    typename AccumulatorOf<T>::type* scratch) {
   if constexpr (kIsAccumulator<T>) {
     return values;
   } else {
-    scratch->resize(n);
-    ConvertOnAllThreads(device, values, n, scratch->data());
-    return scratch->data();
+    ConvertOnAllThreads(device, values, n, scratch);
+    return scratch;
   }
+}
+
+// values[i] = 0 for i < n, on all threads.
+template <typename Acc>
+void ZeroOnAllThreads(const Eigen::ThreadPoolDevice& device, Acc* values, int64_t n) {
+  ParallelFor(device, n, 1.0, [&](int64_t begin, int64_t end) {
+    std::fill(values + begin, values + end, Acc(0));
+  });
 }
 
 // Writes `n` accumulated values to `out`, on all threads (nothing to do when they

@@ -110,7 +110,10 @@ struct FloatTile {
   }
 };
 
-// The bfloat16 micro-kernel: row i of A is a[i * lda + k], read in pairs.
+// The bfloat16 micro-kernel: row i of A is a[i * lda + k], read in pairs; or, when
+// TransposedA, the pairs of A^T[i, 2p] and A^T[i, 2p + 1] are a[2 * (p * lda + i)]
+// and the element after it (PackRowPairs).
+template <bool TransposedA>
 struct Bfloat16Tile {
   template <int Rows>
   __attribute__((target("avx512f,avx512bf16"))) static void Run(
@@ -121,11 +124,13 @@ struct Bfloat16Tile {
     for (int64_t p = 0; p < (depth + 1) / 2; ++p) {
       const __m512bh b_low = (__m512bh)_mm512_loadu_si512(b + p * kPanelColumns);
       const __m512bh b_high = (__m512bh)_mm512_loadu_si512(b + p * kPanelColumns + 16);
-      if (2 * p + 1 < depth) {
+      // Row pairs hold a last odd row's partner as 0; so do B's packed pairs.
+      if (TransposedA || 2 * p + 1 < depth) {
 #pragma GCC unroll 16
         for (int i = 0; i < Rows; ++i) {
           uint32_t pair;
-          std::memcpy(&pair, a + i * lda + 2 * p, sizeof(pair));
+          std::memcpy(&pair, TransposedA ? a + 2 * (p * lda + i) : a + i * lda + 2 * p,
+                      sizeof(pair));
           const __m512bh value = (__m512bh)_mm512_set1_epi32(static_cast<int>(pair));
           acc.low[i] = _mm512_dpbf16_ps(acc.low[i], value, b_low);
           acc.high[i] = _mm512_dpbf16_ps(acc.high[i], value, b_high);
@@ -230,9 +235,41 @@ void AddTransposedProduct(const float* a, int64_t lda, int64_t rows,
 
 void MultiplyRows(const uint16_t* a, int64_t lda, int64_t rows, const PackedMatrix& b,
                   const float* init, float* c, int64_t ldc) {
-  MultiplyPanels<Bfloat16Tile>(a, lda, lda, rows, b,
-                               [&](int64_t panel) { return b.pair_panel(panel); }, init,
-                               /*accumulate=*/false, c, ldc);
+  MultiplyPanels<Bfloat16Tile<false>>(
+      a, lda, lda, rows, b, [&](int64_t panel) { return b.pair_panel(panel); }, init,
+      /*accumulate=*/false, c, ldc);
+}
+
+void AddTransposedProduct(const uint32_t* a_pairs, int64_t lda, int64_t rows,
+                          const PackedMatrix& b, float* c, int64_t ldc) {
+  MultiplyPanels<Bfloat16Tile<true>>(
+      reinterpret_cast<const uint16_t*>(a_pairs), lda, 2, rows, b,
+      [&](int64_t panel) { return b.pair_panel(panel); }, nullptr, /*accumulate=*/true,
+      c, ldc);
+}
+
+__attribute__((target("avx512f,avx512bw,avx512bf16"))) void PackRowPairs(
+    const float* a, int64_t lda, int64_t rows, int64_t width, uint32_t* pairs) {
+  // vcvtne2ps2bf16 puts the even row's 16 values in the low half of a vector and the
+  // odd row's in the high half; this permutation interleaves them into pairs.
+  alignas(64) static constexpr uint16_t kInterleave[32] = {
+      0, 16, 1, 17, 2,  18, 3,  19, 4,  20, 5,  21, 6,  22, 7,  23,
+      8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
+  const __m512i interleave = _mm512_load_si512(kInterleave);
+  for (int64_t p = 0; 2 * p < rows; ++p) {
+    const float* even = a + 2 * p * lda;
+    const bool has_odd = 2 * p + 1 < rows;
+    uint32_t* out = pairs + p * width;
+    for (int64_t j = 0; j < width; j += 16) {
+      const __mmask16 mask =
+          width - j >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << (width - j)) - 1u);
+      const __m512 low = _mm512_maskz_loadu_ps(mask, even + j);
+      const __m512 high =
+          has_odd ? _mm512_maskz_loadu_ps(mask, even + lda + j) : _mm512_setzero_ps();
+      const __m512i both = (__m512i)_mm512_cvtne2ps_pbh(high, low);
+      _mm512_mask_storeu_epi32(out + j, mask, _mm512_permutexvar_epi16(interleave, both));
+    }
+  }
 }
 
 #else  // Elsewhere the ISA in use is kGeneric, and callers never get here.
@@ -251,6 +288,13 @@ void MultiplyRows(const uint16_t*, int64_t, int64_t, const PackedMatrix&, const 
                   float*, int64_t) {
   std::abort();
 }
+
+void AddTransposedProduct(const uint32_t*, int64_t, int64_t, const PackedMatrix&, float*,
+                          int64_t) {
+  std::abort();
+}
+
+void PackRowPairs(const float*, int64_t, int64_t, int64_t, uint32_t*) { std::abort(); }
 
 #endif  // defined(__x86_64__)
 

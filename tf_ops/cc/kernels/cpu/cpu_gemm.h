@@ -81,6 +81,20 @@ void MultiplyRows(const uint16_t* a, int64_t lda, int64_t rows, const PackedMatr
 void AddTransposedProduct(const float* a, int64_t lda, int64_t rows,
                           const PackedMatrix& b, float* c, int64_t ldc);
 
+// The same product with A in bfloat16 row pairs (PackRowPairs): A^T[i, 2p] and
+// A^T[i, 2p + 1] are the low and high half of a_pairs[p * lda + i]. B must be packed
+// as bfloat16 pairs of the same depth; the ISA in use must be kAvx512Bf16.
+void AddTransposedProduct(const uint32_t* a_pairs, int64_t lda, int64_t rows,
+                          const PackedMatrix& b, float* c, int64_t ldc);
+
+// pairs[p * width + j] = the bfloat16 bits of a[2p, j] (low half) and a[2p + 1, j]
+// (high half) for 2p < rows and j < width, where a[r, j] = a[r * lda + j]: the float
+// rows of A turned into the bfloat16 pairs that the transposed product reads. Rounded
+// to nearest even, as vcvtne2ps2bf16 does (denormals to zero, as the products read
+// them anyway); a missing last row is 0. The ISA in use must be kAvx512Bf16.
+void PackRowPairs(const float* a, int64_t lda, int64_t rows, int64_t width,
+                  uint32_t* pairs);
+
 template <typename Source>
 void PackedMatrix::PackFloat(const Source* source, int64_t k_stride, int64_t n_stride,
                              int64_t first, int64_t last) {

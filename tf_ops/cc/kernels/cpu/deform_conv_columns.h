@@ -15,6 +15,7 @@
 #define EIGEN_USE_THREADS
 #include "tf_ops/cc/kernels/cpu/accumulation.h"
 #include "tf_ops/cc/kernels/cpu/channel_loops.h"
+#include "tf_ops/cc/kernels/cpu/cpu_gemm.h"
 #include "tf_ops/cc/kernels/cpu/parallel.h"
 #include "tf_ops/cc/kernels/portable/bilinear.h"
 #include "tf_ops/cc/kernels/portable/deform_conv.h"
@@ -215,12 +216,14 @@ void FillColumns(const DeformConvGeometry& g, const std::vector<ChannelRun>& run
 }
 
 // Sizes and buffers of the backward pass: the channel runs and the per-chunk column
-// matrix (in Acc) and sampling points.
+// matrix (in Acc) and sampling points; with `row_pairs` (float Acc, the bfloat16
+// micro-kernels in use), the column matrix also in bfloat16 row pairs (PackRowPairs).
 template <typename T>
 struct ChunkedColumns {
   using Acc = typename AccumulatorOf<T>::type;
 
-  ChunkedColumns(const Eigen::ThreadPoolDevice& device, const DeformConvGeometry& g)
+  ChunkedColumns(const Eigen::ThreadPoolDevice& device, const DeformConvGeometry& g,
+                 bool row_pairs)
       : g(g),
         taps(g.taps()),
         cg(g.channels_per_group()),
@@ -236,16 +239,23 @@ struct ChunkedColumns {
                              g.taps() * g.in_channels)),
         runs(ChannelRuns(g)),
         cols(new Acc[chunk_rows * width]),
+        pairs(row_pairs ? new uint32_t[(chunk_rows + 1) / 2 * width] : nullptr),
         points(new BilinearPoint<Acc>[chunk_rows * per_row]) {}
 
   // Samples the chunk rows [begin, end) (their global rows start at `row_begin`)
-  // from the batch `input`.
+  // from the batch `input`; `begin` is even where there are row pairs.
   void Fill(const T* input, const T* offsets, const T* mask, int64_t row_begin,
             int64_t begin, int64_t end) {
     BilinearPoint<Acc>* block_points = points.get() + begin * per_row;
     LocatePoints<T, Acc>(g, offsets, row_begin + begin, row_begin + end, block_points);
     FillColumns<T, Acc, Acc>(g, runs, input, mask, row_begin + begin, row_begin + end,
                                 block_points, cols.get() + begin * width);
+    if constexpr (std::is_same<Acc, float>::value) {
+      if (pairs != nullptr) {
+        PackRowPairs(cols.get() + begin * width, width, end - begin, width,
+                     pairs.get() + begin / 2 * width);
+      }
+    }
   }
 
   // The first `rows` rows of the column matrix, for a tensor contraction.
@@ -259,6 +269,7 @@ struct ChunkedColumns {
   const std::vector<ChannelRun> runs;
   // Uninitialised: every pass writes what it reads.
   const std::unique_ptr<Acc[]> cols;
+  const std::unique_ptr<uint32_t[]> pairs;  // null without row pairs
   const std::unique_ptr<BilinearPoint<Acc>[]> points;
 };
 

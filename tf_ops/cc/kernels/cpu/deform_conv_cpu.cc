@@ -125,34 +125,42 @@ struct BackwardImpl {
                   const T* offsets, const T* mask, const T* kernel, const T* output_grad,
                   T* input_grad, T* offsets_grad, T* mask_grad, T* kernel_grad,
                   T* bias_grad) {
-    ChunkedColumns<T> c(device, g);
     const KernelOperand<T> kernel_operand(device, g, kernel, /*transposed=*/true);
+    const bool bfloat16_products = kernel_operand.path() == ProductPath::kBfloat16;
+    ChunkedColumns<T> c(device, g, /*row_pairs=*/bfloat16_products);
     const int64_t kernel_size = c.kernel_size;
-    std::vector<Acc> kernel_grad_acc(kIsAccumulator<T> ? 0 : kernel_size);
-    Acc* kernel_grad_out = AccumulatorTarget<T>(kernel_grad, kernel_grad_acc.data());
-    std::fill(kernel_grad_out, kernel_grad_out + kernel_size, Acc(0));
+    // Uninitialised buffers: each is written before it is read. Where T is narrower
+    // than Acc, the kernel gradient and the input gradient of a chunk's images are
+    // accumulated in Acc, and a chunk's out_grad is read in Acc.
+    const bool narrow = !kIsAccumulator<T>;
+    const std::unique_ptr<Acc[]> kernel_grad_acc(new Acc[narrow ? kernel_size : 0]);
+    Acc* kernel_grad_out = AccumulatorTarget<T>(kernel_grad, kernel_grad_acc.get());
+    ZeroOnAllThreads(device, kernel_grad_out, kernel_size);
     std::vector<Acc> bias_grad_acc(g.filters, Acc(0));
-    // Input gradient of the images of one chunk, accumulated in Acc when T is narrower.
-    std::vector<Acc> image_grad_acc(kIsAccumulator<T> ? 0 : c.images_per_chunk * c.image_size);
+    const std::unique_ptr<Acc[]> image_grad_acc(
+        new Acc[narrow ? c.images_per_chunk * c.image_size : 0]);
+    const std::unique_ptr<Acc[]> out_grad_acc(
+        new Acc[narrow ? c.chunk_rows * g.filters : 0]);
     const std::unique_ptr<Acc[]> cols_grad(new Acc[c.chunk_rows * c.width]);
-    std::vector<Acc> out_grad_acc;
 
     for (int64_t n = 0; n < g.batch; n += c.images_per_chunk) {
       const int64_t images = std::min(c.images_per_chunk, g.batch - n);
       const int64_t group_rows = images * c.pixels;
       Acc* image_grad =
-          AccumulatorTarget<T>(input_grad + n * c.image_size, image_grad_acc.data());
-      std::fill(image_grad, image_grad + images * c.image_size, Acc(0));
+          AccumulatorTarget<T>(input_grad + n * c.image_size, image_grad_acc.get());
+      ZeroOnAllThreads(device, image_grad, images * c.image_size);
 
       for (int64_t first = 0; first < group_rows; first += c.chunk_rows) {
         const int64_t row_begin = n * c.pixels + first;
         const int64_t rows = std::min(c.chunk_rows, group_rows - first);
-        const Acc* out_grad = InAccumulator<T>(
-            device, output_grad + row_begin * g.filters, rows * g.filters, &out_grad_acc);
+        const Acc* out_grad = InAccumulator<T>(device, output_grad + row_begin * g.filters,
+                                               rows * g.filters, out_grad_acc.get());
 
         // 1. Per row block: columns, their gradient out_grad x kernel^T, and the
-        //    offset and mask gradients.
-        const int64_t block = BlockRows(device, rows, c.width, c.kernel_size);
+        //    offset and mask gradients (blocks start at even rows, where the columns
+        //    are kept in row pairs too).
+        int64_t block = BlockRows(device, rows, c.width, c.kernel_size);
+        if (bfloat16_products) block += block % 2;
         ForBlocks(device, rows, block, [&](int64_t begin, int64_t end) {
           c.Fill(input, offsets, mask, row_begin, begin, end);
           ColumnGradients(c, kernel_operand, output_grad + row_begin * g.filters,
@@ -163,7 +171,8 @@ struct BackwardImpl {
 
         // 2. Kernel gradient += cols^T x out_grad, on all threads; bias gradient
         //    += the sum of out_grad.
-        AddKernelGradient(device, c, kernel_operand.path(), out_grad, rows,
+        AddKernelGradient(device, c, kernel_operand.path(),
+                          output_grad + row_begin * g.filters, out_grad, rows,
                           kernel_grad_out);
         for (int64_t r = 0; r < rows; ++r) {
           for (int64_t f = 0; f < g.filters; ++f) {
@@ -212,32 +221,49 @@ struct BackwardImpl {
   // kernel_grad += cols^T x out_grad over the chunk's `rows` rows, per conv group, on
   // all threads: with the micro-kernels, the kernel gradient's rows split between the
   // threads, over slabs of rows whose columns a thread reads stay in its L2 cache
-  // (each slab's out_grad packed once); else an Eigen tensor contraction.
+  // (each slab's out_grad packed once; on the bfloat16 path, the column matrix's row
+  // pairs times the op's bfloat16 output_grad, both given from the chunk's first row);
+  // else an Eigen tensor contraction.
   static void AddKernelGradient(const CPUDevice& device, const ChunkedColumns<T>& c,
-                                ProductPath path, const Acc* out_grad, int64_t rows,
-                                Acc* kernel_grad) {
+                                ProductPath path, const T* output_grad,
+                                const Acc* out_grad, int64_t rows, Acc* kernel_grad) {
     const DeformConvGeometry& g = c.g;
     const int64_t depth = c.taps * c.cg;
     if constexpr (std::is_same<Acc, float>::value) {  // double always takes Eigen's
       if (path != ProductPath::kEigen) {
+        const bool pairs = path == ProductPath::kBfloat16;
         const int64_t share = PerThread(device, depth);
         const int64_t block = (share + kTileRows - 1) / kTileRows * kTileRows;
         const int64_t slabs = (rows * block + kBlockElements - 1) / kBlockElements;
-        const int64_t slab_rows = (rows + slabs - 1) / slabs;
+        int64_t slab_rows = (rows + slabs - 1) / slabs;
+        if (pairs) slab_rows += slab_rows % 2;  // row pairs start at even rows
         for (int64_t first = 0; first < rows; first += slab_rows) {
           const int64_t count = std::min(slab_rows, rows - first);
-          const Acc* slab_grad = out_grad + first * g.filters;
-          const Acc* slab_cols = c.cols.get() + first * c.width;
           for (int64_t group = 0; group < g.groups; ++group) {
-            PackedMatrix packed(count, c.fg, /*bfloat16_pairs=*/false);
+            const int64_t offset = first * g.filters + group * c.fg;
+            PackedMatrix packed(count, c.fg, pairs);
             ForBlocks(device, packed.panels(), PerThread(device, packed.panels()),
                       [&](int64_t begin, int64_t end) {
-              packed.PackFloat(slab_grad + group * c.fg, g.filters, 1, begin, end);
+              if constexpr (std::is_same<T, Eigen::bfloat16>::value) {
+                if (pairs) {
+                  packed.PackBfloat16(
+                      reinterpret_cast<const uint16_t*>(output_grad + offset), g.filters,
+                      1, begin, end);
+                  return;
+                }
+              }
+              packed.PackFloat(out_grad + offset, g.filters, 1, begin, end);
             });
             ForBlocks(device, depth, block, [&](int64_t begin, int64_t end) {
-              AddTransposedProduct(
-                  slab_cols + group * depth + begin, c.width, end - begin, packed,
-                  kernel_grad + begin * g.filters + group * c.fg, g.filters);
+              const int64_t column = group * depth + begin;
+              Acc* target = kernel_grad + begin * g.filters + group * c.fg;
+              if (pairs) {
+                AddTransposedProduct(c.pairs.get() + first / 2 * c.width + column, c.width,
+                                     end - begin, packed, target, g.filters);
+              } else {
+                AddTransposedProduct(c.cols.get() + first * c.width + column, c.width,
+                                     end - begin, packed, target, g.filters);
+              }
             });
           }
         }
