@@ -22,11 +22,12 @@ SPEED_FEATURES = ("avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl",
 
 
 def cpu(cpuinfo="/proc/cpuinfo"):
-    """The CPU the benchmarks run on: {"model": its model name, "features": those of
-    SPEED_FEATURES it has, "cores": the cores this process may use}, read from the
-    first processor of `cpuinfo` (the model falls back to the platform's name where
-    the file cannot be read)."""
-    model, flags = platform.processor() or platform.machine(), set()
+    """The CPU the benchmarks run on: {"model": its model name, with its family and
+    model numbers (which tell CPU generations apart where the name does not, as in
+    a bare "AMD EPYC"), "features": those of SPEED_FEATURES it has, "cores": the
+    cores this process may use}, read from the first processor of `cpuinfo` (the
+    model falls back to the platform's name where the file cannot be read)."""
+    fields = {}
     try:
         with open(cpuinfo) as f:
             first_processor = f.read().split("\n\n")[0]
@@ -34,10 +35,11 @@ def cpu(cpuinfo="/proc/cpuinfo"):
         first_processor = ""
     for line in first_processor.splitlines():
         key, _, value = line.partition(":")
-        if key.strip() == "model name":
-            model = value.strip()
-        elif key.strip() == "flags":
-            flags = set(value.split())
+        fields.setdefault(key.strip(), value.strip())
+    model = fields.get("model name") or platform.processor() or platform.machine()
+    if "cpu family" in fields and "model" in fields:
+        model += f" (family {fields['cpu family']}, model {fields['model']})"
+    flags = set(fields.get("flags", "").split())
     return {"model": model, "features": [f for f in SPEED_FEATURES if f in flags],
             "cores": len(os.sched_getaffinity(0))}
 

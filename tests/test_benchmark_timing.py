@@ -37,11 +37,12 @@ def test_verdict_faster_needs_the_whole_interval_below_one():
 def test_cpu_reads_model_and_speed_features_of_the_first_processor(tmp_path):
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text(
-        "processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Platinum 8488C\n"
+        "processor\t: 0\ncpu family\t: 6\nmodel\t\t: 143\n"
+        "model name\t: Intel(R) Xeon(R) Platinum 8488C\n"
         "flags\t\t: fpu sse2 avx2 fma avx512f avx512bw avx512_bf16 amx_tile amx_bf16\n"
         "\nprocessor\t: 1\nmodel name\t: Other\nflags\t\t: sse2\n")
     info = timing.cpu(str(cpuinfo))
-    assert info["model"] == "Intel(R) Xeon(R) Platinum 8488C"
+    assert info["model"] == "Intel(R) Xeon(R) Platinum 8488C (family 6, model 143)"
     assert info["features"] == ["avx2", "fma", "avx512f", "avx512bw", "avx512_bf16",
                                 "amx_tile", "amx_bf16"]
     assert info["cores"] >= 1

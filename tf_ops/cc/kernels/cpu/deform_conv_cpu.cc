@@ -30,7 +30,8 @@
 // float16 and bfloat16 are read as they are and computed in float (the backward pass
 // accumulates the input gradient of a chunk's images and the kernel gradient in
 // float); bfloat16 on the bfloat16 micro-kernels keeps its forward column matrix in
-// bfloat16 and multiplies bfloat16 pairs into float sums.
+// bfloat16, and the backward's also in bfloat16 row pairs for the kernel gradient,
+// and multiplies bfloat16 pairs into float sums.
 //
 // This file holds the two passes; the column matrix is built in
 // deform_conv_columns.h, the products with the kernel run through
