@@ -11,6 +11,7 @@ import time
 import numpy as np
 
 RESULTS_DIR = pathlib.Path(__file__).resolve().parent / "results"
+_M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 _LIBC = ctypes.CDLL("libc.so.6")
 
@@ -67,8 +68,11 @@ class PeakRss:
     Inside, glibc serves every allocation over 64 KiB with its own mapping and returns
     it on free, and free heap memory is given back on entry, so a call's temporary
     buffers show up as RSS growth instead of being served from memory an earlier call
-    left in the heap. On exit large allocations go back to the heap (32 MiB threshold),
-    so timings measured afterwards do not pay for page faults.
+    left in the heap. On exit glibc is set to where its own adaptive thresholds settle
+    once large blocks have been freed (setting one by hand turns the adaptation off):
+    allocations up to 32 MiB come from the heap, and the heap keeps up to 64 MiB of
+    free memory instead of returning it, so timings measured afterwards do not pay
+    for page faults on every call.
     """
 
     def __enter__(self):
@@ -87,6 +91,7 @@ class PeakRss:
         if self._start is not None:
             self.growth = _peak_rss_bytes() - self._start
         _LIBC.mallopt(_M_MMAP_THRESHOLD, 32 * 1024 * 1024)
+        _LIBC.mallopt(_M_TRIM_THRESHOLD, 64 * 1024 * 1024)
 
 
 def _force(out):

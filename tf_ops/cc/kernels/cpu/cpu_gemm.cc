@@ -196,10 +196,11 @@ CpuGemmIsa CpuGemmIsaInUse() {
 
 PackedMatrix::PackedMatrix(int64_t depth, int64_t columns, bool bfloat16_pairs)
     : depth_(depth), columns_(columns), bfloat16_pairs_(bfloat16_pairs) {
+  // Not initialised: every panel is packed before it is read.
   if (bfloat16_pairs) {
-    pairs_.resize(panels() * ((depth + 1) / 2) * kPanelColumns);
+    pairs_.reset(new uint32_t[panels() * ((depth + 1) / 2) * kPanelColumns]);
   } else {
-    floats_.resize(panels() * depth * kPanelColumns);
+    floats_.reset(new float[panels() * depth * kPanelColumns]);
   }
 }
 
@@ -207,7 +208,7 @@ void PackedMatrix::PackBfloat16(const uint16_t* source, int64_t k_stride,
                                 int64_t n_stride, int64_t first, int64_t last) {
   const int64_t pairs = (depth_ + 1) / 2;
   for (int64_t panel = first; panel < last; ++panel) {
-    uint32_t* out = pairs_.data() + panel * pairs * kPanelColumns;
+    uint32_t* out = pairs_.get() + panel * pairs * kPanelColumns;
     const int64_t n0 = panel * kPanelColumns;
     const int64_t width = std::min<int64_t>(kPanelColumns, columns_ - n0);
     for (int64_t p = 0; p < pairs; ++p) {

@@ -13,7 +13,7 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <vector>
+#include <memory>
 
 namespace keras_dcn {
 
@@ -53,17 +53,17 @@ class PackedMatrix {
                     int64_t first, int64_t last);
 
   const float* float_panel(int64_t panel) const {
-    return floats_.data() + panel * depth_ * kPanelColumns;
+    return floats_.get() + panel * depth_ * kPanelColumns;
   }
   const uint32_t* pair_panel(int64_t panel) const {
-    return pairs_.data() + panel * ((depth_ + 1) / 2) * kPanelColumns;
+    return pairs_.get() + panel * ((depth_ + 1) / 2) * kPanelColumns;
   }
 
  private:
   int64_t depth_, columns_;
   bool bfloat16_pairs_;
-  std::vector<float> floats_;
-  std::vector<uint32_t> pairs_;
+  std::unique_ptr<float[]> floats_;
+  std::unique_ptr<uint32_t[]> pairs_;
 };
 
 // C[i, :columns] = init + A[i, :depth] x B for i < rows, with A[i, k] = a[i * lda + k]
@@ -99,7 +99,7 @@ template <typename Source>
 void PackedMatrix::PackFloat(const Source* source, int64_t k_stride, int64_t n_stride,
                              int64_t first, int64_t last) {
   for (int64_t panel = first; panel < last; ++panel) {
-    float* out = floats_.data() + panel * depth_ * kPanelColumns;
+    float* out = floats_.get() + panel * depth_ * kPanelColumns;
     const int64_t n0 = panel * kPanelColumns;
     const int64_t width = std::min<int64_t>(kPanelColumns, columns_ - n0);
     for (int64_t k = 0; k < depth_; ++k) {
