@@ -1,16 +1,21 @@
 """The Mask R-CNN's training step at the demo's settings: variants side by side, and
 where the time of one step goes.
 
-    python -m benchmarks.bench_detector_step [--quick] [--variants=regular,dcnv1,dcnv2]
+    python -m benchmarks.bench_detector_step [--quick]
+        [--variants=regular,dcnv1,dcnv2_convs,dcnv2]
     python -m benchmarks.bench_detector_step --variants=dcnv2:float32,dcnv2:bfloat16
 
-Each variant of `dcn_maskrcnn_synthetic` is built as `make demo` builds it (ResNet-18,
+Each variant of `dcn_maskrcnn_synthetic` (and `dcnv2_convs`: DCNv2's deformable
+convolutions with plain RoIAlign, so that DCNv2's extra time splits into its
+convolutions and its RoI pooling) is built as `make demo` builds it (ResNet-18,
 slim heads, 128x128 images, batch 4; in float32, or in the mixed precision a
 `variant:dtype` names) and trained on a small synthetic set with its Keras
 `train_step`; the steps of the variants are interleaved, so load on the machine
-slows all alike, and each time is a median. Then one step of the last variant runs
-under TensorFlow's profiler, and its op time is added up by the part of the model the
-op belongs to (from the layer names in the op's name scope) and by op type.
+slows all alike, and each time is a median, against the target of at most
+STEP_TARGET times the first variant's step. Then steps of the first and of the last
+variant run under TensorFlow's profiler, and their op time is added up by the part of
+the model the op belongs to (from the layer names in the op's name scope), side by
+side with the difference, and by op type.
 """
 
 import argparse
@@ -36,6 +41,16 @@ from models.training import synthetic_runs  # noqa: E402
 
 SIZE = 128
 BATCH = 4
+# Step time a variant may take against the first (regular) one.
+STEP_TARGET = 1.15
+# Variants that take one part of DCNv2 alone, to tell where its extra time goes (no
+# target): its modulated deformable convolutions in conv3-conv5 with plain RoIAlign.
+PLAIN_ROI = {"deformable": False, "modulated": False}
+PARTIAL_VARIANTS = {
+    "dcnv2_convs": {"backbone": {"dcn_resnet": {"deformable_stages": [3, 4, 5],
+                                                "modulated": True}},
+                    "roi_aligner": PLAIN_ROI, "mask_roi_aligner": PLAIN_ROI},
+}
 # Parts of the model, by the first of these names found in an op's name scope.
 PARTS = (
     ("offset branches", ("offset_kernel", "offsets_and_mask", "hidden1", "hidden2")),
@@ -60,10 +75,13 @@ def _machine():
 
 def _train_function(name, data, steps):
     variant, _, dtype = name.partition(":")
+    parts = PARTIAL_VARIANTS.get(variant)
     params = runtime.experiment_params(
         SYNTHETIC_EXPERIMENT,
-        synthetic_runs.budget_overrides(data, SIZE, BATCH, steps, variant,
-                                        mixed_precision_dtype=dtype or "float32"))
+        synthetic_runs.budget_overrides(data, SIZE, BATCH, steps,
+                                        "custom" if parts else variant,
+                                        mixed_precision_dtype=dtype or "float32"),
+        {"task": {"model": parts}} if parts else None)
     task = task_factory.get_task(params.task)
     with runtime.mixed_precision(params.runtime.mixed_precision_dtype):
         model = task.build_model()
@@ -106,8 +124,9 @@ def profile_step(step, logdir, repeats):
     return dict(by_part), dict(by_type)
 
 
-def run(quick=False, variants=("regular", "dcnv1", "dcnv2")):
-    """Times the variants' steps side by side and profiles the last one."""
+def run(quick=False, variants=("regular", "dcnv1", "dcnv2_convs", "dcnv2")):
+    """Times the variants' steps side by side and profiles the first (the base of the
+    ratios) and the last one, to show where the last one's extra time goes."""
     rounds = 6 if quick else 20
     with tempfile.TemporaryDirectory() as folder:
         data = synthetic_runs.prepare_data(os.path.join(folder, "data"), 16, 4, SIZE,
@@ -116,29 +135,43 @@ def run(quick=False, variants=("regular", "dcnv1", "dcnv2")):
         times = timing.interleaved_times(steps, rounds, warmup=3)
         medians = {v: statistics.median(t) for v, t in times.items()}
         started = time.perf_counter()
-        by_part, by_type = profile_step(steps[variants[-1]], os.path.join(folder, "profile"),
-                                        repeats=3 if quick else 10)
-        profiled = variants[-1]
-    base = variants[0]
-    rows = [{"variant": v, "step_ms": 1000 * medians[v],
-             "ratio": medians[v] / medians[base],
-             "ci": timing.paired_ratio(times[v], times[base])} for v in variants]
+        base, profiled = variants[0], variants[-1]
+        # The profiler's first session carries its start-up cost: a step is thrown away.
+        profile_step(steps[base], os.path.join(folder, "profile_warmup"), repeats=1)
+        profiles = {v: profile_step(steps[v], os.path.join(folder, f"profile_{i}"),
+                                    repeats=10 if quick else 30)
+                    for i, v in enumerate(dict.fromkeys((base, profiled)))}
+    rows = []
+    for v in variants:
+        ratio = medians[v] / medians[base]
+        rows.append({"variant": v, "step_ms": 1000 * medians[v], "ratio": ratio,
+                     "ci": timing.paired_ratio(times[v], times[base]),
+                     "target": "" if v == base or v.split(":")[0] in PARTIAL_VARIANTS
+                               else timing.verdict(ratio, STEP_TARGET)})
     print(f"\nMask R-CNN training step, {SIZE}x{SIZE}, batch {BATCH} ({_machine()}); "
-          f"median of {rounds} interleaved rounds")
+          f"median of {rounds} interleaved rounds; target: at most {STEP_TARGET}x {base}")
     for row in rows:
         low, high = row["ci"][1:]
         print(f"  {row['variant']:>14}: {row['step_ms']:7.1f} ms  x {base}: "
-              f"{row['ratio']:.2f} (90% interval {low:.2f}-{high:.2f})")
-    total = sum(by_part.values())
-    print(f"\nwhere the {profiled} step goes (op self time, {total:.0f} ms a step; "
+              f"{row['ratio']:.2f} (90% interval {low:.2f}-{high:.2f})  {row['target']}")
+    (base_parts, _), (parts, by_type) = profiles[base], profiles[profiled]
+    print(f"\nwhere the steps go (op self time in ms a step, {profiled} against {base}; "
           f"profiled in {time.perf_counter() - started:.0f} s)")
-    for part, ms in sorted(by_part.items(), key=lambda item: -item[1]):
-        print(f"  {part:>32}: {ms:7.1f} ms  {100 * ms / total:5.1f}%")
-    print("\ntop op types")
+    print(f"  {'part':>32}  {base:>9}  {profiled:>9}  {'extra':>7}")
+    for part in sorted(set(parts) | set(base_parts),
+                       key=lambda p: -(parts.get(p, 0) - base_parts.get(p, 0))):
+        ms, base_ms = parts.get(part, 0.0), base_parts.get(part, 0.0)
+        print(f"  {part:>32}  {base_ms:9.1f}  {ms:9.1f}  {ms - base_ms:+7.1f}")
+    print(f"  {'total':>32}  {sum(base_parts.values()):9.1f}  {sum(parts.values()):9.1f}"
+          f"  {sum(parts.values()) - sum(base_parts.values()):+7.1f}")
+    total = sum(parts.values())
+    print(f"\ntop op types of the {profiled} step")
     for kind, ms in sorted(by_type.items(), key=lambda item: -item[1])[:15]:
         print(f"  {kind:>32}: {ms:7.1f} ms  {100 * ms / total:5.1f}%")
-    return {"machine": _machine(), "cpu": timing.cpu(), "rounds": rounds, "variants": rows,
-            "profiled": profiled, "by_part_ms": by_part, "by_type_ms": by_type}
+    return {"machine": _machine(), "cpu": timing.cpu(), "rounds": rounds,
+            "step_target": STEP_TARGET, "variants": rows, "profiled": profiled,
+            "by_part_ms": parts, "by_type_ms": by_type, "base_by_part_ms": base_parts,
+            "base_by_type_ms": profiles[base][1]}
 
 
 def report(result):
@@ -149,10 +182,11 @@ def report(result):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds")
-    parser.add_argument("--variants", default="regular,dcnv1,dcnv2",
-                        help="comma-separated, each a variant or variant:dtype (dtype "
+    parser.add_argument("--variants", default="regular,dcnv1,dcnv2_convs,dcnv2",
+                        help="comma-separated, each a variant (or one of "
+                             f"{sorted(PARTIAL_VARIANTS)}) or variant:dtype (dtype "
                              "float32, bfloat16 or float16); the first is the base of "
-                             "the ratios, the last is profiled")
+                             "the ratios; it and the last are profiled")
     args = parser.parse_args()
     print("wrote", report(run(args.quick, tuple(args.variants.split(",")))))
 
