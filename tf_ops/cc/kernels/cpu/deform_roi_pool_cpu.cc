@@ -23,9 +23,10 @@
 // the bins it walks.
 //
 // Half types are computed in float32 (RoIs included: RoiCoordinate), float64 in
-// float64. Half-type features are read through Eigen casts, which convert whole
-// vectors at a time, and their features gradient accumulates in a float buffer the
-// size of the features.
+// float64. Half-type features are converted to float a pixel (or a block of channels)
+// at a time, by channel_loops.h's vector conversions where they run (accumulation.h's
+// Convert), and their features gradient accumulates in a float buffer the size of the
+// features.
 #define EIGEN_USE_THREADS
 
 #include <algorithm>
@@ -186,7 +187,7 @@ inline void AddScaledTo3(Acc w0, Acc w1, Acc w2, const T* __restrict src, int64_
     Acc block[kBlock];
     for (int64_t c0 = 0; c0 < n; c0 += kBlock) {
       const int64_t m = std::min(kBlock, n - c0);
-      ArrayOf(block, m) = CastArray<Acc>(src + c0, m);
+      Convert(src + c0, m, block);
       for (int64_t c = 0; c < m; ++c) {
         d0[c0 + c] += w0 * block[c];
         d1[c0 + c] += w1 * block[c];
@@ -208,6 +209,12 @@ struct ForwardImpl {
     ParallelFor(device, g.num_bins(), cost, [&](int64_t begin, int64_t end) {
       BinSamples<Acc> s;
       std::vector<Acc> acc(channels);
+      // Half-type pixels are converted to Acc (a vector loop) before they are summed.
+      std::vector<Acc> pixels(kIsAccumulator<T> ? 0 : 4 * channels);
+      const auto pixel = [&](const T* image, int64_t row, int64_t col, int slot) {
+        return LoadAccumulated<T>(Pixel(image, g, row, col), channels,
+                                  pixels.data() + slot * channels);
+      };
       for (int64_t bin = begin; bin < end; ++bin) {
         LocateBin<T, Acc>(g, rois, offsets, bin, &s);
         const T* image = features + s.image * g.image_size();
@@ -219,21 +226,19 @@ struct ForwardImpl {
             const AxisTap<Acc>* c = &s.cols[i];
             const Acc w[4] = {row.weight * c[0].weight, row.weight * c[1].weight,
                               row.weight * c[2].weight, row.weight * c[3].weight};
-            AddScaled4(w, Pixel(image, g, row.index, c[0].index),
-                       Pixel(image, g, row.index, c[1].index),
-                       Pixel(image, g, row.index, c[2].index),
-                       Pixel(image, g, row.index, c[3].index), channels, acc.data());
+            AddScaled4(w, pixel(image, row.index, c[0].index, 0),
+                       pixel(image, row.index, c[1].index, 1),
+                       pixel(image, row.index, c[2].index, 2),
+                       pixel(image, row.index, c[3].index, 3), channels, acc.data());
           }
           for (; i < s.cols.size(); ++i) {
             AddScaled(row.weight * s.cols[i].weight,
-                      Pixel(image, g, row.index, s.cols[i].index), channels, acc.data());
+                      pixel(image, row.index, s.cols[i].index, 0), channels, acc.data());
           }
         }
         const Acc scale = static_cast<Acc>(mask[bin]) * s.inv_count;
-        T* out = output + bin * channels;
-        for (int64_t c = 0; c < channels; ++c) {
-          out[c] = static_cast<T>(acc[c] * scale);
-        }
+        ArrayOf(acc.data(), channels) *= scale;
+        StoreAccumulated<T>(acc.data(), channels, output + bin * channels);
       }
     });
   }
@@ -372,9 +377,7 @@ struct BackwardImpl {
         if constexpr (!kIsAccumulator<T>) {
           T* out = features_grad + n * image_size + c0;
           for (int64_t p = 0; p < pixels; ++p) {
-            for (int64_t c = 0; c < width; ++c) {
-              out[p * channels + c] = static_cast<T>(image_grad[p * channels + c]);
-            }
+            Convert(image_grad + p * channels, width, out + p * channels);
           }
         }
       }
