@@ -116,11 +116,11 @@ inline std::vector<ChannelRun> ChannelRuns(const DeformConvGeometry& g) {
 }
 
 // Geometry of the sampling points of the output pixels [row_begin, row_end) of the
-// flattened [batch * out_height * out_width] grid: one BilinearPoint per pixel,
-// deformable group and tap, in that order, written to `points`. Point offsets are
-// relative to the pixel's own image.
-template <typename T, typename Acc>
-void LocatePoints(const DeformConvGeometry& g, const T* offsets, int64_t row_begin,
+// flattened [batch * out_height * out_width] grid, from their `offsets` (those of
+// row_begin first, in Acc): one BilinearPoint per pixel, deformable group and tap, in
+// that order, written to `points`. Point offsets are relative to the pixel's own image.
+template <typename Acc>
+void LocatePoints(const DeformConvGeometry& g, const Acc* offsets, int64_t row_begin,
                   int64_t row_end, BilinearPoint<Acc>* points) {
   const int64_t taps = g.taps();
   const int64_t per_row = g.deformable_groups * taps;
@@ -129,17 +129,17 @@ void LocatePoints(const DeformConvGeometry& g, const T* offsets, int64_t row_beg
     const int64_t pixel = row % pixels;
     const int64_t ho = pixel / g.out_width;
     const int64_t wo = pixel % g.out_width;
-    const T* row_offsets = offsets + row * per_row * 2;
+    const Acc* row_offsets = offsets + (row - row_begin) * per_row * 2;
     BilinearPoint<Acc>* row_points = points + (row - row_begin) * per_row;
     for (int64_t dg = 0; dg < g.deformable_groups; ++dg) {
       for (int64_t i = 0; i < g.kernel_h; ++i) {
         for (int64_t j = 0; j < g.kernel_w; ++j) {
           const int64_t tap = dg * taps + i * g.kernel_w + j;
           const Acc y = static_cast<Acc>(ho * g.stride_h - g.pad_top + i * g.dilation_h) +
-                        static_cast<Acc>(row_offsets[tap * 2]);
+                        row_offsets[tap * 2];
           const Acc x =
               static_cast<Acc>(wo * g.stride_w - g.pad_left + j * g.dilation_w) +
-              static_cast<Acc>(row_offsets[tap * 2 + 1]);
+              row_offsets[tap * 2 + 1];
           SetupBilinear<Acc>(y, x, g.in_height, g.in_width, g.in_width * g.in_channels,
                              g.in_channels, &row_points[tap]);
         }
@@ -187,10 +187,11 @@ inline void SampleRun(const BilinearPoint<Acc>& point, Acc scale, const T* src, 
 }
 
 // Fills the rows of the column matrix (see the top of this file) of the output pixels
-// [row_begin, row_end) of the batch `input`, from their sampling points.
+// [row_begin, row_end) of the batch `input`, from their sampling points and `mask`
+// (that of row_begin first, in Acc).
 template <typename T, typename Acc, typename Column>
 void FillColumns(const DeformConvGeometry& g, const std::vector<ChannelRun>& runs,
-                 const T* input, const T* mask, int64_t row_begin, int64_t row_end,
+                 const T* input, const Acc* mask, int64_t row_begin, int64_t row_end,
                  const BilinearPoint<Acc>* points, Column* cols) {
   const int64_t taps = g.taps();
   const int64_t cg = g.channels_per_group();
@@ -200,7 +201,7 @@ void FillColumns(const DeformConvGeometry& g, const std::vector<ChannelRun>& run
   const int64_t image_size = g.in_height * g.in_width * g.in_channels;
   for (int64_t row = row_begin; row < row_end; ++row) {
     const T* image = input + (row / pixels) * image_size;
-    const T* row_mask = mask + row * per_row;
+    const Acc* row_mask = mask + (row - row_begin) * per_row;
     const BilinearPoint<Acc>* row_points = points + (row - row_begin) * per_row;
     Column* row_cols = cols + (row - row_begin) * width;
     for (const ChannelRun& run : runs) {
@@ -208,7 +209,7 @@ void FillColumns(const DeformConvGeometry& g, const std::vector<ChannelRun>& run
         const int64_t tap = run.deformable_group * taps + k;
         Column* dst =
             row_cols + (run.group * taps + k) * cg + (run.begin - run.group * cg);
-        SampleRun<T, Acc, Column>(row_points[tap], static_cast<Acc>(row_mask[tap]),
+        SampleRun<T, Acc, Column>(row_points[tap], row_mask[tap],
                                   image + run.begin, run.end - run.begin, dst);
       }
     }
@@ -243,13 +244,15 @@ struct ChunkedColumns {
         points(new BilinearPoint<Acc>[chunk_rows * per_row]) {}
 
   // Samples the chunk rows [begin, end) (their global rows start at `row_begin`)
-  // from the batch `input`; `begin` is even where there are row pairs.
-  void Fill(const T* input, const T* offsets, const T* mask, int64_t row_begin,
+  // from the batch `input`, with the chunk's `offsets` and `mask` (in Acc); `begin`
+  // is even where there are row pairs.
+  void Fill(const T* input, const Acc* offsets, const Acc* mask, int64_t row_begin,
             int64_t begin, int64_t end) {
     BilinearPoint<Acc>* block_points = points.get() + begin * per_row;
-    LocatePoints<T, Acc>(g, offsets, row_begin + begin, row_begin + end, block_points);
-    FillColumns<T, Acc, Acc>(g, runs, input, mask, row_begin + begin, row_begin + end,
-                                block_points, cols.get() + begin * width);
+    LocatePoints(g, offsets + begin * per_row * 2, row_begin + begin, row_begin + end,
+                 block_points);
+    FillColumns<T, Acc, Acc>(g, runs, input, mask + begin * per_row, row_begin + begin,
+                             row_begin + end, block_points, cols.get() + begin * width);
     if constexpr (std::is_same<Acc, float>::value) {
       if (pairs != nullptr) {
         PackRowPairs(cols.get() + begin * width, width, end - begin, width,

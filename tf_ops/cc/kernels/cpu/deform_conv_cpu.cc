@@ -95,16 +95,27 @@ struct ForwardImpl {
     const KernelOperand<T> kernel_operand(device, g, kernel, /*transposed=*/false);
     const AccumulatorCopy<T> bias_acc(bias, g.filters);
     const int64_t block = BlockRows(device, rows, width, taps * cg * g.filters);
+    const int64_t per_row = g.deformable_groups * taps;
+    const bool narrow = !kIsAccumulator<T>;
     ScratchPool<Column> cols_pool(block * width);
-    ScratchPool<BilinearPoint<Acc>> points_pool(block * g.deformable_groups * taps);
-    ScratchPool<Acc> out_pool(kIsAccumulator<T> ? 0 : block * g.filters);
+    ScratchPool<BilinearPoint<Acc>> points_pool(block * per_row);
+    ScratchPool<Acc> out_pool(narrow ? block * g.filters : 0);
+    // A block's offsets and mask in Acc, where T is narrower.
+    ScratchPool<Acc> coordinates_pool(narrow ? block * per_row * 3 : 0);
 
     ForBlocks(device, rows, block, [&](int64_t begin, int64_t end) {
       typename ScratchPool<Column>::Lease cols(&cols_pool);
       typename ScratchPool<BilinearPoint<Acc>>::Lease points(&points_pool);
       typename ScratchPool<Acc>::Lease out_acc(&out_pool);
-      LocatePoints<T, Acc>(g, offsets, begin, end, points.data());
-      FillColumns<T, Acc, Column>(g, runs, input, mask, begin, end, points.data(),
+      typename ScratchPool<Acc>::Lease coordinates(&coordinates_pool);
+      const int64_t count = (end - begin) * per_row;
+      const Acc* block_offsets = LoadAccumulated<T>(offsets + begin * per_row * 2,
+                                                    count * 2, coordinates.data());
+      const Acc* block_mask = LoadAccumulated<T>(
+          mask + begin * per_row, count,
+          narrow ? coordinates.data() + block * per_row * 2 : nullptr);
+      LocatePoints(g, block_offsets, begin, end, points.data());
+      FillColumns<T, Acc, Column>(g, runs, input, block_mask, begin, end, points.data(),
                                   cols.data());
       T* block_output = output + begin * g.filters;
       Acc* out = AccumulatorTarget<T>(block_output, out_acc.data());
@@ -142,6 +153,11 @@ struct BackwardImpl {
         new Acc[narrow ? c.images_per_chunk * c.image_size : 0]);
     const std::unique_ptr<Acc[]> out_grad_acc(
         new Acc[narrow ? c.chunk_rows * g.filters : 0]);
+    // A chunk's offsets and mask and their gradients (3 values a point each).
+    const int64_t coordinates = c.chunk_rows * c.per_row * 3;
+    const std::unique_ptr<Acc[]> coordinates_acc(new Acc[narrow ? 2 * coordinates : 0]);
+    Acc* const coordinates_grad_acc =
+        narrow ? coordinates_acc.get() + coordinates : nullptr;
     const std::unique_ptr<Acc[]> cols_grad(new Acc[c.chunk_rows * c.width]);
 
     for (int64_t n = 0; n < g.batch; n += c.images_per_chunk) {
@@ -154,8 +170,21 @@ struct BackwardImpl {
       for (int64_t first = 0; first < group_rows; first += c.chunk_rows) {
         const int64_t row_begin = n * c.pixels + first;
         const int64_t rows = std::min(c.chunk_rows, group_rows - first);
-        const Acc* out_grad = InAccumulator<T>(device, output_grad + row_begin * g.filters,
-                                               rows * g.filters, out_grad_acc.get());
+        const Acc* out_grad =
+            InAccumulator<T>(device, output_grad + row_begin * g.filters,
+                             rows * g.filters, out_grad_acc.get());
+        const int64_t points = rows * c.per_row;
+        const Acc* chunk_offsets =
+            InAccumulator<T>(device, offsets + row_begin * c.per_row * 2, points * 2,
+                             coordinates_acc.get());
+        const Acc* chunk_mask =
+            InAccumulator<T>(device, mask + row_begin * c.per_row, points,
+                             narrow ? coordinates_acc.get() + 2 * points : nullptr);
+        Acc* chunk_offsets_grad = AccumulatorTarget<T>(
+            offsets_grad + row_begin * c.per_row * 2, coordinates_grad_acc);
+        Acc* chunk_mask_grad =
+            AccumulatorTarget<T>(mask_grad + row_begin * c.per_row,
+                                 narrow ? coordinates_grad_acc + 2 * points : nullptr);
 
         // 1. Per row block: columns, their gradient out_grad x kernel^T, and the
         //    offset and mask gradients (blocks start at even rows, where the columns
@@ -163,12 +192,16 @@ struct BackwardImpl {
         int64_t block = BlockRows(device, rows, c.width, c.kernel_size);
         if (bfloat16_products) block += block % 2;
         ForBlocks(device, rows, block, [&](int64_t begin, int64_t end) {
-          c.Fill(input, offsets, mask, row_begin, begin, end);
+          c.Fill(input, chunk_offsets, chunk_mask, row_begin, begin, end);
           ColumnGradients(c, kernel_operand, output_grad + row_begin * g.filters,
                           out_grad, begin, end, cols_grad.get());
-          CoordinateGradients(c, input, mask, row_begin, begin, end, cols_grad.get(),
-                              offsets_grad, mask_grad);
+          CoordinateGradients(c, input, chunk_mask, row_begin, begin, end,
+                              cols_grad.get(), chunk_offsets_grad, chunk_mask_grad);
         });
+        StoreOnAllThreads<T>(device, chunk_offsets_grad, points * 2,
+                             offsets_grad + row_begin * c.per_row * 2);
+        StoreOnAllThreads<T>(device, chunk_mask_grad, points,
+                             mask_grad + row_begin * c.per_row);
 
         // 2. Kernel gradient += cols^T x out_grad, on all threads; bias gradient
         //    += the sum of out_grad.
@@ -186,7 +219,7 @@ struct BackwardImpl {
         //    thread, so no two threads write the same element.
         ForBlocks(device, g.in_channels, PerThread(device, g.in_channels),
                   [&](int64_t begin, int64_t end) {
-          ScatterInputGradient(c, mask, n, row_begin, rows, begin, end,
+          ScatterInputGradient(c, chunk_mask, n, row_begin, rows, begin, end,
                                cols_grad.get(), image_grad);
         });
       }
@@ -259,8 +292,8 @@ struct BackwardImpl {
               const int64_t column = group * depth + begin;
               Acc* target = kernel_grad + begin * g.filters + group * c.fg;
               if (pairs) {
-                AddTransposedProduct(c.pairs.get() + first / 2 * c.width + column, c.width,
-                                     end - begin, packed, target, g.filters);
+                AddTransposedProduct(c.pairs.get() + first / 2 * c.width + column,
+                                     c.width, end - begin, packed, target, g.filters);
               } else {
                 AddTransposedProduct(c.cols.get() + first * c.width + column, c.width,
                                      end - begin, packed, target, g.filters);
@@ -288,11 +321,11 @@ struct BackwardImpl {
   }
 
   // Offset and mask gradients of the chunk rows [begin, end) (relative to row_begin)
-  // of the batch `input`.
+  // of the batch `input`; mask, offsets_grad and mask_grad are the chunk's, in Acc.
   static void CoordinateGradients(const ChunkedColumns<T>& c, const T* input,
-                                  const T* mask, int64_t row_begin, int64_t begin,
-                                  int64_t end, const Acc* cols_grad, T* offsets_grad,
-                                  T* mask_grad) {
+                                  const Acc* mask, int64_t row_begin, int64_t begin,
+                                  int64_t end, const Acc* cols_grad, Acc* offsets_grad,
+                                  Acc* mask_grad) {
     const int64_t per_row = c.per_row;
     std::vector<Acc> value(per_row), grad_y(per_row), grad_x(per_row);
     for (int64_t r = begin; r < end; ++r) {
@@ -321,12 +354,11 @@ struct BackwardImpl {
           grad_x[tap] += gx;
         }
       }
-      const T* row_mask = mask + row * per_row;
       for (int64_t tap = 0; tap < per_row; ++tap) {
-        const Acc m = static_cast<Acc>(row_mask[tap]);
-        mask_grad[row * per_row + tap] = static_cast<T>(value[tap]);
-        offsets_grad[(row * per_row + tap) * 2] = static_cast<T>(m * grad_y[tap]);
-        offsets_grad[(row * per_row + tap) * 2 + 1] = static_cast<T>(m * grad_x[tap]);
+        const int64_t point = r * per_row + tap;
+        mask_grad[point] = value[tap];
+        offsets_grad[point * 2] = mask[point] * grad_y[tap];
+        offsets_grad[point * 2 + 1] = mask[point] * grad_x[tap];
       }
     }
   }
@@ -350,14 +382,15 @@ struct BackwardImpl {
   }
 
   // Adds the input gradient of the chunk's `rows` rows, channels [c_begin, c_end), to
-  // `images_grad`, the input gradient of the images from `first_image` on.
-  static void ScatterInputGradient(const ChunkedColumns<T>& c, const T* mask,
+  // `images_grad`, the input gradient of the images from `first_image` on (`mask`:
+  // the chunk's, in Acc).
+  static void ScatterInputGradient(const ChunkedColumns<T>& c, const Acc* mask,
                                    int64_t first_image, int64_t row_begin, int64_t rows,
                                    int64_t c_begin, int64_t c_end, const Acc* cols_grad,
                                    Acc* images_grad) {
     const int64_t per_row = c.per_row;
     for (int64_t r = 0; r < rows; ++r) {
-      const T* row_mask = mask + (row_begin + r) * per_row;
+      const Acc* row_mask = mask + r * per_row;
       Acc* image_grad =
           images_grad + ((row_begin + r) / c.pixels - first_image) * c.image_size;
       for (const ChannelRun& run : c.runs) {
@@ -368,7 +401,7 @@ struct BackwardImpl {
           const int64_t tap = run.deformable_group * c.taps + k;
           const BilinearPoint<Acc>& point = c.points[r * per_row + tap];
           if (point.count == 0) continue;
-          const Acc m = static_cast<Acc>(row_mask[tap]);
+          const Acc m = row_mask[tap];
           const Acc* dcol = cols_grad + r * c.width + (run.group * c.taps + k) * c.cg +
                             (lo - run.group * c.cg);
           Acc weight[4];
