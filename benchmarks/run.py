@@ -6,9 +6,10 @@ benchmarks/results/.
 
 import argparse
 
-from benchmarks import bench_composite, bench_deform_conv, bench_deform_roi_pool
+from benchmarks import (bench_composite, bench_deform_conv, bench_deform_roi_pool,
+                        bench_detector_step)
 
-BENCHMARKS = (bench_deform_conv, bench_deform_roi_pool, bench_composite)
+BENCHMARKS = (bench_deform_conv, bench_deform_roi_pool, bench_composite, bench_detector_step)
 
 
 def main():
