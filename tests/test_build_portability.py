@@ -1,6 +1,6 @@
 """The op library runs on every x86-64 CPU that TensorFlow's wheel runs on: built with
 the default flags (x86-64 with AVX, setup.py), its machine code uses nothing newer
-outside the AVX-512 micro-kernels that cpu_gemm.cc picks at run time."""
+outside the AVX-512 code that the CPU kernels pick at run time (DISPATCHED)."""
 
 import collections
 import platform
@@ -16,9 +16,22 @@ from keras_dcn import _library
 # with SSE4.2; every AVX CPU has both).
 BASELINE_CPU = ("sse3", "ssse3", "sse4.1", "sse4.2", "popcnt", "avx")
 
-# The micro-kernels of tf_ops/cc/kernels/cpu/cpu_gemm.cc, compiled for AVX-512 by
-# their target attributes and called only where the CPU has it.
-DISPATCHED = re.compile(r"::(FloatTile<(true|false)>|Bfloat16Tile)::Run<\d+>\(")
+# The AVX-512 code of tf_ops/cc/kernels/cpu/, compiled for AVX-512 by target
+# attributes and called only where the CPU has it: cpu_gemm.cc's micro-kernels and
+# bfloat16 row-pair packing, and channel_loops.cc's loops over channels.
+DISPATCHED = re.compile(
+    r"::(FloatTile<(?:true|false)>|Bfloat16Tile<(?:true|false)>)::Run<\d+>\("
+    r"|keras_dcn::(PackRowPairs)\("
+    r"|keras_dcn::\(anonymous namespace\)::(Sample|Dot|Scatter|Convert)<")
+DISPATCHED_KERNELS = {"FloatTile<false>", "FloatTile<true>", "Bfloat16Tile<false>",
+                      "Bfloat16Tile<true>", "PackRowPairs", "Sample", "Dot", "Scatter",
+                      "Convert"}
+
+
+def _dispatched_kernel(name):
+    """The DISPATCHED kernel a function name belongs to, or None."""
+    match = DISPATCHED.search(name)
+    return next((group for group in match.groups() if group), None) if match else None
 
 _FUNCTION = re.compile(r"^[0-9a-f]+ <(.+)>:$")
 _INSTRUCTION = re.compile(r"^\s*[0-9a-f]+:\t([0-9a-f ]+)\t(\S+)\s*(.*)$")
@@ -116,14 +129,14 @@ def test_classifier_knows_each_kind():
 def test_only_dispatched_kernels_go_beyond_the_baseline(library):
     path, _ = library
     found = scan(path)
-    dispatched = {name: kinds for name, kinds in found.items() if DISPATCHED.search(name)}
+    dispatched = {name: kinds for name, kinds in found.items() if _dispatched_kernel(name)}
     elsewhere = {name: dict(kinds) for name, kinds in found.items()
-                 if not DISPATCHED.search(name)}
-    # The three micro-kernels are there, and the scan sees their AVX-512 code.
-    kernels = {DISPATCHED.search(name).group(1) for name in dispatched}
-    assert kernels == {"FloatTile<false>", "FloatTile<true>", "Bfloat16Tile"}, kernels
+                 if not _dispatched_kernel(name)}
+    # Every dispatched kernel is there, and the scan sees its AVX-512 code.
+    kernels = {_dispatched_kernel(name) for name in dispatched}
+    assert kernels == DISPATCHED_KERNELS, kernels
     assert all(kinds["avx512"] for kinds in dispatched.values())
     assert not elsewhere, (
         f"{sum(sum(k.values()) for k in elsewhere.values())} instructions beyond x86-64 "
-        f"with AVX outside the dispatched micro-kernels: "
+        f"with AVX outside the dispatched AVX-512 code: "
         f"{dict(list(elsewhere.items())[:10])}")
