@@ -14,8 +14,8 @@ truncated index, a complete `ckpt-N` that `checkpoint` does not name yet, or a
 temporary state file; after a machine crash (no sync) anything may be cut short.
 `recover(model_dir)` finds the newest checkpoint whose index and data read back,
 moves the files of checkpoints that do not into `model_dir/damaged/` (logging what
-and why; nothing is deleted but the leftover temporary files of a checkpoint that
-loads, so a checkpoint that only failed to read this once can be moved back), and
+and why; a name already there from an earlier crash gets a `.K` suffix; nothing is
+deleted but the leftover temporary files of a checkpoint that loads, so a checkpoint that only failed to read this once can be moved back), and
 rewrites `checkpoint` to name what is left, so both trainers resume from that
 checkpoint.
 """
@@ -58,8 +58,7 @@ def recover(model_dir: str, name: str = CHECKPOINT_NAME) -> Optional[str]:
                         prefix, damaged, problem)
         tf.io.gfile.makedirs(damaged)
         for path in paths:
-            tf.io.gfile.rename(path, os.path.join(damaged, os.path.basename(path)),
-                               overwrite=True)
+            tf.io.gfile.rename(path, _unused_path(damaged, os.path.basename(path)))
     for leftover in tf.io.gfile.glob(os.path.join(model_dir, STATE_FILE + ".tmp*")):
         tf.io.gfile.remove(leftover)
     good.reverse()
@@ -68,6 +67,17 @@ def recover(model_dir: str, name: str = CHECKPOINT_NAME) -> Optional[str]:
         logging.info("Resuming %s from %s (checkpoints that load: %s)", model_dir,
                      good[-1], ", ".join(os.path.basename(p) for p in good))
     return good[-1] if good else None
+
+
+def _unused_path(folder: str, base: str) -> str:
+    """`folder/base`, or `folder/base.K` with the smallest K >= 1 not taken where an
+    earlier crash left a file or folder of that name (a folder cannot be renamed over
+    a non-empty one, and nothing kept aside is overwritten)."""
+    path, count = os.path.join(folder, base), 0
+    while tf.io.gfile.exists(path):
+        count += 1
+        path = os.path.join(folder, f"{base}.{count}")
+    return path
 
 
 def _checkpoint_files(model_dir: str, name: str) -> dict:

@@ -112,6 +112,24 @@ def test_nothing_loads_or_nothing_there(tmp_path):
                                                          "ckpt-1.index"]
 
 
+def test_damage_at_the_same_step_twice_is_kept_twice(tmp_path):
+    """Two crashes while ckpt-2 was written, each recovered: the second ckpt-2_temp
+    folder (not empty) and data file go next to the first ones in damaged/."""
+    _save(tmp_path, 1)
+    for crash in (1, 2):
+        (tmp_path / "ckpt-2_temp").mkdir()
+        (tmp_path / "ckpt-2_temp" / "part").write_text(f"crash {crash}")
+        (tmp_path / "ckpt-2.data-00000-of-00001").write_text(f"crash {crash}")
+        assert checkpoint_recovery.recover(str(tmp_path)) == str(tmp_path / "ckpt-1")
+    damaged = tmp_path / "damaged"
+    assert sorted(os.listdir(damaged)) == [
+        "ckpt-2.data-00000-of-00001", "ckpt-2.data-00000-of-00001.1", "ckpt-2_temp",
+        "ckpt-2_temp.1"]
+    assert (damaged / "ckpt-2_temp" / "part").read_text() == "crash 1"
+    assert (damaged / "ckpt-2_temp.1" / "part").read_text() == "crash 2"
+    assert _restored_step(tmp_path) == 1
+
+
 def test_an_intact_folder_is_left_as_it_is(tmp_path):
     for n in (1, 2):
         _save(tmp_path, n)
