@@ -158,15 +158,15 @@ inline const T* Pixel(const T* image, const DeformRoiPoolGeometry& g, int64_t ro
 }
 
 // dst[c] += w * src[c] for c in [0, n).
-template <typename T, typename Acc>
-inline void AddScaled(Acc w, const T* src, int64_t n, Acc* dst) {
+template <typename Acc>
+inline void AddScaled(Acc w, const Acc* src, int64_t n, Acc* dst) {
   ArrayOf(dst, n) += w * CastArray<Acc>(src, n);
 }
 
 // dst[c] += w0 * s0[c] + w1 * s1[c] + w2 * s2[c] + w3 * s3[c] for c in [0, n).
-template <typename T, typename Acc>
-inline void AddScaled4(const Acc* w, const T* s0, const T* s1, const T* s2, const T* s3,
-                       int64_t n, Acc* dst) {
+template <typename Acc>
+inline void AddScaled4(const Acc* w, const Acc* s0, const Acc* s1, const Acc* s2,
+                       const Acc* s3, int64_t n, Acc* dst) {
   ArrayOf(dst, n) += w[0] * CastArray<Acc>(s0, n) + w[1] * CastArray<Acc>(s1, n) +
                      w[2] * CastArray<Acc>(s2, n) + w[3] * CastArray<Acc>(s3, n);
 }
