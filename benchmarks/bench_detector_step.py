@@ -53,6 +53,7 @@ PARTIAL_VARIANTS = {
 }
 # Parts of the model, by the first of these names found in an op's name scope.
 PARTS = (
+    ("RoI sibling branches (fc)", ("sibling_branch",)),
     ("offset branches", ("offset_kernel", "offsets_and_mask", "hidden1", "hidden2")),
     ("deformable conv op", ("DcnDeformConv2D",)),
     ("RoI pooling op", ("DcnDeformRoiPool",)),

@@ -114,8 +114,11 @@ def test_both_flavours_run_one_shared_body(base, flavours):
     """What the layer computes and stores comes from the one body, in both flavours,
     which differ only in their framework binding."""
     for flavour in flavours:
-        for name in ("__init__", "build", "offsets_and_mask", "call",
-                     "compute_output_shape", "get_config"):
+        names = ["__init__", "build", "offsets_and_mask", "call", "compute_output_shape",
+                 "get_config"]
+        if base is _deform_roi_pool_base.DeformRoIPoolBase:
+            names += ["offsets_and_mask_of_pooled", "pool_deformed"]
+        for name in names:
             assert getattr(flavour, name) is getattr(base, name), (flavour, name)
     assert flavours[0]._framework is not flavours[1]._framework
 

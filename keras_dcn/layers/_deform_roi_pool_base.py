@@ -112,10 +112,15 @@ class DeformRoIPoolBase(SamplingHookMixin):
         offsets: `[R, oh, ow, 2]` as `(dy, dx)` in units of the RoI height / width;
         mask: `[R, oh, ow, 1]` after the sigmoid, or None when not modulated.
         """
+        return self.offsets_and_mask_of_pooled(self._pool(features, rois))
+
+    def offsets_and_mask_of_pooled(self, pooled):
+        """The branch's `(offsets, mask)` from plain RoIAlign features `[R, oh, ow, C]`
+        (`deform_roi_pool` without offsets, channels_last), as `offsets_and_mask` gives
+        them. The layer must be built."""
         xp = self._framework.xp
         oh, ow = self.output_size
-        pooled = self._pool(features, rois)  # plain RoIAlign
-        hidden = xp.reshape(pooled, (-1, self._bins * features.shape[-1]))
+        hidden = xp.reshape(pooled, (-1, self._bins * pooled.shape[-1]))
         for index in (1, 2):
             hidden = xp.relu(
                 xp.matmul(hidden, self._read(getattr(self, f"hidden{index}_kernel")))
@@ -128,6 +133,12 @@ class DeformRoIPoolBase(SamplingHookMixin):
             mask = xp.sigmoid(xp.reshape(branch[:, 2 * self._bins:], (-1, oh, ow, 1)))
         return offsets, mask
 
+    def pool_deformed(self, features, rois, offsets, mask):
+        """`[R, oh, ow, C]`: channels_last `features` pooled at `rois` with the branch's
+        `offsets` and `mask` (`offsets_and_mask`), after the sampling hook."""
+        offsets, mask = self._hooked(features, offsets, mask, rois=rois)
+        return self._pool(features, rois, offsets, mask)
+
     def call(self, features, rois):
         return self._forward(features, rois)
 
@@ -138,9 +149,8 @@ class DeformRoIPoolBase(SamplingHookMixin):
         rois = xp.convert_to_tensor(rois)
         if self.data_format == "channels_first":
             features = xp.transpose(features, (0, 2, 3, 1))
-        offsets, mask = self._hooked(features, *self.offsets_and_mask(features, rois),
-                                     rois=rois)
-        outputs = self._pool(features, rois, offsets, mask)
+        outputs = self.pool_deformed(features, rois,
+                                     *self.offsets_and_mask(features, rois))
         if self.data_format == "channels_first":
             outputs = xp.transpose(outputs, (0, 3, 1, 2))
         return outputs

@@ -67,6 +67,12 @@ class DeformRoIPool(DeformRoIPoolBase, keras.layers.Layer):
     `set_sampling_hook(None)` removes it. `keras_dcn.analysis` observes the layer
     through it.
 
+    The two halves also run apart, on channels_last tensors of a built layer:
+    `offsets_and_mask_of_pooled(pooled)` runs the branch (steps 2-3) on RoIAlign
+    features `[R, oh, ow, C]`, and `pool_deformed(features, rois, offsets, mask)` runs
+    step 4 (sampling hook included). A multilevel aligner pools each RoI from its own
+    feature map but runs the branch once for all of them.
+
     Backends as for `DeformConv2D`. On JAX and PyTorch the RoIs are checked as the
     kernels check them where their values are known (eagerly); inside `jax.jit` (as in
     `Model.fit`) they cannot be, and `sampling_ratio` must be > 0 there.

@@ -126,14 +126,45 @@ class MultilevelDeformableROIAligner(tf_keras.layers.Layer):
             kernel_regularizer=kernel_regularizer,
             name="deform_roi_pool") if deformable else None
 
-    def _pool_level(self, features: tf.Tensor, rois: tf.Tensor) -> tf.Tensor:
-        """`[R, crop, crop, C]` of `rois` `[R, 5]` on one level's `features`."""
-        if self.pool is not None:
-            return self.pool(features, rois)
+    def build(self, input_shape):
+        """Builds the branch for the channels of the pooled features: those of
+        `feature_level`, or of the lowest level (FPN levels share their channels)."""
+        if self.pool is not None and not self.pool.built:
+            level = self._config_dict["feature_level"] or min(int(k) for k in input_shape)
+            shape = input_shape.get(str(level))
+            if shape is not None:
+                channels = tf.TensorShape(shape)[-1]
+                with tf.name_scope(self.pool.name):
+                    self.pool.build(tf.TensorShape([None, None, None, channels]))
+        super().build(input_shape)
+
+    def _plain_pool(self, features: tf.Tensor, rois: tf.Tensor) -> tf.Tensor:
+        """RoIAlign `[R, crop, crop, C]` of `rois` `[R, 5]` on one level's `features`."""
         config = self._config_dict
         return keras_dcn.ops.deform_roi_pool(
             features, rois, output_size=config["crop_size"], spatial_scale=1.0,
             sampling_ratio=config["sampling_ratio"], aligned=config["aligned"])
+
+    def _pool_levels(self, level_features: list, level_rois: list,
+                     slot: tf.Tensor) -> list:
+        """`[R_l, crop, crop, C]` for each level's RoIs `[R_l, 5]` on its features.
+
+        The deformable branch runs once on the RoIAlign features of all RoIs (`slot`
+        `[R]` names each RoI's level, as `tf.dynamic_partition` splits them): one set
+        of matrix products and one weight gradient, not one per level."""
+        plain = [self._plain_pool(f, r) for f, r in zip(level_features, level_rois)]
+        if self.pool is None:
+            return plain
+        count = len(level_features)
+        positions = tf.dynamic_partition(tf.range(tf.shape(slot)[0]), slot, count)
+        with tf.name_scope("sibling_branch"):
+            offsets, mask = self.pool.offsets_and_mask_of_pooled(
+                tf.dynamic_stitch(positions, plain))
+        level_offsets = tf.dynamic_partition(offsets, slot, count)
+        level_mask = tf.dynamic_partition(mask, slot, count) if mask is not None \
+            else [None] * count
+        return [self.pool.pool_deformed(f, r, o, m) for f, r, o, m in
+                zip(level_features, level_rois, level_offsets, level_mask)]
 
     def call(self, features: Mapping[str, tf.Tensor], boxes: tf.Tensor,
              training: Optional[bool] = None) -> tf.Tensor:
@@ -156,8 +187,9 @@ class MultilevelDeformableROIAligner(tf_keras.layers.Layer):
                                  f"feature levels {sorted(features)}")
             level_features = features[str(feature_level)]
             channels = level_features.shape[-1]
-            merged = self._pool_level(
-                level_features, rois_at(float(self._config_dict["feature_stride"])))
+            rois = rois_at(float(self._config_dict["feature_stride"]))
+            merged = self.pool(level_features, rois) if self.pool is not None \
+                else self._plain_pool(level_features, rois)
         else:
             levels = sorted(int(level) for level in features)
             min_level, max_level = levels[0], levels[-1]
@@ -168,12 +200,10 @@ class MultilevelDeformableROIAligner(tf_keras.layers.Layer):
             rois = rois_at(tf.pow(2.0, tf.cast(level, tf.float32))[:, None])
             slot = level - min_level
             count = len(levels)
-            rois_per_level = tf.dynamic_partition(rois, slot, count)
-            index_per_level = tf.dynamic_partition(
-                tf.range(tf.shape(rois)[0]), slot, count)
-            pooled = [self._pool_level(features[str(lvl)], part)
-                      for lvl, part in zip(levels, rois_per_level)]
-            merged = tf.dynamic_stitch(index_per_level, pooled)
+            pooled = self._pool_levels([features[str(lvl)] for lvl in levels],
+                                       tf.dynamic_partition(rois, slot, count), slot)
+            merged = tf.dynamic_stitch(
+                tf.dynamic_partition(tf.range(tf.shape(rois)[0]), slot, count), pooled)
         merged = tf.reshape(merged, [batch_size, num_boxes, crop, crop, channels])
         merged.set_shape(boxes.shape[:2].concatenate([crop, crop, channels]))
         return merged

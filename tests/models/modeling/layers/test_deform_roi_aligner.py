@@ -10,6 +10,7 @@ from official.vision.modeling.layers import roi_aligner
 
 import keras_dcn
 from tests import reference
+from tests.layers import helpers
 from models.modeling.layers.deform_roi_aligner import MultilevelDeformableROIAligner, assign_levels
 
 IMAGE = 256
@@ -128,6 +129,71 @@ def test_one_shared_branch_learns_from_every_level():
     grads = tape.gradient(loss, aligner.trainable_variables)
     offset_grad = grads[names.index("offset_kernel:0")]
     assert offset_grad is not None and float(tf.reduce_max(tf.abs(offset_grad))) > 0
+
+
+def _random_branch(aligner, rng):
+    """Gives the aligner's branch random weights (offsets of about a bin) and returns
+    them by name."""
+    weights = {}
+    for variable in aligner.pool.weights:
+        name = variable.name.split("/")[-1].split(":")[0]
+        scale = 0.3 if name.endswith("kernel") else 0.1
+        weights[name] = rng.normal(scale=scale, size=variable.shape).astype(np.float32)
+        variable.assign(weights[name])
+    return weights
+
+
+def _level_rois(boxes, levels):
+    """Each box as a `deform_roi_pool` row on its level: (b, x1, y1, x2, y2) / 2**l."""
+    rows = []
+    for b in range(boxes.shape[0]):
+        for k, box in enumerate(boxes[b]):
+            y1, x1, y2, x2 = box / 2.0 ** levels[b][k]
+            rows.append([b, x1, y1, x2, y2])
+    return np.array(rows, np.float32)
+
+
+def test_branch_runs_once_for_all_levels_as_it_would_per_level():
+    """With a trained-looking branch (non-zero offsets and mask), each box's crop is
+    the branch and Eq. 2 of the NumPy / plain-TF reference on the box's level, and the
+    gradients of the branch weights and of every level's features are those of the
+    layer called on each level's boxes alone."""
+    rng = np.random.default_rng(12)
+    features = _features(rng, channels=4)
+    boxes = np.concatenate([_boxes(rng, 2, 10, 4.0).numpy(), np.tile(np.array(
+        [[0, 0, 500, 460], [10, 10, 10, 50], [3, 5, 40, 30], [20, 9, 132, 121],
+         [16, 30, 240, 254]], np.float32)[None],
+        (2, 1, 1))], axis=1)
+    aligner = MultilevelDeformableROIAligner(crop_size=7, hidden_units=16)
+    aligner(features, tf.constant(boxes))
+    weights = _random_branch(aligner, rng)
+    levels = [[_level(box, 2, 6) for box in image] for image in boxes]
+    assert {lvl for image in levels for lvl in image} >= {2, 3, 4, 5}
+    rois = _level_rois(boxes, levels)
+    flat_levels = np.array(levels).reshape(-1)
+    pool_args = dict(output_size=(7, 7), spatial_scale=1.0, sampling_ratio=2,
+                     aligned=True, gamma=aligner.pool.gamma)
+
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(features)
+        out = aligner(features, tf.constant(boxes))
+        loss = tf.reduce_sum(out * tf.cos(out))
+        per_level = 0.0
+        for level in sorted(set(flat_levels)):
+            chosen = np.flatnonzero(flat_levels == level)
+            pooled = aligner.pool(features[str(level)], tf.constant(rois[chosen]))
+            per_level += tf.reduce_sum(pooled * tf.cos(pooled))
+    out = out.numpy().reshape(-1, 7, 7, 4)
+    for level in sorted(set(flat_levels)):
+        chosen = np.flatnonzero(flat_levels == level)
+        expected = helpers.independent_deform_roi_pool(
+            features[str(level)], rois[chosen], weights, modulated=True, **pool_args)
+        np.testing.assert_allclose(out[chosen], expected, atol=2e-4,
+                                   err_msg=f"boxes on level {level}")
+    used = [features[str(level)] for level in sorted(set(flat_levels))]
+    sources = aligner.pool.trainable_variables + used
+    for merged, alone in zip(tape.gradient(loss, sources), tape.gradient(per_level, sources)):
+        np.testing.assert_allclose(merged.numpy(), alone.numpy(), rtol=1e-4, atol=1e-5)
 
 
 def test_graph_mode_static_shape_and_empty_levels():

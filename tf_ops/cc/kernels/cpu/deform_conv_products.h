@@ -5,6 +5,7 @@
 #define KERAS_DCN_TF_OPS_CC_KERNELS_CPU_DEFORM_CONV_PRODUCTS_H_
 
 #include <cstdint>
+#include <memory>
 #include <type_traits>
 #include <vector>
 
@@ -64,6 +65,17 @@ class KernelOperand {
                                 ? g.taps() * g.channels_per_group() * g.filters
                                 : 0) {
     if (path_ == ProductPath::kEigen) return;
+    // A half type on the float micro-kernels is converted to float once, on all
+    // threads and vectorised, so the packing below only reorders floats.
+    const int64_t size = g.taps() * g.channels_per_group() * g.filters;
+    std::unique_ptr<Acc[]> converted;
+    const Acc* kernel_floats = nullptr;
+    if constexpr (!kIsAccumulator<T>) {
+      if (path_ == ProductPath::kFloat) {
+        converted.reset(new Acc[size]);
+        kernel_floats = InAccumulator<T>(device, kernel, size, converted.get());
+      }
+    }
     packed_.reserve(g.groups);
     for (int64_t group = 0; group < g.groups; ++group) {
       packed_.emplace_back(depth_, width_, path_ == ProductPath::kBfloat16);
@@ -80,7 +92,12 @@ class KernelOperand {
             return;
           }
         }
-        packed.PackFloat(source, k_stride, n_stride, first, last);
+        if (kernel_floats != nullptr) {
+          packed.PackFloat(kernel_floats + group * g.filters_per_group(), k_stride,
+                           n_stride, first, last);
+        } else {
+          packed.PackFloat(source, k_stride, n_stride, first, last);
+        }
       });
     }
   }
