@@ -12,6 +12,8 @@ of zero area goes to the lowest level. Its corners are divided by `2 ** level` a
 box is pooled from that level by one shared `keras_dcn.tf_keras.DeformRoIPool` (the
 paper's sibling branch: RoIAlign -> two fc layers -> zero-initialised fc giving the
 per-bin offsets and, for DCNv2, the mask), so every level uses the same branch weights.
+Each box's RoIAlign comes from its own level, but the branch's fc layers run once on
+the boxes of all levels together.
 With `deformable=False` the boxes are pooled by `keras_dcn.ops.deform_roi_pool`
 without offsets or mask: plain RoIAlign with the same sampling as the deformable
 layer, and no weights, so a regular model differs from a deformable one only in what
