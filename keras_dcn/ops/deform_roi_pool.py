@@ -251,6 +251,13 @@ def _deform_roi_pool_grad(op, output_grad):
         key: op.get_attr(key)
         for key in ("output_size", "spatial_scale", "sampling_ratio", "gamma", "aligned")
     }
+    # A GradientTape names the inputs it needs no gradient for (plain RoIAlign's zero
+    # offsets and unit mask): the kernel then skips the offset and mask gradients.
+    skipped = getattr(op, "skip_input_indices", None) or ()
+    coordinates = not (2 in skipped and 3 in skipped)
     features_grad, offsets_grad, mask_grad = _library.load().dcn_deform_roi_pool_grad(
-        op.inputs[0], op.inputs[1], op.inputs[2], op.inputs[3], output_grad, **attrs)
+        op.inputs[0], op.inputs[1], op.inputs[2], op.inputs[3], output_grad,
+        coordinate_gradients=coordinates, **attrs)
+    if not coordinates:
+        return features_grad, None, None, None
     return features_grad, None, offsets_grad, mask_grad

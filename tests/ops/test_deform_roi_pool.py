@@ -251,6 +251,54 @@ def test_rois_get_no_gradient(rng):
     assert tape.gradient(out, rois) is None
 
 
+@pytest.mark.parametrize("watch_coordinates", [False, True])
+def test_features_gradient_without_coordinate_gradients(watch_coordinates, rng):
+    """With offsets and mask a GradientTape needs no gradient for (plain RoIAlign's
+    zeros and ones, or constants), the gradient op runs with coordinate_gradients=False
+    and gives the same features gradient as the reference; watched, it computes them."""
+    features, rois, offsets, mask = make_case(rng, dtype=np.float32, offset_scale=0.5)
+    upstream = rng.normal(size=(rois.shape[0], 3, 4, features.shape[-1]))
+    features, offsets, mask = (tf.constant(v) for v in (features, offsets, mask))
+
+    @tf.function
+    def gradients():
+        with tf.GradientTape() as tape:
+            tape.watch([features, offsets, mask] if watch_coordinates else features)
+            out = deform_roi_pool(features, rois, offsets, mask, output_size=(3, 4))
+            loss = tf.reduce_sum(out * tf.cast(upstream, out.dtype))
+        return tape.gradient(loss, [features, offsets, mask])
+
+    grads = gradients()
+    _, expected = reference_and_grads(features, rois, offsets, mask, upstream,
+                                      output_size=(3, 4))
+    assert_close(grads[0], expected[0], tf.float32)
+    graph = gradients.get_concrete_function().graph
+    kernels = [op for op in graph.get_operations() if op.type == "DcnDeformRoiPoolGrad"]
+    assert [op.get_attr("coordinate_gradients") for op in kernels] == [watch_coordinates]
+    if watch_coordinates:
+        assert_close(grads[1], expected[1], tf.float32)
+        assert_close(grads[2], expected[2], tf.float32)
+    else:
+        assert grads[1] is None and grads[2] is None
+
+
+def test_grad_kernel_without_coordinate_gradients(rng):
+    """coordinate_gradients=False: the same features gradient, empty offset and mask
+    gradients, in the shape function too."""
+    features, rois, offsets, mask = make_case(rng, dtype=np.float32, offset_scale=0.5)
+    upstream = rng.normal(size=(rois.shape[0], 2, 2, features.shape[-1])).astype(np.float32)
+    args = (features, rois, offsets[:, :2, :2], mask[:, :2, :2], upstream)
+    full = lib.dcn_deform_roi_pool_grad(*args, output_size=[2, 2])
+    alone = lib.dcn_deform_roi_pool_grad(*args, output_size=[2, 2],
+                                         coordinate_gradients=False)
+    np.testing.assert_array_equal(alone[0].numpy(), full[0].numpy())
+    assert alone[1].shape == (0,) and alone[2].shape == (0,)
+    symbolic = tf.function(lambda *a: lib.dcn_deform_roi_pool_grad(
+        *a, output_size=[2, 2], coordinate_gradients=False)).get_concrete_function(
+            *(tf.TensorSpec(np.shape(a), tf.float32) for a in args))
+    assert [o.shape.as_list() for o in symbolic.outputs[1:]] == [[0], [0]]
+
+
 # ----------------------------------------------------------------------------------
 # Numeric gradients (float64)
 

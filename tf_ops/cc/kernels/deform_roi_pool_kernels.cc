@@ -205,6 +205,8 @@ class DeformRoiPoolGradOp : public OpKernel {
  public:
   explicit DeformRoiPoolGradOp(OpKernelConstruction* context) : OpKernel(context) {
     OP_REQUIRES_OK(context, attrs_.Read(context));
+    OP_REQUIRES_OK(context,
+                   context->GetAttr("coordinate_gradients", &coordinate_gradients_));
   }
 
   void Compute(OpKernelContext* context) override {
@@ -223,11 +225,25 @@ class DeformRoiPoolGradOp : public OpKernel {
                                         "channels])"),
                            output_grad.shape()));
 
+    // Without coordinate gradients, offsets_grad and mask_grad are empty; the CPU
+    // kernel then skips them, the GPU kernel computes them into scratch tensors.
     Tensor* grads[3];
+    Tensor coordinate_scratch[2];
+    T* coordinate_grads[2] = {nullptr, nullptr};
     for (int i = 0; i < 3; ++i) {
-      OP_REQUIRES_OK(
-          context, context->allocate_output(i, context->input(i == 0 ? 0 : i + 1).shape(),
-                                            &grads[i]));
+      const TensorShape& shape = context->input(i == 0 ? 0 : i + 1).shape();
+      const bool empty = i > 0 && !coordinate_gradients_;
+      OP_REQUIRES_OK(context, context->allocate_output(i, empty ? TensorShape({0}) : shape,
+                                                       &grads[i]));
+      if (i == 0) continue;
+      if (!empty) {
+        coordinate_grads[i - 1] = grads[i]->flat<T>().data();
+      } else if constexpr (!std::is_same<Device, CPUDevice>::value) {
+        Tensor& scratch = coordinate_scratch[i - 1];
+        OP_REQUIRES_OK(context, context->allocate_temp(
+                                    ::tensorflow::DataTypeToEnum<T>::value, shape, &scratch));
+        coordinate_grads[i - 1] = scratch.flat<T>().data();
+      }
     }
     const Device& device = context->eigen_device<Device>();
     // (The GPU functor handles empty tensors itself; these Eigen expressions are
@@ -244,13 +260,13 @@ class DeformRoiPoolGradOp : public OpKernel {
     functor::DeformRoiPoolBackward<Device, T>()(
         device, g, context->input(0).flat<T>().data(), rois,
         context->input(2).flat<T>().data(), context->input(3).flat<T>().data(),
-        output_grad.flat<T>().data(),
-        grads[0]->flat<T>().data(), grads[1]->flat<T>().data(),
-        grads[2]->flat<T>().data());
+        output_grad.flat<T>().data(), grads[0]->flat<T>().data(), coordinate_grads[0],
+        coordinate_grads[1]);
   }
 
  private:
   DeformRoiPoolAttrs attrs_;
+  bool coordinate_gradients_ = true;
 };
 
 #define DCN_REGISTER_CPU(T)                                                             \

@@ -90,9 +90,11 @@ absl::Status BackwardShape(InferenceContext* c) {
                c->MakeShape({c->Dim(output_grad, 0), c->Dim(output_grad, 1),
                              c->Dim(output_grad, 2), c->MakeDim(1)}),
                &mask));
+  bool coordinate_gradients = true;
+  TF_RETURN_IF_ERROR(c->GetAttr("coordinate_gradients", &coordinate_gradients));
   c->set_output(0, features);
-  c->set_output(1, offsets);
-  c->set_output(2, mask);
+  c->set_output(1, coordinate_gradients ? offsets : c->Vector(0));
+  c->set_output(2, coordinate_gradients ? mask : c->Vector(0));
   return absl::OkStatus();
 }
 
@@ -153,12 +155,17 @@ REGISTER_OP("DcnDeformRoiPoolGrad")
     .Attr("sampling_ratio: int = 2")
     .Attr("gamma: float = 0.1")
     .Attr("aligned: bool = true")
+    .Attr("coordinate_gradients: bool = true")
     .SetShapeFn(BackwardShape)
     .Doc(R"doc(
 Gradients of DcnDeformRoiPool with respect to features, offsets and mask, given the
 gradient with respect to its output (rois get none). The offset gradient is the
 derivative of the clamped RoIAlign read: 0 for a coordinate that RoIAlign clamps
 (below 0, or at or past the last pixel) and for a sample that reads 0.
+
+coordinate_gradients: false skips the offset and mask gradients (for offsets and a
+  mask that need none, as plain RoIAlign's zeros and ones); offsets_grad and
+  mask_grad are then empty vectors [0].
 )doc");
 
 }  // namespace keras_dcn

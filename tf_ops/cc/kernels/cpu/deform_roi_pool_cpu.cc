@@ -252,8 +252,10 @@ struct BackwardImpl {
                   const T* features, const Acc* rois, const T* offsets, const T* mask,
                   const T* output_grad, T* features_grad, T* offsets_grad, T* mask_grad) {
     const double samples = MeanSamplesPerBin(g, rois);
-    CoordinateGradients(device, g, samples, features, rois, offsets, mask, output_grad,
-                        offsets_grad, mask_grad);
+    if (offsets_grad != nullptr) {  // null (with mask_grad) when not wanted
+      CoordinateGradients(device, g, samples, features, rois, offsets, mask, output_grad,
+                          offsets_grad, mask_grad);
+    }
     FeaturesGradient(device, g, samples, rois, offsets, mask, output_grad, features_grad);
   }
 

@@ -66,7 +66,8 @@ struct DeformRoiPoolForward {
 };
 
 // Gradients of the loss with respect to features, offsets and mask, given its
-// gradient with respect to the output. All outputs are fully overwritten.
+// gradient with respect to the output. All outputs are fully overwritten. The CPU
+// kernel takes offsets_grad and mask_grad both null to skip them.
 template <typename Device, typename T>
 struct DeformRoiPoolBackward {
   void operator()(const Device& device, const DeformRoiPoolGeometry& geometry,
