@@ -15,7 +15,8 @@ temporary state file; after a machine crash (no sync) anything may be cut short.
 `recover(model_dir)` finds the newest checkpoint whose index and data read back,
 moves the files of checkpoints that do not into `model_dir/damaged/` (logging what
 and why; a name already there from an earlier crash gets a `.K` suffix; nothing is
-deleted but the leftover temporary files of a checkpoint that loads, so a checkpoint that only failed to read this once can be moved back), and
+deleted but the leftover temporary files of a checkpoint that loads, so a checkpoint
+that only failed to read this once can be moved back), and
 rewrites `checkpoint` to name what is left, so both trainers resume from that
 checkpoint.
 """

@@ -147,18 +147,18 @@ class MultilevelDeformableROIAligner(tf_keras.layers.Layer):
             features, rois, output_size=config["crop_size"], spatial_scale=1.0,
             sampling_ratio=config["sampling_ratio"], aligned=config["aligned"])
 
-    def _pool_levels(self, level_features: list, level_rois: list,
-                     slot: tf.Tensor) -> list:
+    def _pool_levels(self, level_features: list, level_rois: list, slot: tf.Tensor,
+                     positions: list) -> list:
         """`[R_l, crop, crop, C]` for each level's RoIs `[R_l, 5]` on its features.
 
-        The deformable branch runs once on the RoIAlign features of all RoIs (`slot`
-        `[R]` names each RoI's level, as `tf.dynamic_partition` splits them): one set
-        of matrix products and one weight gradient, not one per level."""
+        The deformable branch runs once on the RoIAlign features of all RoIs: one set
+        of matrix products and one weight gradient, not one per level. `slot` `[R]`
+        names each RoI's level and `positions` each level's RoIs, as
+        `tf.dynamic_partition` splits them."""
         plain = [self._plain_pool(f, r) for f, r in zip(level_features, level_rois)]
         if self.pool is None:
             return plain
         count = len(level_features)
-        positions = tf.dynamic_partition(tf.range(tf.shape(slot)[0]), slot, count)
         with tf.name_scope("sibling_branch"):
             offsets, mask = self.pool.offsets_and_mask_of_pooled(
                 tf.dynamic_stitch(positions, plain))
@@ -202,10 +202,11 @@ class MultilevelDeformableROIAligner(tf_keras.layers.Layer):
             rois = rois_at(tf.pow(2.0, tf.cast(level, tf.float32))[:, None])
             slot = level - min_level
             count = len(levels)
+            positions = tf.dynamic_partition(tf.range(tf.shape(rois)[0]), slot, count)
             pooled = self._pool_levels([features[str(lvl)] for lvl in levels],
-                                       tf.dynamic_partition(rois, slot, count), slot)
-            merged = tf.dynamic_stitch(
-                tf.dynamic_partition(tf.range(tf.shape(rois)[0]), slot, count), pooled)
+                                       tf.dynamic_partition(rois, slot, count), slot,
+                                       positions)
+            merged = tf.dynamic_stitch(positions, pooled)
         merged = tf.reshape(merged, [batch_size, num_boxes, crop, crop, channels])
         merged.set_shape(boxes.shape[:2].concatenate([crop, crop, channels]))
         return merged

@@ -228,21 +228,23 @@ class DeformRoiPoolGradOp : public OpKernel {
     // Without coordinate gradients, offsets_grad and mask_grad are empty; the CPU
     // kernel then skips them, the GPU kernel computes them into scratch tensors.
     Tensor* grads[3];
+    for (int i = 0; i < 3; ++i) {
+      const bool empty = i > 0 && !coordinate_gradients_;
+      OP_REQUIRES_OK(context, context->allocate_output(
+                                  i, empty ? TensorShape({0})
+                                           : context->input(i == 0 ? 0 : i + 1).shape(),
+                                  &grads[i]));
+    }
     Tensor coordinate_scratch[2];
     T* coordinate_grads[2] = {nullptr, nullptr};
-    for (int i = 0; i < 3; ++i) {
-      const TensorShape& shape = context->input(i == 0 ? 0 : i + 1).shape();
-      const bool empty = i > 0 && !coordinate_gradients_;
-      OP_REQUIRES_OK(context, context->allocate_output(i, empty ? TensorShape({0}) : shape,
-                                                       &grads[i]));
-      if (i == 0) continue;
-      if (!empty) {
-        coordinate_grads[i - 1] = grads[i]->flat<T>().data();
+    for (int i = 0; i < 2; ++i) {
+      if (coordinate_gradients_) {
+        coordinate_grads[i] = grads[i + 1]->flat<T>().data();
       } else if constexpr (!std::is_same<Device, CPUDevice>::value) {
-        Tensor& scratch = coordinate_scratch[i - 1];
         OP_REQUIRES_OK(context, context->allocate_temp(
-                                    ::tensorflow::DataTypeToEnum<T>::value, shape, &scratch));
-        coordinate_grads[i - 1] = scratch.flat<T>().data();
+                                    ::tensorflow::DataTypeToEnum<T>::value,
+                                    context->input(i + 2).shape(), &coordinate_scratch[i]));
+        coordinate_grads[i] = coordinate_scratch[i].flat<T>().data();
       }
     }
     const Device& device = context->eigen_device<Device>();
