@@ -120,9 +120,10 @@ class DeformConv2DBase(SamplingHookMixin):
         branch = xp.conv2d(inputs, self._read(self.offset_kernel, scaled=True),
                            self.strides, self.dilation_rate, self.padding)
         branch = branch + self._read(self.offset_bias, scaled=True)
-        offsets = branch[..., :2 * self._taps]
-        mask = xp.sigmoid(branch[..., 2 * self._taps:]) if self.modulated else None
-        return offsets, mask
+        if not self.modulated:
+            return branch, None
+        offsets, mask = xp.split_last(branch, 2 * self._taps)
+        return offsets, xp.sigmoid(mask)
 
     def call(self, inputs):
         return self._forward(inputs)

@@ -47,6 +47,12 @@ class TensorFlowNamespace(_Namespace):
     stop_gradient = staticmethod(tf.stop_gradient)
 
     @staticmethod
+    def split_last(x, index):
+        """`(x[..., :index], x[..., index:])`, as one op (whose gradient is one concat);
+        the last dimension of `x` must be static."""
+        return tf.split(x, [index, x.shape[-1] - index], axis=-1)
+
+    @staticmethod
     def conv2d(x, kernel, strides, dilations, padding):
         """Cross-correlation of channels_last `x` `[N, H, W, C]` with `kernel`
         `[kh, kw, C, O]`; `padding` in any form of `keras_dcn.ops._padding`."""
@@ -108,6 +114,11 @@ class KerasNamespace(_Namespace):
     relu = staticmethod(keras.ops.relu)
     sigmoid = staticmethod(keras.ops.sigmoid)
     stop_gradient = staticmethod(keras.ops.stop_gradient)
+
+    @staticmethod
+    def split_last(x, index):
+        """`(x[..., :index], x[..., index:])`."""
+        return tuple(keras.ops.split(x, [index], axis=-1))
 
     # keras.ops.floor, ceil and maximum compute float64 in float32 on the PyTorch
     # backend (Keras' type promotion); the operators keep the dtype on every backend.

@@ -34,6 +34,23 @@ def test_size_as_casts_only_dynamic_sizes():
     assert size.dtype == tf.float32 and float(size) == 7.0
 
 
+def test_split_last_cuts_the_last_axis_in_both_namespaces():
+    """`split_last(x, i)` is `(x[..., :i], x[..., i:])`, with the gradient of both
+    parts flowing back to `x`, through TensorFlow's ops and through `keras.ops`."""
+    from keras_dcn.ops._array_namespace import KERAS
+
+    x = tf.constant(np.arange(24.0).reshape(2, 3, 4))
+    for namespace in (xp, KERAS):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            head, tail = namespace.split_last(x, 3)
+            loss = tf.reduce_sum(head * 2.0) + tf.reduce_sum(tail * 5.0)
+        np.testing.assert_array_equal(head, x.numpy()[..., :3])
+        np.testing.assert_array_equal(tail, x.numpy()[..., 3:])
+        np.testing.assert_array_equal(tape.gradient(loss, x),
+                                      np.broadcast_to([2.0, 2.0, 2.0, 5.0], (2, 3, 4)))
+
+
 def test_keras_namespace_computes_the_composites_as_tensorflow_does(rng):
     """Both composites through `keras.ops` (here on Keras' TensorFlow backend) give
     the values and gradients of the same math through TensorFlow's ops."""

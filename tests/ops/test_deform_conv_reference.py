@@ -65,6 +65,16 @@ def test_matches_reference_over_chunks_of_several_images(dtype, rng):
     assert_matches_reference(case, rng, dtype)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_matches_reference_over_chunks_of_one_image(dtype, rng):
+    """Large maps cut one image into several chunks: 2 images of 24x24 pixels with
+    1024 channels go in chunks of 192 of an image's 576 rows. The input gradient of an
+    image must be zeroed once, before its first chunk, and summed over all of them."""
+    case = make_case(rng, batch=2, size=(24, 24), channels=1024, filters=3, padding=1,
+                     offset_scale=3.0)
+    assert_matches_reference(case, rng, dtype)
+
+
 @st.composite
 def configurations(draw):
     kernel_size = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))

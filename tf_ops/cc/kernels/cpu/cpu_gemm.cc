@@ -166,8 +166,8 @@ void TileOfRows(int rows, Args... args) {
 // elements of A after the previous one's start.
 template <typename Tile, typename A, typename Panel>
 void MultiplyPanels(const A* a, int64_t lda, int64_t a_row_step, int64_t rows,
-                    const PackedMatrix& b, const Panel& panel_of, const float* init,
-                    bool accumulate, float* c, int64_t ldc) {
+                    const PackedMatrix& b, const Panel& panel_of, int64_t depth,
+                    const float* init, bool accumulate, float* c, int64_t ldc) {
   const int64_t tiles = (rows + kTileRows - 1) / kTileRows;
   for (int64_t panel = 0; panel < b.panels(); ++panel) {
     const int64_t n0 = panel * kPanelColumns;
@@ -178,7 +178,7 @@ void MultiplyPanels(const A* a, int64_t lda, int64_t a_row_step, int64_t rows,
       const int64_t left = tiles - tile;
       const int tile_rows = static_cast<int>((rows - i + left - 1) / left);
       TileOfRows<Tile, kTileRows>(tile_rows, a + i * a_row_step, lda, panel_of(panel),
-                                  b.depth(), panel_init, accumulate, low, high,
+                                  depth, panel_init, accumulate, low, high,
                                   c + i * ldc + n0, ldc);
       i += tile_rows;
     }
@@ -229,30 +229,33 @@ void PackedMatrix::PackBfloat16(const uint16_t* source, int64_t k_stride,
 void MultiplyRows(const float* a, int64_t lda, int64_t rows, const PackedMatrix& b,
                   const float* init, float* c, int64_t ldc) {
   MultiplyPanels<FloatTile<false>>(
-      a, lda, lda, rows, b, [&](int64_t panel) { return b.float_panel(panel); }, init,
-      /*accumulate=*/false, c, ldc);
+      a, lda, lda, rows, b, [&](int64_t panel) { return b.float_panel(panel); },
+      b.depth(), init, /*accumulate=*/false, c, ldc);
 }
 
 void AddTransposedProduct(const float* a, int64_t lda, int64_t rows,
-                          const PackedMatrix& b, float* c, int64_t ldc) {
+                          const PackedMatrix& b, int64_t b_first, int64_t b_count, float* c,
+                          int64_t ldc) {
   MultiplyPanels<FloatTile<true>>(
-      a, lda, 1, rows, b, [&](int64_t panel) { return b.float_panel(panel); }, nullptr,
-      /*accumulate=*/true, c, ldc);
+      a, lda, 1, rows, b,
+      [&](int64_t panel) { return b.float_panel(panel) + b_first * kPanelColumns; },
+      b_count, nullptr, /*accumulate=*/true, c, ldc);
 }
 
 void MultiplyRows(const uint16_t* a, int64_t lda, int64_t rows, const PackedMatrix& b,
                   const float* init, float* c, int64_t ldc) {
   MultiplyPanels<Bfloat16Tile<false>>(
-      a, lda, lda, rows, b, [&](int64_t panel) { return b.pair_panel(panel); }, init,
-      /*accumulate=*/false, c, ldc);
+      a, lda, lda, rows, b, [&](int64_t panel) { return b.pair_panel(panel); },
+      b.depth(), init, /*accumulate=*/false, c, ldc);
 }
 
 void AddTransposedProduct(const uint32_t* a_pairs, int64_t lda, int64_t rows,
-                          const PackedMatrix& b, float* c, int64_t ldc) {
+                          const PackedMatrix& b, int64_t b_first, int64_t b_count, float* c,
+                          int64_t ldc) {
   MultiplyPanels<Bfloat16Tile<true>>(
       reinterpret_cast<const uint16_t*>(a_pairs), lda, 2, rows, b,
-      [&](int64_t panel) { return b.pair_panel(panel); }, nullptr, /*accumulate=*/true,
-      c, ldc);
+      [&](int64_t panel) { return b.pair_panel(panel) + b_first / 2 * kPanelColumns; },
+      b_count, nullptr, /*accumulate=*/true, c, ldc);
 }
 
 __attribute__((target("avx512f,avx512bw,avx512bf16"))) void PackRowPairs(
@@ -286,8 +289,8 @@ void MultiplyRows(const float*, int64_t, int64_t, const PackedMatrix&, const flo
   std::abort();
 }
 
-void AddTransposedProduct(const float*, int64_t, int64_t, const PackedMatrix&, float*,
-                          int64_t) {
+void AddTransposedProduct(const float*, int64_t, int64_t, const PackedMatrix&, int64_t,
+                          int64_t, float*, int64_t) {
   std::abort();
 }
 
@@ -296,8 +299,8 @@ void MultiplyRows(const uint16_t*, int64_t, int64_t, const PackedMatrix&, const 
   std::abort();
 }
 
-void AddTransposedProduct(const uint32_t*, int64_t, int64_t, const PackedMatrix&, float*,
-                          int64_t) {
+void AddTransposedProduct(const uint32_t*, int64_t, int64_t, const PackedMatrix&, int64_t,
+                          int64_t, float*, int64_t) {
   std::abort();
 }
 

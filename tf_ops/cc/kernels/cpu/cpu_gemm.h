@@ -75,17 +75,20 @@ void MultiplyRows(const float* a, int64_t lda, int64_t rows, const PackedMatrix&
 void MultiplyRows(const uint16_t* a, int64_t lda, int64_t rows, const PackedMatrix& b,
                   const float* init, float* c, int64_t ldc);
 
-// C[i, :columns] += A^T[i, :depth] x B for i < rows, with A^T[i, k] = a[k * lda + i]:
-// the product of a transposed row-major A (a [depth, rows] block, row stride lda).
-// B must be packed as floats; the ISA in use must be at least kAvx512.
+// C[i, :columns] += A^T[i, :count] x B[first : first + count] for i < rows, with
+// A^T[i, k] = a[k * lda + i]: the product of a transposed row-major A (a [count, rows]
+// block, row stride lda) with `count` rows of B from row `first` on. B must be packed
+// as floats; the ISA in use must be at least kAvx512.
 void AddTransposedProduct(const float* a, int64_t lda, int64_t rows,
-                          const PackedMatrix& b, float* c, int64_t ldc);
+                          const PackedMatrix& b, int64_t first, int64_t count, float* c,
+                          int64_t ldc);
 
 // The same product with A in bfloat16 row pairs (PackRowPairs): A^T[i, 2p] and
 // A^T[i, 2p + 1] are the low and high half of a_pairs[p * lda + i]. B must be packed
-// as bfloat16 pairs of the same depth; the ISA in use must be kAvx512Bf16.
+// as bfloat16 pairs, and `first` must be even; the ISA in use must be kAvx512Bf16.
 void AddTransposedProduct(const uint32_t* a_pairs, int64_t lda, int64_t rows,
-                          const PackedMatrix& b, float* c, int64_t ldc);
+                          const PackedMatrix& b, int64_t first, int64_t count, float* c,
+                          int64_t ldc);
 
 // pairs[p * width + j] = the bfloat16 bits of a[2p, j] (low half) and a[2p + 1, j]
 // (high half) for 2p < rows and j < width, where a[r, j] = a[r * lda + j]: the float

@@ -15,9 +15,10 @@
 // maps are small, else parts of one image (deform_conv_columns.h), since the kernel
 // gradient sums over a chunk's column matrix. A chunk's rows are cut into blocks, run
 // in parallel: a thread samples a block and computes its column gradient and the
-// offset / mask gradients while the block is in its cache. The kernel gradient then
-// splits its own rows between the threads, and the input gradient is scattered by
-// channel ranges, so no two threads write the same element.
+// offset / mask gradients while the block is in its cache. Then, in one task, each
+// thread adds to its share of the kernel gradient's rows and scatters the input
+// gradient into its share of the input channels, so no two threads write the same
+// element.
 //
 // The products run on cpu_gemm.h's micro-kernels, which read the block where it was
 // written and the kernel packed once per call, or on Eigen's products where the CPU
@@ -26,7 +27,8 @@
 //
 // Temporary memory does not grow with the batch: one column block per thread
 // (forward), the column matrix of one chunk and its gradient (at most kChunkElements
-// values each) and the chunk's sampling points (backward), and the packed kernel.
+// values each), the chunk's sampling points and its packed out_grad (backward), and
+// the packed kernel.
 // float16 and bfloat16 are read as they are and computed in float (the backward pass
 // accumulates the input gradient of a chunk's images and the kernel gradient in
 // float); bfloat16 on the bfloat16 micro-kernels keeps its forward column matrix in
@@ -147,7 +149,10 @@ struct BackwardImpl {
     const bool narrow = !kIsAccumulator<T>;
     const std::unique_ptr<Acc[]> kernel_grad_acc(new Acc[narrow ? kernel_size : 0]);
     Acc* kernel_grad_out = AccumulatorTarget<T>(kernel_grad, kernel_grad_acc.get());
-    ZeroOnAllThreads(device, kernel_grad_out, kernel_size);
+    // On the micro-kernels, each thread zeroes its own rows of the kernel gradient
+    // when the first chunk adds to them.
+    const bool micro_kernels = MicroKernelGradient(kernel_operand.path());
+    if (!micro_kernels) ZeroOnAllThreads(device, kernel_grad_out, kernel_size);
     std::vector<Acc> bias_grad_acc(g.filters, Acc(0));
     const std::unique_ptr<Acc[]> image_grad_acc(
         new Acc[narrow ? c.images_per_chunk * c.image_size : 0]);
@@ -159,13 +164,19 @@ struct BackwardImpl {
     Acc* const coordinates_grad_acc =
         narrow ? coordinates_acc.get() + coordinates : nullptr;
     const std::unique_ptr<Acc[]> cols_grad(new Acc[c.chunk_rows * c.width]);
+    // What each thread does of steps 2 and 3 below: rows of the kernel gradient (at
+    // multiples of the micro-kernels' tile) and a range of input channels.
+    const int64_t threads = ThreadCount(device);
+    const int64_t depth = c.taps * c.cg;
+    const int64_t depth_share =
+        (PerThread(device, depth) + kTileRows - 1) / kTileRows * kTileRows;
+    const int64_t channel_share = PerThread(device, g.in_channels);
 
     for (int64_t n = 0; n < g.batch; n += c.images_per_chunk) {
       const int64_t images = std::min(c.images_per_chunk, g.batch - n);
       const int64_t group_rows = images * c.pixels;
       Acc* image_grad =
           AccumulatorTarget<T>(input_grad + n * c.image_size, image_grad_acc.get());
-      ZeroOnAllThreads(device, image_grad, images * c.image_size);
 
       for (int64_t first = 0; first < group_rows; first += c.chunk_rows) {
         const int64_t row_begin = n * c.pixels + first;
@@ -202,24 +213,44 @@ struct BackwardImpl {
                              offsets_grad + row_begin * c.per_row * 2);
         StoreOnAllThreads<T>(device, chunk_mask_grad, points,
                              mask_grad + row_begin * c.per_row);
-
-        // 2. Kernel gradient += cols^T x out_grad, on all threads; bias gradient
-        //    += the sum of out_grad.
-        AddKernelGradient(device, c, kernel_operand.path(),
-                          output_grad + row_begin * g.filters, out_grad, rows,
-                          kernel_grad_out);
         for (int64_t r = 0; r < rows; ++r) {
           for (int64_t f = 0; f < g.filters; ++f) {
             bias_grad_acc[f] += out_grad[r * g.filters + f];
           }
         }
 
+        // 2. Kernel gradient += cols^T x out_grad.
         // 3. Input gradient: scatter the column gradients back to the four
-        //    neighbours of every point, split into one wide channel range per
-        //    thread, so no two threads write the same element.
-        ForBlocks(device, g.in_channels, PerThread(device, g.in_channels),
-                  [&](int64_t begin, int64_t end) {
-          ScatterInputGradient(c, chunk_mask, n, row_begin, rows, begin, end,
+        //    neighbours of every point, each thread in its own channel range, so no
+        //    two threads write the same element; the range is zeroed first in the
+        //    chunk's images when the chunk is their first.
+        // On the micro-kernels, a thread does its share of both in one task, after
+        // out_grad is packed; else Eigen's contraction runs first.
+        std::vector<PackedMatrix> packed;
+        if (micro_kernels) {
+          packed = PackOutputGradient(device, c, kernel_operand.path(),
+                                      output_grad + row_begin * g.filters, out_grad,
+                                      rows);
+        } else {
+          AddKernelGradientEigen(device, c, out_grad, rows, kernel_grad_out);
+        }
+        const bool first_chunk = n == 0 && first == 0;
+        ForBlocks(device, threads, 1, [&](int64_t thread, int64_t) {
+          if (micro_kernels) {
+            AddKernelGradientRows(c, packed, rows, std::min(depth, thread * depth_share),
+                                  std::min(depth, (thread + 1) * depth_share),
+                                  first_chunk, kernel_grad_out);
+          }
+          const int64_t c_begin = std::min(g.in_channels, thread * channel_share);
+          const int64_t c_end = std::min(g.in_channels, c_begin + channel_share);
+          if (c_begin == c_end) return;
+          if (first == 0) {
+            for (int64_t p = 0; p < images * g.in_height * g.in_width; ++p) {
+              std::fill(image_grad + p * g.in_channels + c_begin,
+                        image_grad + p * g.in_channels + c_end, Acc(0));
+            }
+          }
+          ScatterInputGradient(c, chunk_mask, n, row_begin, rows, c_begin, c_end,
                                cols_grad.get(), image_grad);
         });
       }
@@ -228,6 +259,12 @@ struct BackwardImpl {
     }
     StoreOnAllThreads<T>(device, kernel_grad_out, kernel_size, kernel_grad);
     StoreAccumulated<T>(bias_grad_acc.data(), g.filters, bias_grad);
+  }
+
+  // Whether the kernel gradient runs on cpu_gemm.h's micro-kernels (Acc float on the
+  // float or bfloat16 path), else on Eigen's contraction.
+  static bool MicroKernelGradient(ProductPath path) {
+    return std::is_same<Acc, float>::value && path != ProductPath::kEigen;
   }
 
   // cols_grad rows [begin, end) = out_grad x kernel^T, one conv group after the
@@ -252,58 +289,89 @@ struct BackwardImpl {
     }
   }
 
-  // kernel_grad += cols^T x out_grad over the chunk's `rows` rows, per conv group, on
-  // all threads: with the micro-kernels, the kernel gradient's rows split between the
-  // threads, over slabs of rows whose columns a thread reads stay in its L2 cache
-  // (each slab's out_grad packed once; on the bfloat16 path, the column matrix's row
-  // pairs times the op's bfloat16 output_grad, both given from the chunk's first row);
-  // else an Eigen tensor contraction.
-  static void AddKernelGradient(const CPUDevice& device, const ChunkedColumns<T>& c,
-                                ProductPath path, const T* output_grad,
-                                const Acc* out_grad, int64_t rows, Acc* kernel_grad) {
+  // The chunk's `rows` rows of out_grad packed for the kernel gradient's
+  // micro-kernels, one [rows, fg] matrix per conv group, on all threads: on the
+  // bfloat16 path as bfloat16 pairs of the op's output_grad, else from out_grad in
+  // Acc (both given from the chunk's first row).
+  static std::vector<PackedMatrix> PackOutputGradient(const CPUDevice& device,
+                                                      const ChunkedColumns<T>& c,
+                                                      ProductPath path,
+                                                      const T* output_grad,
+                                                      const Acc* out_grad, int64_t rows) {
     const DeformConvGeometry& g = c.g;
-    const int64_t depth = c.taps * c.cg;
-    if constexpr (std::is_same<Acc, float>::value) {  // double always takes Eigen's
-      if (path != ProductPath::kEigen) {
-        const bool pairs = path == ProductPath::kBfloat16;
-        const int64_t share = PerThread(device, depth);
-        const int64_t block = (share + kTileRows - 1) / kTileRows * kTileRows;
-        const int64_t slabs = (rows * block + kBlockElements - 1) / kBlockElements;
-        int64_t slab_rows = (rows + slabs - 1) / slabs;
-        if (pairs) slab_rows += slab_rows % 2;  // row pairs start at even rows
-        for (int64_t first = 0; first < rows; first += slab_rows) {
-          const int64_t count = std::min(slab_rows, rows - first);
-          for (int64_t group = 0; group < g.groups; ++group) {
-            const int64_t offset = first * g.filters + group * c.fg;
-            PackedMatrix packed(count, c.fg, pairs);
-            ForBlocks(device, packed.panels(), PerThread(device, packed.panels()),
-                      [&](int64_t begin, int64_t end) {
-              if constexpr (std::is_same<T, Eigen::bfloat16>::value) {
-                if (pairs) {
-                  packed.PackBfloat16(
-                      reinterpret_cast<const uint16_t*>(output_grad + offset), g.filters,
-                      1, begin, end);
-                  return;
-                }
-              }
-              packed.PackFloat(out_grad + offset, g.filters, 1, begin, end);
-            });
-            ForBlocks(device, depth, block, [&](int64_t begin, int64_t end) {
-              const int64_t column = group * depth + begin;
-              Acc* target = kernel_grad + begin * g.filters + group * c.fg;
-              if (pairs) {
-                AddTransposedProduct(c.pairs.get() + first / 2 * c.width + column,
-                                     c.width, end - begin, packed, target, g.filters);
-              } else {
-                AddTransposedProduct(c.cols.get() + first * c.width + column, c.width,
-                                     end - begin, packed, target, g.filters);
-              }
-            });
+    const bool pairs = path == ProductPath::kBfloat16;
+    std::vector<PackedMatrix> packed;
+    packed.reserve(g.groups);
+    for (int64_t group = 0; group < g.groups; ++group) {
+      packed.emplace_back(rows, c.fg, pairs);
+    }
+    const int64_t panels = packed.front().panels();
+    ForBlocks(device, g.groups * panels, PerThread(device, g.groups * panels),
+              [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        const int64_t group = i / panels, panel = i % panels;
+        const int64_t offset = group * c.fg;
+        if constexpr (std::is_same<T, Eigen::bfloat16>::value) {
+          if (pairs) {
+            packed[group].PackBfloat16(
+                reinterpret_cast<const uint16_t*>(output_grad + offset), g.filters, 1,
+                panel, panel + 1);
+            continue;
           }
         }
-        return;
+        packed[group].PackFloat(out_grad + offset, g.filters, 1, panel, panel + 1);
+      }
+    });
+    return packed;
+  }
+
+  // Rows [begin, end) of every conv group's kernel gradient += cols^T x out_grad over
+  // the chunk's `rows` rows (out_grad `packed` by PackOutputGradient), on the
+  // micro-kernels, in slabs of rows whose columns stay in the thread's L2 cache; with
+  // `zero`, the rows are set to 0 first.
+  static void AddKernelGradientRows(const ChunkedColumns<T>& c,
+                                    const std::vector<PackedMatrix>& packed, int64_t rows,
+                                    int64_t begin, int64_t end, bool zero,
+                                    Acc* kernel_grad) {
+    if constexpr (std::is_same<Acc, float>::value) {
+      if (begin >= end) return;
+      const DeformConvGeometry& g = c.g;
+      const int64_t depth = c.taps * c.cg;
+      const bool pairs = packed.front().bfloat16_pairs();
+      const int64_t slabs = ((end - begin) * rows + kBlockElements - 1) / kBlockElements;
+      int64_t slab_rows = (rows + slabs - 1) / slabs;
+      if (pairs) slab_rows += slab_rows % 2;  // row pairs start at even rows
+      for (int64_t group = 0; group < g.groups; ++group) {
+        Acc* target = kernel_grad + begin * g.filters + group * c.fg;
+        if (zero) {
+          for (int64_t r = 0; r < end - begin; ++r) {
+            std::fill(target + r * g.filters, target + r * g.filters + c.fg, Acc(0));
+          }
+        }
+        const int64_t column = group * depth + begin;
+        for (int64_t first = 0; first < rows; first += slab_rows) {
+          const int64_t count = std::min(slab_rows, rows - first);
+          if (pairs) {
+            AddTransposedProduct(c.pairs.get() + first / 2 * c.width + column, c.width,
+                                 end - begin, packed[group], first, count, target,
+                                 g.filters);
+          } else {
+            AddTransposedProduct(c.cols.get() + first * c.width + column, c.width,
+                                 end - begin, packed[group], first, count, target,
+                                 g.filters);
+          }
+        }
       }
     }
+  }
+
+  // kernel_grad += cols^T x out_grad over the chunk's `rows` rows, per conv group:
+  // an Eigen tensor contraction on all threads (where the micro-kernels do not run).
+  static void AddKernelGradientEigen(const CPUDevice& device, const ChunkedColumns<T>& c,
+                                     const Acc* out_grad, int64_t rows,
+                                     Acc* kernel_grad) {
+    const DeformConvGeometry& g = c.g;
+    const int64_t depth = c.taps * c.cg;
     Matrix<Acc> kernel_grad_matrix(kernel_grad, depth, g.filters);
     const ConstMatrix<Acc> out_grad_matrix(out_grad, rows, g.filters);
     const Eigen::array<Eigen::IndexPair<Index>, 1> over_rows = {
