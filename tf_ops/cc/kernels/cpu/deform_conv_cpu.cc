@@ -78,6 +78,15 @@ auto Columns(M matrix, Index begin, Index count) {
                       Eigen::array<Index, 2>{matrix.dimension(0), count});
 }
 
+// Sets columns [begin, end) of the first `rows` rows of a row-major matrix with row
+// stride `stride` to 0.
+template <typename Acc>
+void ZeroColumns(Acc* matrix, int64_t rows, int64_t stride, int64_t begin, int64_t end) {
+  for (int64_t r = 0; r < rows; ++r) {
+    std::fill(matrix + r * stride + begin, matrix + r * stride + end, Acc(0));
+  }
+}
+
 // The forward pass with a column matrix of Column values: Acc, or bfloat16 on the
 // bfloat16 path. Every block of output pixels is sampled, multiplied and stored by
 // one task, in scratch buffers its thread leases.
@@ -245,10 +254,8 @@ struct BackwardImpl {
           const int64_t c_end = std::min(g.in_channels, c_begin + channel_share);
           if (c_begin == c_end) return;
           if (first == 0) {
-            for (int64_t p = 0; p < images * g.in_height * g.in_width; ++p) {
-              std::fill(image_grad + p * g.in_channels + c_begin,
-                        image_grad + p * g.in_channels + c_end, Acc(0));
-            }
+            ZeroColumns(image_grad, images * g.in_height * g.in_width, g.in_channels,
+                        c_begin, c_end);
           }
           ScatterInputGradient(c, chunk_mask, n, row_begin, rows, c_begin, c_end,
                                cols_grad.get(), image_grad);
@@ -343,11 +350,7 @@ struct BackwardImpl {
       if (pairs) slab_rows += slab_rows % 2;  // row pairs start at even rows
       for (int64_t group = 0; group < g.groups; ++group) {
         Acc* target = kernel_grad + begin * g.filters + group * c.fg;
-        if (zero) {
-          for (int64_t r = 0; r < end - begin; ++r) {
-            std::fill(target + r * g.filters, target + r * g.filters + c.fg, Acc(0));
-          }
-        }
+        if (zero) ZeroColumns(target, end - begin, g.filters, 0, c.fg);
         const int64_t column = group * depth + begin;
         for (int64_t first = 0; first < rows; first += slab_rows) {
           const int64_t count = std::min(slab_rows, rows - first);
