@@ -104,14 +104,24 @@ def interleaved_times(fns, repeats, warmup=1):
     them in turn `repeats` times after `warmup` rounds, so that load on the machine
     affects all of them alike and their ratios stay meaningful. Each callable must
     return something whose `.numpy()` forces the computation (or a list of such)."""
-    times = {name: [] for name in fns}
+    return interleaved_wall_and_cpu_times(fns, repeats, warmup)[0]
+
+
+def interleaved_wall_and_cpu_times(fns, repeats, warmup=1):
+    """`(wall, cpu)`: each a dict name -> seconds a round, as `interleaved_times`
+    measures them; `cpu` is the CPU time of the whole process (every thread, user and
+    system) during the call, so `cpu / wall` is the number of cores kept busy (a
+    thread spinning while it waits for work, as TensorFlow's pool threads do for a
+    moment, counts as busy)."""
+    wall, cpu = {name: [] for name in fns}, {name: [] for name in fns}
     for round_index in range(warmup + repeats):
         for name, fn in fns.items():
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             _force(fn())
             if round_index >= warmup:
-                times[name].append(time.perf_counter() - start)
-    return times
+                wall[name].append(time.perf_counter() - start)
+                cpu[name].append(time.process_time() - cpu_start)
+    return wall, cpu
 
 
 def interleaved_medians(fns, repeats, warmup=1):

@@ -3,8 +3,11 @@ paired ratio of two interleaved series and its interval, the CPU's model and fea
 and the tables and JSON the benchmarks write; the half types' targets of
 bench_deform_conv by CPU feature."""
 
+import hashlib
 import itertools
 import json
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -81,6 +84,41 @@ def test_interleaved_times_take_turns_and_drop_the_warmup(monkeypatch):
                                      repeats=2, warmup=1)
     assert times == {"a": [1, 1], "b": [1, 1]}
     assert log == ["call a", "force a", "call b", "force b", "force b"] * 3
+
+
+def test_interleaved_cpu_times_are_the_process_clock_over_each_call(monkeypatch):
+    """The CPU clock is read around each call, as the wall clock is: here it advances
+    3 s a reading against the wall clock's 1 s, so each call shows 3 cores busy."""
+    monkeypatch.setattr(timing.time, "perf_counter", itertools.count().__next__)
+    monkeypatch.setattr(timing.time, "process_time", itertools.count(step=3).__next__)
+    log = []
+    fns = {name: (lambda name=name: _Result(log, name)) for name in ("a", "b")}
+    wall, cpu = timing.interleaved_wall_and_cpu_times(fns, repeats=3, warmup=2)
+    assert wall == {"a": [1, 1, 1], "b": [1, 1, 1]}
+    assert cpu == {"a": [3, 3, 3], "b": [3, 3, 3]}
+    assert log == ["force a", "force b"] * 5
+
+
+def test_interleaved_cpu_time_counts_the_work_of_other_threads():
+    """A call that waits while another thread works (hashing, which releases the GIL)
+    shows that thread's CPU time: about its wall time, where the calling thread's own
+    CPU time would be near zero."""
+    data = bytes(32 * 2 ** 20)
+
+    class Done:
+        def numpy(self):
+            return None
+
+    def in_a_thread():
+        worker = threading.Thread(
+            target=lambda: [hashlib.sha256(data).digest() for _ in range(8)])
+        worker.start()
+        worker.join()
+        return Done()
+
+    wall, cpu = timing.interleaved_wall_and_cpu_times({"thread": in_a_thread},
+                                                      repeats=3, warmup=0)
+    assert max(c / w for c, w in zip(cpu["thread"], wall["thread"])) > 0.5
 
 
 def test_interleaved_medians_are_the_medians_of_the_rounds(monkeypatch):
