@@ -207,19 +207,26 @@ PackedMatrix::PackedMatrix(int64_t depth, int64_t columns, bool bfloat16_pairs)
 void PackedMatrix::PackBfloat16(const uint16_t* source, int64_t k_stride,
                                 int64_t n_stride, int64_t first, int64_t last) {
   const int64_t pairs = (depth_ + 1) / 2;
+  // Where the columns are not contiguous, kPackDepthStep rows of depth of a column at
+  // a time (see PackFloat); else one pair of rows at a time.
+  const int64_t pair_step = n_stride == 1 ? 1 : kPackDepthStep / 2;
   for (int64_t panel = first; panel < last; ++panel) {
     uint32_t* out = pairs_.get() + panel * pairs * kPanelColumns;
     const int64_t n0 = panel * kPanelColumns;
     const int64_t width = std::min<int64_t>(kPanelColumns, columns_ - n0);
-    for (int64_t p = 0; p < pairs; ++p) {
-      const uint16_t* even = source + 2 * p * k_stride + n0 * n_stride;
-      const bool has_odd = 2 * p + 1 < depth_;
-      uint32_t* dst = out + p * kPanelColumns;
+    for (int64_t p0 = 0; p0 < pairs; p0 += pair_step) {
+      const int64_t p_end = std::min(pairs, p0 + pair_step);
       for (int64_t j = 0; j < width; ++j) {
-        const uint32_t high = has_odd ? even[k_stride + j * n_stride] : 0;
-        dst[j] = even[j * n_stride] | (high << 16);
+        const uint16_t* column = source + (n0 + j) * n_stride;
+        for (int64_t p = p0; p < p_end; ++p) {
+          const uint16_t* even = column + 2 * p * k_stride;
+          const uint32_t high = 2 * p + 1 < depth_ ? even[k_stride] : 0;
+          out[p * kPanelColumns + j] = even[0] | (high << 16);
+        }
       }
-      for (int64_t j = width; j < kPanelColumns; ++j) dst[j] = 0;
+      for (int64_t p = p0; p < p_end; ++p) {
+        for (int64_t j = width; j < kPanelColumns; ++j) out[p * kPanelColumns + j] = 0;
+      }
     }
   }
 }

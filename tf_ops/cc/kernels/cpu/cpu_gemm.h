@@ -25,6 +25,9 @@ CpuGemmIsa CpuGemmIsaInUse();
 
 // Columns of one panel of a packed B: two 16-float vectors.
 constexpr int64_t kPanelColumns = 32;
+// Rows of depth the packers read of one column of B before the next column, where B's
+// columns are not contiguous: a 64-byte cache line of floats.
+constexpr int64_t kPackDepthStep = 16;
 // Rows of C a micro-kernel computes at once (callers that split rows between threads
 // best split at multiples of it).
 constexpr int64_t kTileRows = 14;
@@ -105,17 +108,31 @@ void PackedMatrix::PackFloat(const Source* source, int64_t k_stride, int64_t n_s
     float* out = floats_.get() + panel * depth_ * kPanelColumns;
     const int64_t n0 = panel * kPanelColumns;
     const int64_t width = std::min<int64_t>(kPanelColumns, columns_ - n0);
-    for (int64_t k = 0; k < depth_; ++k) {
-      const Source* row = source + k * k_stride + n0 * n_stride;
-      float* dst = out + k * kPanelColumns;
-      if (n_stride == 1) {
+    if (n_stride == 1) {
+      for (int64_t k = 0; k < depth_; ++k) {
+        const Source* row = source + k * k_stride + n0;
+        float* dst = out + k * kPanelColumns;
         for (int64_t j = 0; j < width; ++j) dst[j] = static_cast<float>(row[j]);
-      } else {
-        for (int64_t j = 0; j < width; ++j) {
-          dst[j] = static_cast<float>(row[j * n_stride]);
+        for (int64_t j = width; j < kPanelColumns; ++j) dst[j] = 0.0f;
+      }
+      continue;
+    }
+    // A panel's columns lie n_stride apart in the source: read kPackDepthStep rows of
+    // depth of each column before going on, so that each source cache line is read
+    // whole while it is in the cache (a power-of-two n_stride puts a panel's columns
+    // in a few cache sets, where one row of depth at a time misses on every value).
+    for (int64_t k0 = 0; k0 < depth_; k0 += kPackDepthStep) {
+      const int64_t steps = std::min(kPackDepthStep, depth_ - k0);
+      float* dst = out + k0 * kPanelColumns;
+      for (int64_t j = 0; j < width; ++j) {
+        const Source* column = source + k0 * k_stride + (n0 + j) * n_stride;
+        for (int64_t k = 0; k < steps; ++k) {
+          dst[k * kPanelColumns + j] = static_cast<float>(column[k * k_stride]);
         }
       }
-      for (int64_t j = width; j < kPanelColumns; ++j) dst[j] = 0.0f;
+      for (int64_t k = 0; k < steps; ++k) {
+        for (int64_t j = width; j < kPanelColumns; ++j) dst[k * kPanelColumns + j] = 0.0f;
+      }
     }
   }
 }
