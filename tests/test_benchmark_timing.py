@@ -7,7 +7,6 @@ import hashlib
 import itertools
 import json
 import threading
-import time
 
 import numpy as np
 import pytest
