@@ -96,6 +96,8 @@ def _machine():
 
 
 def _train_function(name, data, steps):
+    """`(step, model, params)` for the variant `name` ("variant" or "variant:dtype")
+    trained on `data`: `step()` runs one training step and returns its total loss."""
     variant, _, dtype = name.partition(":")
     parts = PARTIAL_VARIANTS.get(variant)
     params = runtime.experiment_params(
@@ -252,7 +254,8 @@ def run(quick=False, variants=("regular", "dcnv1", "dcnv2_convs", "dcnv2")):
                                            workers=1, train_shards=1)
         built = {v: _train_function(v, data, 1000) for v in variants}
         steps = {v: step for v, (step, _, _) in built.items()}
-        added = added_layers_step(*built[variants[-1]][1:])
+        _, last_model, last_params = built[variants[-1]]
+        added = added_layers_step(last_model, last_params)
         if added is not None:
             steps[ADDED_LAYERS] = added
         times, cpu_times = timing.interleaved_wall_and_cpu_times(steps, rounds, warmup=3)
