@@ -17,8 +17,9 @@ too, and the cores it kept busy (CPU time over wall time).
 
 Timed with them: the dense layers the last variant adds, alone (its offset
 convolutions and RoI sibling branches, forward, backward and momentum update, with
-oneDNN's kernels). Added to the first variant's step, they give what a step of the
-paper's design would take if deformable sampling cost nothing.
+oneDNN's kernels, in the variant's dtype). Added to the first variant's step, they
+give what a step of the paper's design would take if deformable sampling cost
+nothing.
 
 Then steps of the first and of the last variant run under TensorFlow's profiler, and
 their op time is added up by the part of the model the op belongs to (from the layer
@@ -161,12 +162,14 @@ def added_layers_step(model, params):
     """A function running, on random data, the forward and backward passes and the
     momentum update of the dense layers `model` adds to the regular variant
     (`added_layer_shapes`: offset convolutions and RoI sibling branches), as oneDNN
-    runs them in float32, and nothing of the deformable sampling: what the paper's
-    design costs a step even where deformable sampling would cost nothing. None
-    when the model adds no such layers."""
+    runs them in the variant's compute dtype (`params.runtime.mixed_precision_dtype`:
+    float32 weights cast to it, as Keras' mixed precision does), and nothing of the
+    deformable sampling: what the paper's design costs a step even where deformable
+    sampling would cost nothing. None when the model adds no such layers."""
     shapes = added_layer_shapes(model, params)
     if not shapes["convs"] and not shapes["fcs"]:
         return None
+    compute = tf.as_dtype(params.runtime.mixed_precision_dtype or "float32")
     rng = tf.random.Generator.from_seed(0)
     variables = []
 
@@ -178,25 +181,26 @@ def added_layers_step(model, params):
 
     def offset_conv(kernel_shape, strides, padding, dilation):
         kernel, bias = weights(kernel_shape)
-        return lambda x: tf.nn.conv2d(x, kernel, strides, padding.upper(),
-                                      dilations=dilation) + bias
+        return lambda x: tf.nn.conv2d(x, tf.cast(kernel, compute), strides,
+                                      padding.upper(), dilations=dilation) \
+            + tf.cast(bias, compute)
 
     def sibling_branch(kernel_shapes):
         fcs = [weights(shape) for shape in kernel_shapes]
 
         def apply(x):
             for index, (kernel, bias) in enumerate(fcs):
-                x = tf.matmul(x, kernel) + bias
+                x = tf.matmul(x, tf.cast(kernel, compute)) + tf.cast(bias, compute)
                 x = tf.nn.relu(x) if index < len(fcs) - 1 else x
             return x
         return apply
 
     inputs, layers = [], []
     for shape, *conv in shapes["convs"]:
-        inputs.append(rng.normal(shape))
+        inputs.append(tf.cast(rng.normal(shape), compute))
         layers.append(offset_conv(*conv))
     for rows, kernel_shapes in shapes["fcs"]:
-        inputs.append(rng.normal((rows, kernel_shapes[0][0])))
+        inputs.append(tf.cast(rng.normal((rows, kernel_shapes[0][0])), compute))
         layers.append(sibling_branch(kernel_shapes))
     optimizer = tf_keras.optimizers.SGD(0.01, momentum=0.9)
 
@@ -204,7 +208,7 @@ def added_layers_step(model, params):
     def step():
         with tf.GradientTape() as tape:
             tape.watch(inputs)
-            loss = tf.add_n([tf.reduce_sum(tf.sin(layer(x)))
+            loss = tf.add_n([tf.reduce_sum(tf.cast(tf.sin(layer(x)), tf.float32))
                              for x, layer in zip(inputs, layers)])
         gradients = tape.gradient(loss, inputs + variables)
         optimizer.apply_gradients(zip(gradients[len(inputs):], variables))
@@ -295,7 +299,7 @@ def run(quick=False, variants=("regular", "dcnv1", "dcnv2_convs", "dcnv2")):
                  "cpu_ms": 1000 * cpu_medians[ADDED_LAYERS],
                  "step_ratio": 1 + medians[ADDED_LAYERS] / medians[base]}
         print(f"\nthe offset convolutions and RoI sibling fc layers of {profiled} alone "
-              f"(forward, backward, update; float32): {floor['ms']:.1f} ms, CPU "
+              f"(forward, backward, update; in its dtype): {floor['ms']:.1f} ms, CPU "
               f"{floor['cpu_ms']:.1f} ms;\n  with them and free deformable sampling, "
               f"a step would take {floor['step_ratio']:.2f}x {base}'s")
     (base_parts, _), (parts, by_type) = profiles[base], profiles[profiled]

@@ -3,6 +3,7 @@ the dense layers a deformable variant adds to the regular one, at the demo's sha
 
 import numpy as np
 import pytest
+import tensorflow as tf
 from official.core import task_factory
 
 from benchmarks import bench_detector_step as bench
@@ -75,3 +76,17 @@ def test_added_layers_step_runs_and_updates_its_weights(dcnv2):
     first, second = float(step()), float(step())
     assert np.isfinite(first) and np.isfinite(second)
     assert second != first
+
+
+def test_added_layers_compute_in_the_variants_dtype(dcnv2):
+    """Under a mixed-precision variant the added layers' products run in its dtype,
+    from float32 weights, as the model's own layers do."""
+    model, params = dcnv2
+    mixed = params.replace(runtime={"mixed_precision_dtype": "bfloat16"})
+    step = bench.added_layers_step(model, mixed)
+    graph = step.get_concrete_function().graph
+    products = [op for op in graph.get_operations() if op.type in ("Conv2D", "MatMul")]
+    assert products and {op.get_attr("T") for op in products} == {tf.bfloat16}
+    weights = [v for v in graph.variables if v.dtype.is_floating]
+    assert weights and {v.dtype for v in weights} == {tf.float32}
+    assert np.isfinite(float(step()))

@@ -18,13 +18,14 @@ BASELINE_CPU = ("sse3", "ssse3", "sse4.1", "sse4.2", "popcnt", "avx")
 
 # The AVX-512 code of tf_ops/cc/kernels/cpu/, compiled for AVX-512 by target
 # attributes and called only where the CPU has it: cpu_gemm.cc's micro-kernels and
-# bfloat16 row-pair packing, and channel_loops.cc's loops over channels.
+# packers, and channel_loops.cc's loops over channels.
 DISPATCHED = re.compile(
     r"::(FloatTile<(?:true|false)>|Bfloat16Tile<(?:true|false)>)::Run<\d+>\("
-    r"|keras_dcn::(PackRowPairs)\("
+    r"|keras_dcn::(PackRowPairs|PackedMatrix::PackFloat|PackedMatrix::PackBfloat16)\("
     r"|keras_dcn::\(anonymous namespace\)::(Sample|Dot|Scatter|Convert)<")
 DISPATCHED_KERNELS = {"FloatTile<false>", "FloatTile<true>", "Bfloat16Tile<false>",
-                      "Bfloat16Tile<true>", "PackRowPairs", "Sample", "Dot", "Scatter",
+                      "Bfloat16Tile<true>", "PackRowPairs", "PackedMatrix::PackFloat",
+                      "PackedMatrix::PackBfloat16", "Sample", "Dot", "Scatter",
                       "Convert"}
 
 

@@ -7,14 +7,17 @@
 // (a row of A is a row of that block, or a column for the transposed product), so it
 // is not copied; B was packed once.
 //
-// The micro-kernels carry their instruction set in a target attribute, so the library
-// builds for any x86-64 CPU and uses them only where CpuGemmIsaInUse() allows.
+// The micro-kernels and the packers carry their instruction set in a target
+// attribute, so the library builds for any x86-64 CPU and uses them only where
+// CpuGemmIsaInUse() allows.
 #include "tf_ops/cc/kernels/cpu/cpu_gemm.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
 #endif
 
+#include <algorithm>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -198,40 +201,145 @@ PackedMatrix::PackedMatrix(int64_t depth, int64_t columns, bool bfloat16_pairs)
     : depth_(depth), columns_(columns), bfloat16_pairs_(bfloat16_pairs) {
   // Not initialised: every panel is packed before it is read.
   if (bfloat16_pairs) {
-    pairs_.reset(new uint32_t[panels() * ((depth + 1) / 2) * kPanelColumns]);
+    pairs_ = NewAlignedArray<uint32_t>(panels() * ((depth + 1) / 2) * kPanelColumns);
   } else {
-    floats_.reset(new float[panels() * depth * kPanelColumns]);
+    floats_ = NewAlignedArray<float>(panels() * depth * kPanelColumns);
   }
 }
 
-void PackedMatrix::PackBfloat16(const uint16_t* source, int64_t k_stride,
-                                int64_t n_stride, int64_t first, int64_t last) {
-  const int64_t pairs = (depth_ + 1) / 2;
-  // Where the columns are not contiguous, kPackDepthStep rows of depth of a column at
-  // a time (see PackFloat); else one pair of rows at a time.
-  const int64_t pair_step = n_stride == 1 ? 1 : kPackDepthStep / 2;
+#if defined(__x86_64__)
+
+namespace {
+
+// Masks of the first `width` (at most 32) columns of a panel: 16-bit lanes, and the
+// 32-bit lanes of its low and high half.
+__mmask32 ColumnMask16(int64_t width) {
+  return width >= 32 ? ~__mmask32{0} : static_cast<__mmask32>((1u << width) - 1u);
+}
+
+// The byte offsets j * stride_bytes of lanes j < 16, for gathers of one value from
+// each of 16 columns; false where they do not fit in 32 bits.
+bool ColumnOffsets(int64_t stride_bytes, int32_t lanes[16]) {
+  if (stride_bytes <= 0 || 31 * stride_bytes > INT32_MAX) return false;
+  for (int j = 0; j < 16; ++j) lanes[j] = static_cast<int32_t>(j * stride_bytes);
+  return true;
+}
+
+}  // namespace
+
+// Rows of B that are contiguous (n_stride 1) are copied with masked loads. Columns
+// that are contiguous (k_stride 1, the transposed kernel) are gathered, one value of
+// each of the panel's columns per row of the panel: consecutive rows read the same
+// cache lines of the columns, which stay in L1 for 16 rows of floats (a scalar walk
+// down one column after the other would reload them, as a power-of-two n_stride
+// puts a panel's columns in a few cache sets).
+__attribute__((target("avx512f"))) void PackedMatrix::PackFloat(
+    const float* source, int64_t k_stride, int64_t n_stride, int64_t first,
+    int64_t last) {
+  alignas(64) int32_t lanes[16];
+  const bool gather =
+      n_stride != 1 && k_stride == 1 && ColumnOffsets(n_stride * 4, lanes);
+  const __m512i offsets = _mm512_load_si512(lanes);
   for (int64_t panel = first; panel < last; ++panel) {
-    uint32_t* out = pairs_.get() + panel * pairs * kPanelColumns;
+    float* out = floats_.get() + panel * depth_ * kPanelColumns;
     const int64_t n0 = panel * kPanelColumns;
     const int64_t width = std::min<int64_t>(kPanelColumns, columns_ - n0);
-    for (int64_t p0 = 0; p0 < pairs; p0 += pair_step) {
-      const int64_t p_end = std::min(pairs, p0 + pair_step);
-      for (int64_t j = 0; j < width; ++j) {
-        const uint16_t* column = source + (n0 + j) * n_stride;
-        for (int64_t p = p0; p < p_end; ++p) {
-          const uint16_t* even = column + 2 * p * k_stride;
-          const uint32_t high = 2 * p + 1 < depth_ ? even[k_stride] : 0;
-          out[p * kPanelColumns + j] = even[0] | (high << 16);
-        }
+    __mmask16 low, high;
+    PanelMasks(width, &low, &high);
+    if (n_stride == 1) {
+      for (int64_t k = 0; k < depth_; ++k) {
+        const float* row = source + k * k_stride + n0;
+        _mm512_storeu_ps(out + k * kPanelColumns, _mm512_maskz_loadu_ps(low, row));
+        _mm512_storeu_ps(out + k * kPanelColumns + 16,
+                         _mm512_maskz_loadu_ps(high, row + 16));
       }
-      for (int64_t p = p0; p < p_end; ++p) {
-        for (int64_t j = width; j < kPanelColumns; ++j) out[p * kPanelColumns + j] = 0;
+    } else if (gather) {
+      const float* columns = source + n0 * n_stride;
+      const float* upper = columns + 16 * n_stride;
+      for (int64_t k = 0; k < depth_; ++k) {
+        _mm512_storeu_ps(out + k * kPanelColumns,
+                         _mm512_mask_i32gather_ps(_mm512_setzero_ps(), low, offsets,
+                                                  columns + k, 1));
+        _mm512_storeu_ps(out + k * kPanelColumns + 16,
+                         _mm512_mask_i32gather_ps(_mm512_setzero_ps(), high, offsets,
+                                                  upper + k, 1));
+      }
+    } else {  // offsets beyond the gathers' 32 bits
+      for (int64_t k = 0; k < depth_; ++k) {
+        for (int64_t j = 0; j < kPanelColumns; ++j) {
+          out[k * kPanelColumns + j] =
+              j < width ? source[k * k_stride + (n0 + j) * n_stride] : 0.0f;
+        }
       }
     }
   }
 }
 
-#if defined(__x86_64__)
+// bfloat16 pairs: with n_stride 1, rows 2p and 2p + 1 are two contiguous runs of 32
+// values, interleaved with one permutation into each half of the panel's row p; with
+// k_stride 1, a column's pair is one 32-bit word of the source, gathered as floats are
+// above. A missing last odd row is 0, and is not read.
+__attribute__((target("avx512f,avx512bw"))) void PackedMatrix::PackBfloat16(
+    const uint16_t* source, int64_t k_stride, int64_t n_stride, int64_t first,
+    int64_t last) {
+  alignas(64) static constexpr uint16_t kInterleaveLow[32] = {
+      0, 32, 1, 33, 2,  34, 3,  35, 4,  36, 5,  37, 6,  38, 7,  39,
+      8, 40, 9, 41, 10, 42, 11, 43, 12, 44, 13, 45, 14, 46, 15, 47};
+  alignas(64) static constexpr uint16_t kInterleaveHigh[32] = {
+      16, 48, 17, 49, 18, 50, 19, 51, 20, 52, 21, 53, 22, 54, 23, 55,
+      24, 56, 25, 57, 26, 58, 27, 59, 28, 60, 29, 61, 30, 62, 31, 63};
+  const __m512i interleave_low = _mm512_load_si512(kInterleaveLow);
+  const __m512i interleave_high = _mm512_load_si512(kInterleaveHigh);
+  const int64_t pairs = (depth_ + 1) / 2;
+  const int64_t whole_pairs = depth_ / 2;
+  alignas(64) int32_t lanes[16];
+  const bool gather =
+      n_stride != 1 && k_stride == 1 && ColumnOffsets(n_stride * 2, lanes);
+  const __m512i offsets = _mm512_load_si512(lanes);
+  for (int64_t panel = first; panel < last; ++panel) {
+    uint32_t* out = pairs_.get() + panel * pairs * kPanelColumns;
+    const int64_t n0 = panel * kPanelColumns;
+    const int64_t width = std::min<int64_t>(kPanelColumns, columns_ - n0);
+    __mmask16 low, high;
+    PanelMasks(width, &low, &high);
+    if (n_stride == 1) {
+      const __mmask32 mask = ColumnMask16(width);
+      for (int64_t p = 0; p < pairs; ++p) {
+        const uint16_t* even = source + 2 * p * k_stride + n0;
+        const __m512i even_row = _mm512_maskz_loadu_epi16(mask, even);
+        const __m512i odd_row = p < whole_pairs
+                                    ? _mm512_maskz_loadu_epi16(mask, even + k_stride)
+                                    : _mm512_setzero_si512();
+        _mm512_storeu_si512(out + p * kPanelColumns,
+                            _mm512_permutex2var_epi16(even_row, interleave_low, odd_row));
+        _mm512_storeu_si512(
+            out + p * kPanelColumns + 16,
+            _mm512_permutex2var_epi16(even_row, interleave_high, odd_row));
+      }
+      continue;
+    }
+    int64_t p = 0;
+    if (gather) {
+      const uint16_t* columns = source + n0 * n_stride;
+      const uint16_t* upper = columns + 16 * n_stride;
+      for (; p < whole_pairs; ++p) {
+        _mm512_storeu_si512(out + p * kPanelColumns,
+                            _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), low,
+                                                        offsets, columns + 2 * p, 1));
+        _mm512_storeu_si512(out + p * kPanelColumns + 16,
+                            _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), high,
+                                                        offsets, upper + 2 * p, 1));
+      }
+    }
+    for (; p < pairs; ++p) {
+      for (int64_t j = 0; j < kPanelColumns; ++j) {
+        const uint16_t* even = source + 2 * p * k_stride + (n0 + j) * n_stride;
+        const uint32_t high_half = j < width && p < whole_pairs ? even[k_stride] : 0;
+        out[p * kPanelColumns + j] = j < width ? even[0] | (high_half << 16) : 0;
+      }
+    }
+  }
+}
 
 void MultiplyRows(const float* a, int64_t lda, int64_t rows, const PackedMatrix& b,
                   const float* init, float* c, int64_t ldc) {
@@ -312,6 +420,14 @@ void AddTransposedProduct(const uint32_t*, int64_t, int64_t, const PackedMatrix&
 }
 
 void PackRowPairs(const float*, int64_t, int64_t, int64_t, uint32_t*) { std::abort(); }
+
+void PackedMatrix::PackFloat(const float*, int64_t, int64_t, int64_t, int64_t) {
+  std::abort();
+}
+
+void PackedMatrix::PackBfloat16(const uint16_t*, int64_t, int64_t, int64_t, int64_t) {
+  std::abort();
+}
 
 #endif  // defined(__x86_64__)
 

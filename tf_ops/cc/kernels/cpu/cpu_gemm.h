@@ -11,9 +11,9 @@
 #ifndef KERAS_DCN_TF_OPS_CC_KERNELS_CPU_CPU_GEMM_H_
 #define KERAS_DCN_TF_OPS_CC_KERNELS_CPU_CPU_GEMM_H_
 
-#include <algorithm>
 #include <cstdint>
-#include <memory>
+
+#include "tf_ops/cc/kernels/cpu/aligned_array.h"
 
 namespace keras_dcn {
 
@@ -25,9 +25,6 @@ CpuGemmIsa CpuGemmIsaInUse();
 
 // Columns of one panel of a packed B: two 16-float vectors.
 constexpr int64_t kPanelColumns = 32;
-// Rows of depth the packers read of one column of B before the next column, where B's
-// columns are not contiguous: a 64-byte cache line of floats.
-constexpr int64_t kPackDepthStep = 16;
 // Rows of C a micro-kernel computes at once (callers that split rows between threads
 // best split at multiples of it).
 constexpr int64_t kTileRows = 14;
@@ -46,12 +43,12 @@ class PackedMatrix {
   int64_t panels() const { return (columns_ + kPanelColumns - 1) / kPanelColumns; }
   bool bfloat16_pairs() const { return bfloat16_pairs_; }
 
-  // Packs panels [first, last) of B[k, n] = source[k * k_stride + n * n_stride]
-  // (a float panel from values convertible to float).
-  template <typename Source>
-  void PackFloat(const Source* source, int64_t k_stride, int64_t n_stride, int64_t first,
+  // Packs panels [first, last) of B[k, n] = source[k * k_stride + n * n_stride] as
+  // floats. The ISA in use must be at least kAvx512.
+  void PackFloat(const float* source, int64_t k_stride, int64_t n_stride, int64_t first,
                  int64_t last);
-  // Packs bfloat16 panels [first, last); `source` holds bfloat16 bit patterns.
+  // Packs bfloat16 panels [first, last); `source` holds bfloat16 bit patterns. The ISA
+  // in use must be kAvx512Bf16.
   void PackBfloat16(const uint16_t* source, int64_t k_stride, int64_t n_stride,
                     int64_t first, int64_t last);
 
@@ -65,8 +62,8 @@ class PackedMatrix {
  private:
   int64_t depth_, columns_;
   bool bfloat16_pairs_;
-  std::unique_ptr<float[]> floats_;
-  std::unique_ptr<uint32_t[]> pairs_;
+  AlignedArray<float> floats_;
+  AlignedArray<uint32_t> pairs_;
 };
 
 // C[i, :columns] = init + A[i, :depth] x B for i < rows, with A[i, k] = a[i * lda + k]
@@ -100,42 +97,6 @@ void AddTransposedProduct(const uint32_t* a_pairs, int64_t lda, int64_t rows,
 // them anyway); a missing last row is 0. The ISA in use must be kAvx512Bf16.
 void PackRowPairs(const float* a, int64_t lda, int64_t rows, int64_t width,
                   uint32_t* pairs);
-
-template <typename Source>
-void PackedMatrix::PackFloat(const Source* source, int64_t k_stride, int64_t n_stride,
-                             int64_t first, int64_t last) {
-  for (int64_t panel = first; panel < last; ++panel) {
-    float* out = floats_.get() + panel * depth_ * kPanelColumns;
-    const int64_t n0 = panel * kPanelColumns;
-    const int64_t width = std::min<int64_t>(kPanelColumns, columns_ - n0);
-    if (n_stride == 1) {
-      for (int64_t k = 0; k < depth_; ++k) {
-        const Source* row = source + k * k_stride + n0;
-        float* dst = out + k * kPanelColumns;
-        for (int64_t j = 0; j < width; ++j) dst[j] = static_cast<float>(row[j]);
-        for (int64_t j = width; j < kPanelColumns; ++j) dst[j] = 0.0f;
-      }
-      continue;
-    }
-    // A panel's columns lie n_stride apart in the source: read kPackDepthStep rows of
-    // depth of each column before going on, so that each source cache line is read
-    // whole while it is in the cache (a power-of-two n_stride puts a panel's columns
-    // in a few cache sets, where one row of depth at a time misses on every value).
-    for (int64_t k0 = 0; k0 < depth_; k0 += kPackDepthStep) {
-      const int64_t steps = std::min(kPackDepthStep, depth_ - k0);
-      float* dst = out + k0 * kPanelColumns;
-      for (int64_t j = 0; j < width; ++j) {
-        const Source* column = source + k0 * k_stride + (n0 + j) * n_stride;
-        for (int64_t k = 0; k < steps; ++k) {
-          dst[k * kPanelColumns + j] = static_cast<float>(column[k * k_stride]);
-        }
-      }
-      for (int64_t k = 0; k < steps; ++k) {
-        for (int64_t j = width; j < kPanelColumns; ++j) dst[k * kPanelColumns + j] = 0.0f;
-      }
-    }
-  }
-}
 
 }  // namespace keras_dcn
 

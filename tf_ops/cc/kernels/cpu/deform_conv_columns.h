@@ -8,12 +8,12 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <memory>
 #include <type_traits>
 #include <vector>
 
 #define EIGEN_USE_THREADS
 #include "tf_ops/cc/kernels/cpu/accumulation.h"
+#include "tf_ops/cc/kernels/cpu/aligned_array.h"
 #include "tf_ops/cc/kernels/cpu/channel_loops.h"
 #include "tf_ops/cc/kernels/cpu/cpu_gemm.h"
 #include "tf_ops/cc/kernels/cpu/parallel.h"
@@ -239,9 +239,10 @@ struct ChunkedColumns {
         chunk_rows(ChunkRows(images_per_chunk, g.out_pixels_per_image(),
                              g.taps() * g.in_channels)),
         runs(ChannelRuns(g)),
-        cols(new Acc[chunk_rows * width]),
-        pairs(row_pairs ? new uint32_t[(chunk_rows + 1) / 2 * width] : nullptr),
-        points(new BilinearPoint<Acc>[chunk_rows * per_row]) {}
+        cols(NewAlignedArray<Acc>(chunk_rows * width)),
+        pairs(row_pairs ? NewAlignedArray<uint32_t>((chunk_rows + 1) / 2 * width)
+                        : nullptr),
+        points(NewAlignedArray<BilinearPoint<Acc>>(chunk_rows * per_row)) {}
 
   // Samples the chunk rows [begin, end) (their global rows start at `row_begin`)
   // from the batch `input`, with the chunk's `offsets` and `mask` (in Acc); `begin`
@@ -271,9 +272,9 @@ struct ChunkedColumns {
       images_per_chunk, chunk_rows;
   const std::vector<ChannelRun> runs;
   // Uninitialised: every pass writes what it reads.
-  const std::unique_ptr<Acc[]> cols;
-  const std::unique_ptr<uint32_t[]> pairs;  // null without row pairs
-  const std::unique_ptr<BilinearPoint<Acc>[]> points;
+  const AlignedArray<Acc> cols;
+  const AlignedArray<uint32_t> pairs;  // null without row pairs
+  const AlignedArray<BilinearPoint<Acc>> points;
 };
 
 }  // namespace deform_conv_cpu

@@ -41,11 +41,11 @@
 #define EIGEN_USE_THREADS
 
 #include <algorithm>
-#include <memory>
 #include <type_traits>
 #include <vector>
 
 #include "tf_ops/cc/kernels/cpu/accumulation.h"
+#include "tf_ops/cc/kernels/cpu/aligned_array.h"
 #include "tf_ops/cc/kernels/cpu/channel_loops.h"
 #include "tf_ops/cc/kernels/cpu/cpu_gemm.h"
 #include "tf_ops/cc/kernels/cpu/deform_conv_columns.h"
@@ -156,23 +156,25 @@ struct BackwardImpl {
     // than Acc, the kernel gradient and the input gradient of a chunk's images are
     // accumulated in Acc, and a chunk's out_grad is read in Acc.
     const bool narrow = !kIsAccumulator<T>;
-    const std::unique_ptr<Acc[]> kernel_grad_acc(new Acc[narrow ? kernel_size : 0]);
+    const AlignedArray<Acc> kernel_grad_acc =
+        NewAlignedArray<Acc>(narrow ? kernel_size : 0);
     Acc* kernel_grad_out = AccumulatorTarget<T>(kernel_grad, kernel_grad_acc.get());
     // On the micro-kernels, each thread zeroes its own rows of the kernel gradient
     // when the first chunk adds to them.
     const bool micro_kernels = MicroKernelGradient(kernel_operand.path());
     if (!micro_kernels) ZeroOnAllThreads(device, kernel_grad_out, kernel_size);
     std::vector<Acc> bias_grad_acc(g.filters, Acc(0));
-    const std::unique_ptr<Acc[]> image_grad_acc(
-        new Acc[narrow ? c.images_per_chunk * c.image_size : 0]);
-    const std::unique_ptr<Acc[]> out_grad_acc(
-        new Acc[narrow ? c.chunk_rows * g.filters : 0]);
+    const AlignedArray<Acc> image_grad_acc =
+        NewAlignedArray<Acc>(narrow ? c.images_per_chunk * c.image_size : 0);
+    const AlignedArray<Acc> out_grad_acc =
+        NewAlignedArray<Acc>(narrow ? c.chunk_rows * g.filters : 0);
     // A chunk's offsets and mask and their gradients (3 values a point each).
     const int64_t coordinates = c.chunk_rows * c.per_row * 3;
-    const std::unique_ptr<Acc[]> coordinates_acc(new Acc[narrow ? 2 * coordinates : 0]);
+    const AlignedArray<Acc> coordinates_acc =
+        NewAlignedArray<Acc>(narrow ? 2 * coordinates : 0);
     Acc* const coordinates_grad_acc =
         narrow ? coordinates_acc.get() + coordinates : nullptr;
-    const std::unique_ptr<Acc[]> cols_grad(new Acc[c.chunk_rows * c.width]);
+    const AlignedArray<Acc> cols_grad = NewAlignedArray<Acc>(c.chunk_rows * c.width);
     // What each thread does of steps 2 and 3 below: rows of the kernel gradient (at
     // multiples of the micro-kernels' tile) and a range of input channels.
     const int64_t threads = ThreadCount(device);
@@ -326,7 +328,9 @@ struct BackwardImpl {
             continue;
           }
         }
-        packed[group].PackFloat(out_grad + offset, g.filters, 1, panel, panel + 1);
+        if constexpr (std::is_same<Acc, float>::value) {
+          packed[group].PackFloat(out_grad + offset, g.filters, 1, panel, panel + 1);
+        }
       }
     });
     return packed;

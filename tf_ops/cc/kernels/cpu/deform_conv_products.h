@@ -5,12 +5,12 @@
 #define KERAS_DCN_TF_OPS_CC_KERNELS_CPU_DEFORM_CONV_PRODUCTS_H_
 
 #include <cstdint>
-#include <memory>
 #include <type_traits>
 #include <vector>
 
 #define EIGEN_USE_THREADS
 #include "tf_ops/cc/kernels/cpu/accumulation.h"
+#include "tf_ops/cc/kernels/cpu/aligned_array.h"
 #include "tf_ops/cc/kernels/cpu/cpu_gemm.h"
 #include "tf_ops/cc/kernels/cpu/parallel.h"
 #include "tf_ops/cc/kernels/portable/deform_conv.h"
@@ -68,11 +68,11 @@ class KernelOperand {
     // A half type on the float micro-kernels is converted to float once, on all
     // threads and vectorised, so the packing below only reorders floats.
     const int64_t size = g.taps() * g.channels_per_group() * g.filters;
-    std::unique_ptr<Acc[]> converted;
+    AlignedArray<Acc> converted;
     const Acc* kernel_floats = nullptr;
     if constexpr (!kIsAccumulator<T>) {
       if (path_ == ProductPath::kFloat) {
-        converted.reset(new Acc[size]);
+        converted = NewAlignedArray<Acc>(size);
         kernel_floats = InAccumulator<T>(device, kernel, size, converted.get());
       }
     }
@@ -80,23 +80,24 @@ class KernelOperand {
     for (int64_t group = 0; group < g.groups; ++group) {
       packed_.emplace_back(depth_, width_, path_ == ProductPath::kBfloat16);
       PackedMatrix& packed = packed_.back();
-      const T* source = kernel + group * g.filters_per_group();
       const int64_t k_stride = transposed ? 1 : g.filters;
       const int64_t n_stride = transposed ? g.filters : 1;
       ForBlocks(device, packed.panels(), PerThread(device, packed.panels()),
                 [&](int64_t first, int64_t last) {
         if constexpr (std::is_same<T, Eigen::bfloat16>::value) {
           if (packed.bfloat16_pairs()) {
-            packed.PackBfloat16(reinterpret_cast<const uint16_t*>(source), k_stride,
-                                n_stride, first, last);
+            packed.PackBfloat16(
+                reinterpret_cast<const uint16_t*>(kernel + group * g.filters_per_group()),
+                k_stride, n_stride, first, last);
             return;
           }
         }
-        if (kernel_floats != nullptr) {
-          packed.PackFloat(kernel_floats + group * g.filters_per_group(), k_stride,
-                           n_stride, first, last);
-        } else {
-          packed.PackFloat(source, k_stride, n_stride, first, last);
+        if constexpr (std::is_same<Acc, float>::value) {
+          const float* floats = std::is_same<T, float>::value
+                                    ? reinterpret_cast<const float*>(kernel)
+                                    : kernel_floats;
+          packed.PackFloat(floats + group * g.filters_per_group(), k_stride, n_stride,
+                           first, last);
         }
       });
     }

@@ -6,11 +6,12 @@
 #define KERAS_DCN_TF_OPS_CC_KERNELS_CPU_SCRATCH_POOL_H_
 
 #include <cstdint>
-#include <memory>
 #include <mutex>
 #include <thread>
 #include <utility>
 #include <vector>
+
+#include "tf_ops/cc/kernels/cpu/aligned_array.h"
 
 namespace keras_dcn {
 
@@ -32,13 +33,13 @@ class ScratchPool {
 
    private:
     ScratchPool* pool_;
-    std::unique_ptr<V[]> buffer_;
+    AlignedArray<V> buffer_;
   };
 
  private:
   // A free buffer this thread gave back (the likeliest to be in its cache), else
   // any free one, else a new one.
-  std::unique_ptr<V[]> Take() {
+  AlignedArray<V> Take() {
     {
       std::lock_guard<std::mutex> lock(mutex_);
       if (!free_.empty()) {
@@ -46,22 +47,22 @@ class ScratchPool {
         for (size_t i = 0; i < free_.size(); ++i) {
           if (free_[i].first == std::this_thread::get_id()) pick = i;
         }
-        std::unique_ptr<V[]> buffer = std::move(free_[pick].second);
+        AlignedArray<V> buffer = std::move(free_[pick].second);
         free_.erase(free_.begin() + pick);
         return buffer;
       }
     }
-    return std::unique_ptr<V[]>(new V[size_]);
+    return NewAlignedArray<V>(size_);
   }
 
-  void Give(std::unique_ptr<V[]> buffer) {
+  void Give(AlignedArray<V> buffer) {
     std::lock_guard<std::mutex> lock(mutex_);
     free_.emplace_back(std::this_thread::get_id(), std::move(buffer));
   }
 
   const int64_t size_;
   std::mutex mutex_;
-  std::vector<std::pair<std::thread::id, std::unique_ptr<V[]>>> free_;
+  std::vector<std::pair<std::thread::id, AlignedArray<V>>> free_;
 };
 
 }  // namespace keras_dcn
