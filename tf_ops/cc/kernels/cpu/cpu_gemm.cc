@@ -211,8 +211,7 @@ PackedMatrix::PackedMatrix(int64_t depth, int64_t columns, bool bfloat16_pairs)
 
 namespace {
 
-// Masks of the first `width` (at most 32) columns of a panel: 16-bit lanes, and the
-// 32-bit lanes of its low and high half.
+// The mask of the 16-bit lanes of a panel's first `width` (at most 32) columns.
 __mmask32 ColumnMask16(int64_t width) {
   return width >= 32 ? ~__mmask32{0} : static_cast<__mmask32>((1u << width) - 1u);
 }
@@ -223,6 +222,25 @@ bool ColumnOffsets(int64_t stride_bytes, int32_t lanes[16]) {
   if (stride_bytes <= 0 || 31 * stride_bytes > INT32_MAX) return false;
   for (int j = 0; j < 16; ++j) lanes[j] = static_cast<int32_t>(j * stride_bytes);
   return true;
+}
+
+// Rows [0, rows) of a panel of 32-bit words gathered from its columns: word r of
+// column j lies `column_bytes` * j + 4 * r bytes after `columns`, `offsets` holds
+// ColumnOffsets(column_bytes), and the lanes outside the `low` / `high` masks (the
+// panel's first / last 16 columns) are 0. Inlined into the packers, whose dispatch
+// covers it.
+__attribute__((target("avx512f"), always_inline)) inline void GatherPanelRows(
+    const char* columns, int64_t column_bytes, __m512i offsets, __mmask16 low,
+    __mmask16 high, int64_t rows, uint32_t* out) {
+  const char* upper = columns + 16 * column_bytes;
+  for (int64_t r = 0; r < rows; ++r) {
+    _mm512_storeu_si512(out + r * kPanelColumns,
+                        _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), low, offsets,
+                                                    columns + 4 * r, 1));
+    _mm512_storeu_si512(out + r * kPanelColumns + 16,
+                        _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), high, offsets,
+                                                    upper + 4 * r, 1));
+  }
 }
 
 }  // namespace
@@ -236,7 +254,7 @@ bool ColumnOffsets(int64_t stride_bytes, int32_t lanes[16]) {
 __attribute__((target("avx512f"))) void PackedMatrix::PackFloat(
     const float* source, int64_t k_stride, int64_t n_stride, int64_t first,
     int64_t last) {
-  alignas(64) int32_t lanes[16];
+  alignas(64) int32_t lanes[16] = {};
   const bool gather =
       n_stride != 1 && k_stride == 1 && ColumnOffsets(n_stride * 4, lanes);
   const __m512i offsets = _mm512_load_si512(lanes);
@@ -254,16 +272,8 @@ __attribute__((target("avx512f"))) void PackedMatrix::PackFloat(
                          _mm512_maskz_loadu_ps(high, row + 16));
       }
     } else if (gather) {
-      const float* columns = source + n0 * n_stride;
-      const float* upper = columns + 16 * n_stride;
-      for (int64_t k = 0; k < depth_; ++k) {
-        _mm512_storeu_ps(out + k * kPanelColumns,
-                         _mm512_mask_i32gather_ps(_mm512_setzero_ps(), low, offsets,
-                                                  columns + k, 1));
-        _mm512_storeu_ps(out + k * kPanelColumns + 16,
-                         _mm512_mask_i32gather_ps(_mm512_setzero_ps(), high, offsets,
-                                                  upper + k, 1));
-      }
+      GatherPanelRows(reinterpret_cast<const char*>(source + n0 * n_stride), n_stride * 4,
+                      offsets, low, high, depth_, reinterpret_cast<uint32_t*>(out));
     } else {  // offsets beyond the gathers' 32 bits
       for (int64_t k = 0; k < depth_; ++k) {
         for (int64_t j = 0; j < kPanelColumns; ++j) {
@@ -292,7 +302,7 @@ __attribute__((target("avx512f,avx512bw"))) void PackedMatrix::PackBfloat16(
   const __m512i interleave_high = _mm512_load_si512(kInterleaveHigh);
   const int64_t pairs = (depth_ + 1) / 2;
   const int64_t whole_pairs = depth_ / 2;
-  alignas(64) int32_t lanes[16];
+  alignas(64) int32_t lanes[16] = {};
   const bool gather =
       n_stride != 1 && k_stride == 1 && ColumnOffsets(n_stride * 2, lanes);
   const __m512i offsets = _mm512_load_si512(lanes);
@@ -318,20 +328,14 @@ __attribute__((target("avx512f,avx512bw"))) void PackedMatrix::PackBfloat16(
       }
       continue;
     }
-    int64_t p = 0;
+    // The gathers take the whole pairs; a lone last row, and sources beyond the
+    // gathers' offsets, go value by value.
+    const int64_t gathered = gather ? whole_pairs : 0;
     if (gather) {
-      const uint16_t* columns = source + n0 * n_stride;
-      const uint16_t* upper = columns + 16 * n_stride;
-      for (; p < whole_pairs; ++p) {
-        _mm512_storeu_si512(out + p * kPanelColumns,
-                            _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), low,
-                                                        offsets, columns + 2 * p, 1));
-        _mm512_storeu_si512(out + p * kPanelColumns + 16,
-                            _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), high,
-                                                        offsets, upper + 2 * p, 1));
-      }
+      GatherPanelRows(reinterpret_cast<const char*>(source + n0 * n_stride), n_stride * 2,
+                      offsets, low, high, whole_pairs, out);
     }
-    for (; p < pairs; ++p) {
+    for (int64_t p = gathered; p < pairs; ++p) {
       for (int64_t j = 0; j < kPanelColumns; ++j) {
         const uint16_t* even = source + 2 * p * k_stride + (n0 + j) * n_stride;
         const uint32_t high_half = j < width && p < whole_pairs ? even[k_stride] : 0;
