@@ -7,8 +7,9 @@ For stages conv3 (stride 8, 128 channels), conv4 (stride 16, 256) and conv5
     every input) of both ops, the calls interleaved so that load on the machine
     affects both alike, and their ratios against the targets (forward <= 1.3x,
     forward + backward <= 2.0x);
-  * the temporary memory of one deform_conv2d forward call and of one call of its
-    gradient op, as the peak RSS growth during the call (target <= 64 MiB);
+  * the temporary memory of one deform_conv2d forward call and of one forward and
+    backward call (its gradient's two ops), as the peak RSS growth during the call
+    (target <= 64 MiB);
   * float16 and bfloat16 against float32 for deform_conv2d itself: the median of the
     per-round ratios and its 90% bootstrap interval. Targets: bfloat16 <= 0.75x where
     the CPU has AVX512_BF16 (else <= 1x); float16 <= 1x, and measurably below 1 (the
@@ -29,7 +30,6 @@ import tensorflow as tf
 
 from benchmarks import timing
 from keras_dcn import _library
-from keras_dcn._library import ops as _lib
 from keras_dcn.ops import deform_conv2d
 
 STAGES = (("conv3", 8, 128), ("conv4", 16, 256), ("conv5", 32, 512))
@@ -74,25 +74,20 @@ def _deform_functions(x, kernel, offsets, mask, implementation="auto"):
 
 
 def _temporary_memory(x, kernel, offsets, mask):
-    """Peak RSS growth (MiB) of one forward call and of one call of the gradient op.
+    """Peak RSS growth (MiB) of one forward call and of one forward and backward call
+    (the gradient's two ops, which may run at once).
 
     Each call is measured after a warm-up call whose outputs were freed. TensorFlow
     serves tensors from its own pool, which then already holds blocks for the outputs,
-    while the op's scratch buffers come from malloc: the growth is the op's temporary
-    memory (at most that plus its outputs, should the pool not reuse the blocks)."""
-    forward, _ = _deform_functions(x, kernel, offsets, mask)
-    upstream = tf.ones_like(x)
-
-    @tf.function
-    def gradient_op():
-        return _lib.dcn_deform_conv2d_grad(x, offsets, mask, kernel, upstream, padding="SAME")
-
+    while the ops' scratch buffers come from malloc: the growth is the ops' temporary
+    memory (at most that plus their outputs, should the pool not reuse the blocks)."""
+    forward, backward = _deform_functions(x, kernel, offsets, mask)
     forward().numpy()
-    [g.numpy() for g in gradient_op()]
+    [g.numpy() for g in backward()]
     with timing.PeakRss() as forward_rss:
         forward().numpy()
     with timing.PeakRss() as backward_rss:
-        [g.numpy() for g in gradient_op()]
+        [g.numpy() for g in backward()]
     if forward_rss.growth is None:
         return {}
     return {"dcn_fwd_temp_mib": forward_rss.growth / MIB,

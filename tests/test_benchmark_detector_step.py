@@ -16,6 +16,8 @@ SCOPE = "gradient_tape/dcn_mask_rcnn_model/deformable_res_net/deformable_residua
 @pytest.mark.parametrize("name, part", [
     (f"{SCOPE}/deform_conv2d/deform_conv2d/DcnDeformConv2DGrad/DcnDeformConv2DGrad",
      "deformable conv op"),
+    (f"{SCOPE}/deform_conv2d/deform_conv2d/DcnDeformConv2DGrad_1/DcnDeformConv2DGrad",
+     "deformable conv op"),
     (f"{SCOPE}/deform_conv2d_1/convolution/Conv2DBackpropFilter/"
      "_MklNativeConv2DBackpropFilter", "offset branches"),
     ("dcn_mask_rcnn_model/deformable_res_net/deformable_residual_block/deform_conv2d/"

@@ -231,7 +231,21 @@ def _deform_conv2d_grad(op, output_grad):
         for key in ("strides", "dilations", "padding", "explicit_paddings", "groups",
                     "deformable_groups")
     }
-    input_grad, offsets_grad, mask_grad, kernel_grad, bias_grad = \
-        _library.load().dcn_deform_conv2d_grad(op.inputs[0], op.inputs[1], op.inputs[2],
-                                               op.inputs[3], output_grad, **attrs)
-    return input_grad, offsets_grad, mask_grad, kernel_grad, bias_grad
+    grad_op = _library.load().dcn_deform_conv2d_grad
+    args = (*op.inputs[:4], output_grad)
+    # A GradientTape names the inputs it needs no gradient for (a frozen kernel and
+    # bias, or inputs that are constants): their half of the gradient is skipped.
+    # Both halves run as two ops, as a regular convolution's backward does: the
+    # kernel gradient then stays off the path that carries the gradient down to the
+    # layers below, and can run beside it.
+    skipped = set(getattr(op, "skip_input_indices", None) or ())
+    input_half = not {0, 1, 2} <= skipped
+    kernel_half = not {3, 4} <= skipped
+    grads = [None] * 5
+    if input_half:
+        grads[:3] = grad_op(*args, input_gradients=True, kernel_gradients=False,
+                            **attrs)[:3]
+    if kernel_half:
+        grads[3:] = grad_op(*args, input_gradients=False, kernel_gradients=True,
+                            **attrs)[3:]
+    return grads

@@ -94,7 +94,10 @@ def _conv_reference(geometry, data):
     return out.numpy(), {k: v.numpy() for k, v in grads.items()}
 
 
-def _run_conv(harness, geometry, data, dtype, tuning):
+def _run_conv(harness, geometry, data, dtype, tuning, halves=("input", "kernel")):
+    """The forward output and the gradients of the `halves` of the backward pass
+    asked for ("input": input, offsets and mask; "kernel": kernel and bias); the
+    others are passed as null pointers."""
     name = np.dtype(dtype).name
     shapes = geometry.shapes()
     tune = None
@@ -106,8 +109,9 @@ def _run_conv(harness, geometry, data, dtype, tuning):
     harness.conv_forward(name, geometry, *(_address(data[k]) for k in
                                            ("input", "offsets", "mask", "kernel", "bias")),
                          _address(output), _address(scratch), tuning=tune)
-    grads = {k: np.full(shapes[k], np.nan, dtype)
-             for k in ("input", "offsets", "mask", "kernel", "bias")}
+    asked = {"input": ("input", "offsets", "mask"), "kernel": ("kernel", "bias")}
+    grads = {k: np.full(shapes[k], np.nan, dtype) if half in halves else None
+             for half, names in asked.items() for k in names}
     scratch = np.zeros(max(1, harness.conv_scratch_bytes(name, True, geometry, tune)), np.uint8)
     harness.conv_backward(name, geometry, *(_address(data[k]) for k in
                                             ("input", "offsets", "mask", "kernel",
@@ -133,6 +137,23 @@ def test_conv_matches_reference(harness, case, tuning, dtype):
         scale = max(1.0, float(np.abs(want).max()))
         np.testing.assert_allclose(grads[name], want, rtol=tol["rtol"],
                                    atol=tol["atol"] * scale, err_msg=f"{name} gradient")
+
+
+@pytest.mark.parametrize("half", ["input", "kernel"])
+def test_conv_backward_halves_alone(harness, half):
+    """Either half of the backward pass alone (the other half's outputs null) gives
+    the same gradients as the whole pass, chunked too."""
+    geometry = harness_lib.ConvGeometry.make(**CONV_CASES["strided_dilated_groups"])
+    data = _conv_data(geometry, np.float64)
+    tuning = CONV_TUNINGS["chunked"]
+    _, whole = _run_conv(harness, geometry, data, np.float64, tuning)
+    _, alone = _run_conv(harness, geometry, data, np.float64, tuning, halves=(half,))
+    for name, grad in alone.items():
+        if grad is None:
+            assert name not in {"input": ("input", "offsets", "mask"),
+                                "kernel": ("kernel", "bias")}[half]
+        else:
+            np.testing.assert_array_equal(grad, whole[name], err_msg=f"{name} gradient")
 
 
 def test_conv_border_points_get_no_coordinate_gradient(harness):

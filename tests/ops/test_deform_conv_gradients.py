@@ -1,16 +1,19 @@
 """Gradients of keras_dcn.ops.deform_conv2d beyond the comparison with the reference:
-numerical Jacobians of every tensor argument, and the border rule at zero offsets
+numerical Jacobians of every tensor argument, the border rule at zero offsets
 (taps at -1 or past the image get no offset or mask gradient, interior integer
-positions the right-hand derivative)."""
+positions the right-hand derivative), and the gradient op's two halves (input,
+offsets and mask; kernel and bias)."""
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from keras_dcn._library import ops as lib
 from keras_dcn.ops import deform_conv2d
 from tests.ops.conv_cases import (
-    TENSOR_NAMES, make_case, op_with_grads, sampling_points, to_layout)
-from tests.ops.helpers import DATA_FORMATS, IMPLEMENTATIONS
+    TENSOR_NAMES, make_case, op_with_grads, reference_with_grads, rounded,
+    sampling_points, to_layout)
+from tests.ops.helpers import DATA_FORMATS, IMPLEMENTATIONS, assert_close
 
 
 def fractional_offsets(rng, shape):
@@ -94,3 +97,75 @@ def test_zero_offsets_border_rule_and_right_hand_derivative(implementation, rng)
     assert np.all(np.abs(offsets_grad[inside][kinked] - left[inside][kinked]) > 1e-4 * scale)
     # And the rule is a choice: entering the image from y = -1 does change the output.
     assert np.any(right[outside] != 0.0)
+
+
+# ----------------------------------------------------------------------------------
+# The gradient op's two halves
+
+
+@pytest.mark.parametrize("dtype", [tf.float32, tf.float64, tf.float16, tf.bfloat16])
+def test_gradient_halves_equal_the_whole_gradient(dtype, rng):
+    """input_gradients / kernel_gradients: each half alone gives exactly what the
+    whole op gives for its outputs, the other half's outputs empty, in the shape
+    function too."""
+    case = make_case(rng, batch=3, size=(7, 6), channels=4, filters=6, strides=(1, 2),
+                     padding="same", groups=2, deformable_groups=2)
+    tensors = rounded(case.tensors(), dtype)
+    upstream = tf.cast(rng.normal(size=case.output_shape), dtype)
+    args = (tensors["inputs"], tensors["offsets"], tensors["mask"], tensors["kernel"],
+            upstream)
+    attrs = dict(strides=case.stride_pair, padding="SAME", groups=case.groups,
+                 deformable_groups=case.deformable_groups)
+    whole = lib.dcn_deform_conv2d_grad(*args, **attrs)
+    halves = {
+        "input": (lib.dcn_deform_conv2d_grad(*args, kernel_gradients=False, **attrs),
+                  range(3)),
+        "kernel": (lib.dcn_deform_conv2d_grad(*args, input_gradients=False, **attrs),
+                   range(3, 5)),
+    }
+    for half, (grads, computed) in halves.items():
+        for i, grad in enumerate(grads):
+            if i in computed:
+                np.testing.assert_array_equal(
+                    tf.cast(grad, tf.float64).numpy(),
+                    tf.cast(whole[i], tf.float64).numpy(), err_msg=f"{half} half, output {i}")
+            else:
+                assert grad.shape == (0,), (half, i)
+    neither = lib.dcn_deform_conv2d_grad(*args, input_gradients=False,
+                                         kernel_gradients=False, **attrs)
+    assert [g.shape for g in neither] == [(0,)] * 5
+    symbolic = tf.function(lambda *a: lib.dcn_deform_conv2d_grad(
+        *a, kernel_gradients=False, **attrs)).get_concrete_function(
+            *(tf.TensorSpec(a.shape, dtype) for a in args))
+    assert [o.shape.as_list() for o in symbolic.outputs] == [
+        list(case.inputs.shape), list(case.offsets.shape), list(case.mask.shape), [0], [0]]
+
+
+@pytest.mark.parametrize("watched", ["all", "data", "weights"])
+def test_tape_runs_the_halves_it_needs(watched, rng):
+    """Through a GradientTape in a tf.function the gradient runs as two ops, one for
+    each half, or only the half whose inputs are watched (a frozen kernel and bias, or
+    constant inputs, offsets and mask), and matches the reference."""
+    case = make_case(rng, batch=2, size=(5, 6), channels=4, filters=3, padding="same")
+    tensors = {name: tf.constant(value) for name, value in case.tensors().items()}
+    upstream = rng.normal(size=case.output_shape)
+    names = {"all": list(tensors), "data": ["inputs", "offsets", "mask"],
+             "weights": ["kernel", "bias"]}[watched]
+
+    @tf.function
+    def gradients():
+        with tf.GradientTape() as tape:
+            tape.watch([tensors[name] for name in names])
+            out = deform_conv2d(**tensors, **case.op_kwargs())
+            loss = tf.reduce_sum(out * upstream)
+        return tape.gradient(loss, [tensors[name] for name in names])
+
+    grads = dict(zip(names, gradients()))
+    _, expected = reference_with_grads(case, upstream)
+    for name in names:
+        assert_close(grads[name], expected[name], tf.float64, f"gradient of {name}")
+    graph = gradients.get_concrete_function().graph
+    halves = sorted((op.get_attr("input_gradients"), op.get_attr("kernel_gradients"))
+                    for op in graph.get_operations() if op.type == "DcnDeformConv2DGrad")
+    assert halves == {"all": [(False, True), (True, False)], "data": [(True, False)],
+                      "weights": [(False, True)]}[watched]

@@ -165,6 +165,8 @@ class DeformConv2DGradOp : public OpKernel {
  public:
   explicit DeformConv2DGradOp(OpKernelConstruction* context) : OpKernel(context) {
     OP_REQUIRES_OK(context, attrs_.Read(context));
+    OP_REQUIRES_OK(context, context->GetAttr("input_gradients", &input_gradients_));
+    OP_REQUIRES_OK(context, context->GetAttr("kernel_gradients", &kernel_gradients_));
   }
 
   void Compute(OpKernelContext* context) override {
@@ -182,12 +184,19 @@ class DeformConv2DGradOp : public OpKernel {
         context, output_grad.shape() == output_shape,
         ShapeError("output_grad", output_shape.DebugString(), output_grad.shape()));
 
+    // A skipped half's outputs are empty, and the functors skip its work (null
+    // targets).
     Tensor* grads[5];
+    T* targets[5];
     const TensorShape shapes[5] = {input.shape(), offsets.shape(), mask.shape(),
                                    kernel.shape(), TensorShape({g.filters})};
     for (int i = 0; i < 5; ++i) {
-      OP_REQUIRES_OK(context, context->allocate_output(i, shapes[i], &grads[i]));
+      const bool wanted = i < 3 ? input_gradients_ : kernel_gradients_;
+      OP_REQUIRES_OK(context, context->allocate_output(
+                                  i, wanted ? shapes[i] : TensorShape({0}), &grads[i]));
+      targets[i] = wanted ? grads[i]->flat<T>().data() : nullptr;
     }
+    if (!input_gradients_ && !kernel_gradients_) return;
     // (The GPU functor handles empty tensors itself; these Eigen expressions are
     // evaluated on the CPU only.)
     if constexpr (std::is_same<Device, CPUDevice>::value) {
@@ -197,7 +206,8 @@ class DeformConv2DGradOp : public OpKernel {
         for (int i = 0; i < 5; ++i) {
           grads[i]->flat<T>().device(device) = grads[i]->flat<T>().constant(T(0));
         }
-        if (input.NumElements() == 0 && output_grad.NumElements() > 0) {
+        if (kernel_gradients_ && input.NumElements() == 0 &&
+            output_grad.NumElements() > 0) {
           // The bias still reaches every output.
           grads[4]->flat<T>().device(device) =
               output_grad.flat_inner_dims<T, 2>().sum(Eigen::array<int, 1>{0});
@@ -208,13 +218,14 @@ class DeformConv2DGradOp : public OpKernel {
     functor::DeformConv2DBackward<Device, T>()(
         context->eigen_device<Device>(), g, input.flat<T>().data(),
         offsets.flat<T>().data(), mask.flat<T>().data(), kernel.flat<T>().data(),
-        output_grad.flat<T>().data(), grads[0]->flat<T>().data(),
-        grads[1]->flat<T>().data(), grads[2]->flat<T>().data(),
-        grads[3]->flat<T>().data(), grads[4]->flat<T>().data());
+        output_grad.flat<T>().data(), targets[0], targets[1], targets[2], targets[3],
+        targets[4]);
   }
 
  private:
   DeformConvAttrs attrs_;
+  bool input_gradients_ = true;
+  bool kernel_gradients_ = true;
 };
 
 #define DCN_REGISTER_CPU(T)                                                            \

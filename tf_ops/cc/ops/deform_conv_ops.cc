@@ -120,8 +120,14 @@ absl::Status BackwardShape(InferenceContext* c) {
   ShapeHandle output, output_grad;
   TF_RETURN_IF_ERROR(InferOutputShape(c, &output));
   TF_RETURN_IF_ERROR(c->Merge(output, c->input(4), &output_grad));
-  for (int i = 0; i < 4; ++i) c->set_output(i, c->input(i));
-  c->set_output(4, c->Vector(c->Dim(output_grad, 3)));
+  bool input_gradients = true, kernel_gradients = true;
+  TF_RETURN_IF_ERROR(c->GetAttr("input_gradients", &input_gradients));
+  TF_RETURN_IF_ERROR(c->GetAttr("kernel_gradients", &kernel_gradients));
+  for (int i = 0; i < 4; ++i) {
+    c->set_output(i, (i < 3 ? input_gradients : kernel_gradients) ? c->input(i)
+                                                                   : c->Vector(0));
+  }
+  c->set_output(4, kernel_gradients ? c->Vector(c->Dim(output_grad, 3)) : c->Vector(0));
   return absl::OkStatus();
 }
 
@@ -177,11 +183,20 @@ REGISTER_OP("DcnDeformConv2DGrad")
     .Attr("explicit_paddings: list(int) = []")
     .Attr("groups: int = 1")
     .Attr("deformable_groups: int = 1")
+    .Attr("input_gradients: bool = true")
+    .Attr("kernel_gradients: bool = true")
     .SetShapeFn(BackwardShape)
     .Doc(R"doc(
 Gradients of DcnDeformConv2D with respect to input, offsets, mask, kernel and bias,
 given the gradient with respect to its output. Sampling points at or beyond the open
 range (-1, height) x (-1, width) get no offset or mask gradient.
+
+input_gradients: false skips the input, offsets and mask gradients (input_grad,
+  offsets_grad and mask_grad are then empty vectors [0]).
+kernel_gradients: false skips the kernel and bias gradients (kernel_grad and
+  bias_grad are then empty vectors [0]). The two halves share little work: run as
+  two ops, the kernel gradient leaves the path that carries the gradient back to
+  the layers below, as the two backward ops of a regular convolution do.
 )doc");
 
 }  // namespace keras_dcn

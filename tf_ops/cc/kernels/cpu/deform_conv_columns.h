@@ -216,15 +216,16 @@ void FillColumns(const DeformConvGeometry& g, const std::vector<ChannelRun>& run
   }
 }
 
-// Sizes and buffers of the backward pass: the channel runs and the per-chunk column
-// matrix (in Acc) and sampling points; with `row_pairs` (float Acc, the bfloat16
-// micro-kernels in use), the column matrix also in bfloat16 row pairs (PackRowPairs).
+// Sizes and buffers of the backward pass: the channel runs, the per-chunk sampling
+// points and, with `columns` (for the kernel gradient), the column matrix in Acc;
+// with `row_pairs` as well (float Acc, the bfloat16 micro-kernels in use), the
+// column matrix also in bfloat16 row pairs (PackRowPairs).
 template <typename T>
 struct ChunkedColumns {
   using Acc = typename AccumulatorOf<T>::type;
 
   ChunkedColumns(const Eigen::ThreadPoolDevice& device, const DeformConvGeometry& g,
-                 bool row_pairs)
+                 bool columns, bool row_pairs)
       : g(g),
         taps(g.taps()),
         cg(g.channels_per_group()),
@@ -239,21 +240,27 @@ struct ChunkedColumns {
         chunk_rows(ChunkRows(images_per_chunk, g.out_pixels_per_image(),
                              g.taps() * g.in_channels)),
         runs(ChannelRuns(g)),
-        cols(NewAlignedArray<Acc>(chunk_rows * width)),
-        pairs(row_pairs ? NewAlignedArray<uint32_t>((chunk_rows + 1) / 2 * width)
-                        : nullptr),
+        cols(columns ? NewAlignedArray<Acc>(chunk_rows * width) : nullptr),
+        pairs(columns && row_pairs
+                  ? NewAlignedArray<uint32_t>((chunk_rows + 1) / 2 * width)
+                  : nullptr),
         points(NewAlignedArray<BilinearPoint<Acc>>(chunk_rows * per_row)) {}
 
-  // Samples the chunk rows [begin, end) (their global rows start at `row_begin`)
-  // from the batch `input`, with the chunk's `offsets` and `mask` (in Acc); `begin`
-  // is even where there are row pairs.
-  void Fill(const T* input, const Acc* offsets, const Acc* mask, int64_t row_begin,
-            int64_t begin, int64_t end) {
-    BilinearPoint<Acc>* block_points = points.get() + begin * per_row;
+  // Locates the sampling points of the chunk rows [begin, end) (their global rows
+  // start at `row_begin`), from the chunk's `offsets` (in Acc).
+  void Locate(const Acc* offsets, int64_t row_begin, int64_t begin, int64_t end) {
     LocatePoints(g, offsets + begin * per_row * 2, row_begin + begin, row_begin + end,
-                 block_points);
+                 points.get() + begin * per_row);
+  }
+
+  // Samples the column matrix of the chunk rows [begin, end), located before, from
+  // the batch `input`, with the chunk's `mask` (in Acc); `begin` is even where there
+  // are row pairs.
+  void Fill(const T* input, const Acc* mask, int64_t row_begin, int64_t begin,
+            int64_t end) {
     FillColumns<T, Acc, Acc>(g, runs, input, mask + begin * per_row, row_begin + begin,
-                             row_begin + end, block_points, cols.get() + begin * width);
+                             row_begin + end, points.get() + begin * per_row,
+                             cols.get() + begin * width);
     if constexpr (std::is_same<Acc, float>::value) {
       if (pairs != nullptr) {
         PackRowPairs(cols.get() + begin * width, width, end - begin, width,
@@ -272,7 +279,7 @@ struct ChunkedColumns {
       images_per_chunk, chunk_rows;
   const std::vector<ChannelRun> runs;
   // Uninitialised: every pass writes what it reads.
-  const AlignedArray<Acc> cols;
+  const AlignedArray<Acc> cols;        // null without columns
   const AlignedArray<uint32_t> pairs;  // null without row pairs
   const AlignedArray<BilinearPoint<Acc>> points;
 };

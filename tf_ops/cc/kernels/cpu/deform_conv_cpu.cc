@@ -18,7 +18,8 @@
 // offset / mask gradients while the block is in its cache. Then, in one task, each
 // thread adds to its share of the kernel gradient's rows and scatters the input
 // gradient into its share of the input channels, so no two threads write the same
-// element.
+// element. The two halves (input, offsets and mask; kernel and bias) share only the
+// sampling points, and each can run alone: the op's gradient runs them as two ops.
 //
 // The products run on cpu_gemm.h's micro-kernels, which read the block where it was
 // written and the kernel packed once per call, or on Eigen's products where the CPU
@@ -41,6 +42,7 @@
 #define EIGEN_USE_THREADS
 
 #include <algorithm>
+#include <optional>
 #include <type_traits>
 #include <vector>
 
@@ -144,28 +146,38 @@ template <typename T>
 struct BackwardImpl {
   using Acc = typename AccumulatorOf<T>::type;
 
+  // Null input_grad (with offsets_grad and mask_grad) skips those gradients, null
+  // kernel_grad (with bias_grad) the kernel and bias gradients.
   static void Run(const CPUDevice& device, const DeformConvGeometry& g, const T* input,
                   const T* offsets, const T* mask, const T* kernel, const T* output_grad,
                   T* input_grad, T* offsets_grad, T* mask_grad, T* kernel_grad,
                   T* bias_grad) {
-    const KernelOperand<T> kernel_operand(device, g, kernel, /*transposed=*/true);
-    const bool bfloat16_products = kernel_operand.path() == ProductPath::kBfloat16;
-    ChunkedColumns<T> c(device, g, /*row_pairs=*/bfloat16_products);
+    const bool input_grads = input_grad != nullptr;
+    const bool kernel_grads = kernel_grad != nullptr;
+    const ProductPath path = ProductPathFor<T>();
+    // The transposed kernel, for the column gradient, only where it is computed.
+    std::optional<KernelOperand<T>> kernel_operand;
+    if (input_grads) kernel_operand.emplace(device, g, kernel, /*transposed=*/true);
+    ChunkedColumns<T> c(device, g, /*columns=*/kernel_grads,
+                        /*row_pairs=*/kernel_grads && path == ProductPath::kBfloat16);
     const int64_t kernel_size = c.kernel_size;
     // Uninitialised buffers: each is written before it is read. Where T is narrower
     // than Acc, the kernel gradient and the input gradient of a chunk's images are
     // accumulated in Acc, and a chunk's out_grad is read in Acc.
     const bool narrow = !kIsAccumulator<T>;
     const AlignedArray<Acc> kernel_grad_acc =
-        NewAlignedArray<Acc>(narrow ? kernel_size : 0);
-    Acc* kernel_grad_out = AccumulatorTarget<T>(kernel_grad, kernel_grad_acc.get());
+        NewAlignedArray<Acc>(narrow && kernel_grads ? kernel_size : 0);
+    Acc* kernel_grad_out =
+        kernel_grads ? AccumulatorTarget<T>(kernel_grad, kernel_grad_acc.get()) : nullptr;
     // On the micro-kernels, each thread zeroes its own rows of the kernel gradient
     // when the first chunk adds to them.
-    const bool micro_kernels = MicroKernelGradient(kernel_operand.path());
-    if (!micro_kernels) ZeroOnAllThreads(device, kernel_grad_out, kernel_size);
+    const bool micro_kernels = MicroKernelGradient(path);
+    if (kernel_grads && !micro_kernels) {
+      ZeroOnAllThreads(device, kernel_grad_out, kernel_size);
+    }
     std::vector<Acc> bias_grad_acc(g.filters, Acc(0));
     const AlignedArray<Acc> image_grad_acc =
-        NewAlignedArray<Acc>(narrow ? c.images_per_chunk * c.image_size : 0);
+        NewAlignedArray<Acc>(narrow && input_grads ? c.images_per_chunk * c.image_size : 0);
     const AlignedArray<Acc> out_grad_acc =
         NewAlignedArray<Acc>(narrow ? c.chunk_rows * g.filters : 0);
     // A chunk's offsets and mask and their gradients (3 values a point each).
@@ -174,7 +186,8 @@ struct BackwardImpl {
         NewAlignedArray<Acc>(narrow ? 2 * coordinates : 0);
     Acc* const coordinates_grad_acc =
         narrow ? coordinates_acc.get() + coordinates : nullptr;
-    const AlignedArray<Acc> cols_grad = NewAlignedArray<Acc>(c.chunk_rows * c.width);
+    const AlignedArray<Acc> cols_grad =
+        NewAlignedArray<Acc>(input_grads ? c.chunk_rows * c.width : 0);
     // What each thread does of steps 2 and 3 below: rows of the kernel gradient (at
     // multiples of the micro-kernels' tile) and a range of input channels.
     const int64_t threads = ThreadCount(device);
@@ -186,15 +199,19 @@ struct BackwardImpl {
     for (int64_t n = 0; n < g.batch; n += c.images_per_chunk) {
       const int64_t images = std::min(c.images_per_chunk, g.batch - n);
       const int64_t group_rows = images * c.pixels;
-      Acc* image_grad =
-          AccumulatorTarget<T>(input_grad + n * c.image_size, image_grad_acc.get());
+      Acc* image_grad = input_grads ? AccumulatorTarget<T>(input_grad + n * c.image_size,
+                                                           image_grad_acc.get())
+                                    : nullptr;
 
       for (int64_t first = 0; first < group_rows; first += c.chunk_rows) {
         const int64_t row_begin = n * c.pixels + first;
         const int64_t rows = std::min(c.chunk_rows, group_rows - first);
+        // (The bfloat16 path's column gradient reads the op's output_grad itself.)
         const Acc* out_grad =
-            InAccumulator<T>(device, output_grad + row_begin * g.filters,
-                             rows * g.filters, out_grad_acc.get());
+            kernel_grads || path != ProductPath::kBfloat16
+                ? InAccumulator<T>(device, output_grad + row_begin * g.filters,
+                                   rows * g.filters, out_grad_acc.get())
+                : nullptr;
         const int64_t points = rows * c.per_row;
         const Acc* chunk_offsets =
             InAccumulator<T>(device, offsets + row_begin * c.per_row * 2, points * 2,
@@ -202,31 +219,42 @@ struct BackwardImpl {
         const Acc* chunk_mask =
             InAccumulator<T>(device, mask + row_begin * c.per_row, points,
                              narrow ? coordinates_acc.get() + 2 * points : nullptr);
-        Acc* chunk_offsets_grad = AccumulatorTarget<T>(
-            offsets_grad + row_begin * c.per_row * 2, coordinates_grad_acc);
+        Acc* chunk_offsets_grad =
+            input_grads ? AccumulatorTarget<T>(offsets_grad + row_begin * c.per_row * 2,
+                                               coordinates_grad_acc)
+                        : nullptr;
         Acc* chunk_mask_grad =
-            AccumulatorTarget<T>(mask_grad + row_begin * c.per_row,
-                                 narrow ? coordinates_grad_acc + 2 * points : nullptr);
+            input_grads
+                ? AccumulatorTarget<T>(mask_grad + row_begin * c.per_row,
+                                       narrow ? coordinates_grad_acc + 2 * points : nullptr)
+                : nullptr;
 
-        // 1. Per row block: columns, their gradient out_grad x kernel^T, and the
-        //    offset and mask gradients (blocks start at even rows, where the columns
-        //    are kept in row pairs too).
+        // 1. Per row block: the sampling points, and the columns (for the kernel
+        //    gradient) or their gradient out_grad x kernel^T with the offset and mask
+        //    gradients (for the input gradients), or both (blocks start at even rows,
+        //    where the columns are kept in row pairs too).
         int64_t block = BlockRows(device, rows, c.width, c.kernel_size);
-        if (bfloat16_products) block += block % 2;
+        if (c.pairs != nullptr) block += block % 2;
         ForBlocks(device, rows, block, [&](int64_t begin, int64_t end) {
-          c.Fill(input, chunk_offsets, chunk_mask, row_begin, begin, end);
-          ColumnGradients(c, kernel_operand, output_grad + row_begin * g.filters,
+          c.Locate(chunk_offsets, row_begin, begin, end);
+          if (kernel_grads) c.Fill(input, chunk_mask, row_begin, begin, end);
+          if (!input_grads) return;
+          ColumnGradients(c, *kernel_operand, output_grad + row_begin * g.filters,
                           out_grad, begin, end, cols_grad.get());
           CoordinateGradients(c, input, chunk_mask, row_begin, begin, end,
                               cols_grad.get(), chunk_offsets_grad, chunk_mask_grad);
         });
-        StoreOnAllThreads<T>(device, chunk_offsets_grad, points * 2,
-                             offsets_grad + row_begin * c.per_row * 2);
-        StoreOnAllThreads<T>(device, chunk_mask_grad, points,
-                             mask_grad + row_begin * c.per_row);
-        for (int64_t r = 0; r < rows; ++r) {
-          for (int64_t f = 0; f < g.filters; ++f) {
-            bias_grad_acc[f] += out_grad[r * g.filters + f];
+        if (input_grads) {
+          StoreOnAllThreads<T>(device, chunk_offsets_grad, points * 2,
+                               offsets_grad + row_begin * c.per_row * 2);
+          StoreOnAllThreads<T>(device, chunk_mask_grad, points,
+                               mask_grad + row_begin * c.per_row);
+        }
+        if (kernel_grads) {
+          for (int64_t r = 0; r < rows; ++r) {
+            for (int64_t f = 0; f < g.filters; ++f) {
+              bias_grad_acc[f] += out_grad[r * g.filters + f];
+            }
           }
         }
 
@@ -238,23 +266,22 @@ struct BackwardImpl {
         // On the micro-kernels, a thread does its share of both in one task, after
         // out_grad is packed; else Eigen's contraction runs first.
         std::vector<PackedMatrix> packed;
-        if (micro_kernels) {
-          packed = PackOutputGradient(device, c, kernel_operand.path(),
-                                      output_grad + row_begin * g.filters, out_grad,
-                                      rows);
-        } else {
+        if (kernel_grads && micro_kernels) {
+          packed = PackOutputGradient(device, c, path, output_grad + row_begin * g.filters,
+                                      out_grad, rows);
+        } else if (kernel_grads) {
           AddKernelGradientEigen(device, c, out_grad, rows, kernel_grad_out);
         }
         const bool first_chunk = n == 0 && first == 0;
         ForBlocks(device, threads, 1, [&](int64_t thread, int64_t) {
-          if (micro_kernels) {
+          if (kernel_grads && micro_kernels) {
             AddKernelGradientRows(c, packed, rows, std::min(depth, thread * depth_share),
                                   std::min(depth, (thread + 1) * depth_share),
                                   first_chunk, kernel_grad_out);
           }
           const int64_t c_begin = std::min(g.in_channels, thread * channel_share);
           const int64_t c_end = std::min(g.in_channels, c_begin + channel_share);
-          if (c_begin == c_end) return;
+          if (!input_grads || c_begin == c_end) return;
           if (first == 0) {
             ZeroColumns(image_grad, images * g.in_height * g.in_width, g.in_channels,
                         c_begin, c_end);
@@ -263,11 +290,15 @@ struct BackwardImpl {
                                cols_grad.get(), image_grad);
         });
       }
-      StoreOnAllThreads<T>(device, image_grad, images * c.image_size,
-                           input_grad + n * c.image_size);
+      if (input_grads) {
+        StoreOnAllThreads<T>(device, image_grad, images * c.image_size,
+                             input_grad + n * c.image_size);
+      }
     }
-    StoreOnAllThreads<T>(device, kernel_grad_out, kernel_size, kernel_grad);
-    StoreAccumulated<T>(bias_grad_acc.data(), g.filters, bias_grad);
+    if (kernel_grads) {
+      StoreOnAllThreads<T>(device, kernel_grad_out, kernel_size, kernel_grad);
+      StoreAccumulated<T>(bias_grad_acc.data(), g.filters, bias_grad);
+    }
   }
 
   // Whether the kernel gradient runs on cpu_gemm.h's micro-kernels (Acc float on the

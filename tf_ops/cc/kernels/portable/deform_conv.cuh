@@ -23,7 +23,9 @@
 //                         kernel_grad, bias_grad, scratch)
 // `exec` is a CudaExecutor (all pointers on its device, work queued on its stream) or
 // a HostExecutor (gpu_utils.cuh); `scratch` holds the bytes the *ScratchBytes
-// function asked for. Every output is fully overwritten.
+// function asked for. Every output is fully overwritten. In DeformConvBackward, null
+// input_grad, offsets_grad and mask_grad skip those gradients, null kernel_grad and
+// bias_grad these two (each set null together or not at all).
 #ifndef KERAS_DCN_TF_OPS_CC_KERNELS_PORTABLE_DEFORM_CONV_CUH_
 #define KERAS_DCN_TF_OPS_CC_KERNELS_PORTABLE_DEFORM_CONV_CUH_
 
@@ -337,6 +339,22 @@ Acc* SumTarget(T* output, Acc* scratch) {
   }
 }
 
+// The column matrix `cols` of the chunk of `rows` output pixels from `row_begin`,
+// one column element per work item.
+template <typename T, typename Index, typename Exec>
+void SampleChunk(const Exec& exec, const DeformConvGeometry& g, const Dims<Index>& d,
+                 const T* input, const T* offsets, const T* mask, int64_t row_begin,
+                 int64_t rows, typename AccumulatorOf<T>::type* cols) {
+  SampleColumns<T, typename AccumulatorOf<T>::type, Index> sample;
+  sample.d = d;
+  sample.input = input;
+  sample.offsets = offsets;
+  sample.mask = mask;
+  sample.row_begin = static_cast<Index>(row_begin);
+  sample.cols = cols;
+  exec.template ForEach<Index>(rows * g.taps() * g.in_channels, sample);
+}
+
 template <typename Index, typename T, typename Exec>
 void Forward(const Exec& exec, const DeformConvGeometry& g,
              const DeformConvTuning& tuning, const T* input, const T* offsets,
@@ -349,14 +367,8 @@ void Forward(const Exec& exec, const DeformConvGeometry& g,
   const int64_t width = g.taps() * g.in_channels;
   for (int64_t row_begin = 0; row_begin < total; row_begin += buffers.chunk_rows) {
     const int64_t rows = std::min(buffers.chunk_rows, total - row_begin);
-    SampleColumns<T, Acc, Index> sample;
-    sample.d = d;
-    sample.input = input;
-    sample.offsets = offsets;
-    sample.mask = mask;
-    sample.row_begin = static_cast<Index>(row_begin);
-    sample.cols = buffers.cols;
-    exec.template ForEach<Index>(rows * width, sample);
+    SampleChunk<T, Index>(exec, g, d, input, offsets, mask, row_begin, rows,
+                          buffers.cols);
 
     // output[rows, group's filters] =
     //     cols[rows, group's part] x kernel[:, group's filters]
@@ -380,6 +392,103 @@ void Forward(const Exec& exec, const DeformConvGeometry& g,
   }
 }
 
+// The input half of a chunk's backward pass: its column gradients
+// cols_grad = out_grad x kernel^T, then from them the offset and mask gradients and
+// the input gradient (summed into input_sum).
+template <typename T, typename Index, typename Exec>
+void BackwardInputHalf(const Exec& exec, const DeformConvGeometry& g, const Dims<Index>& d,
+                       const T* input, const T* offsets, const T* mask, const T* kernel,
+                       const T* chunk_grad, int64_t row_begin, int64_t rows,
+                       const BackwardScratch<T>& buffers, T* offsets_grad, T* mask_grad,
+                       typename AccumulatorOf<T>::type* input_sum) {
+  using Acc = typename AccumulatorOf<T>::type;
+  const int64_t width = g.taps() * g.in_channels;
+
+  // cols_grad[rows, group's part] = out_grad[rows, group's filters] x
+  // kernel[:, group's filters]^T.
+  {
+    TiledGemm<Acc, T, T, Acc, false, true, false> gemm;
+    gemm.m = rows;
+    gemm.n = g.taps() * g.channels_per_group();
+    gemm.k = g.filters_per_group();
+    gemm.a = chunk_grad;
+    gemm.lda = g.filters;
+    gemm.a_batch = gemm.k;
+    gemm.b = kernel;
+    gemm.ldb = g.filters;
+    gemm.b_batch = gemm.k;
+    gemm.c = buffers.cols_grad;
+    gemm.ldc = width;
+    gemm.c_batch = gemm.n;
+    gemm.batches = g.groups;
+    RunGemm(exec, gemm);
+  }
+
+  // Offset and mask gradients, one sampling point per work item.
+  CoordinateGradients<T, Acc, Index> coordinates;
+  coordinates.d = d;
+  coordinates.input = input;
+  coordinates.offsets = offsets;
+  coordinates.mask = mask;
+  coordinates.cols_grad = buffers.cols_grad;
+  coordinates.row_begin = static_cast<Index>(row_begin);
+  coordinates.offsets_grad = offsets_grad;
+  coordinates.mask_grad = mask_grad;
+  exec.template ForEach<Index>(rows * g.deformable_groups * g.taps(), coordinates);
+
+  // Input gradient, one column element per work item.
+  InputGradient<T, Acc, Index> scatter;
+  scatter.d = d;
+  scatter.offsets = offsets;
+  scatter.mask = mask;
+  scatter.cols_grad = buffers.cols_grad;
+  scatter.row_begin = static_cast<Index>(row_begin);
+  scatter.input_grad = input_sum;
+  exec.template ForEach<Index>(rows * width, scatter);
+}
+
+// The kernel half of a chunk's backward pass: its columns, as in the forward pass,
+// then kernel_sum += cols^T x out_grad and bias_sum += the column sums of out_grad.
+template <typename T, typename Index, typename Exec>
+void BackwardKernelHalf(const Exec& exec, const DeformConvGeometry& g,
+                        const Dims<Index>& d, const DeformConvTuning& tuning,
+                        const T* input, const T* offsets, const T* mask,
+                        const T* chunk_grad, int64_t row_begin, int64_t rows,
+                        const BackwardScratch<T>& buffers,
+                        typename AccumulatorOf<T>::type* kernel_sum,
+                        typename AccumulatorOf<T>::type* bias_sum) {
+  using Acc = typename AccumulatorOf<T>::type;
+  const int64_t width = g.taps() * g.in_channels;
+  SampleChunk<T, Index>(exec, g, d, input, offsets, mask, row_begin, rows, buffers.cols);
+
+  // kernel_grad[:, group's filters] += cols[rows, group's part]^T x
+  // out_grad[rows, group's filters].
+  {
+    TiledGemm<Acc, Acc, T, Acc, true, false, true> gemm;
+    gemm.m = g.taps() * g.channels_per_group();
+    gemm.n = g.filters_per_group();
+    gemm.k = rows;
+    gemm.a = buffers.cols;
+    gemm.lda = width;
+    gemm.a_batch = gemm.m;
+    gemm.b = chunk_grad;
+    gemm.ldb = g.filters;
+    gemm.b_batch = gemm.n;
+    gemm.c = kernel_sum;
+    gemm.ldc = g.filters;
+    gemm.c_batch = gemm.n;
+    gemm.batches = g.groups;
+    RunGemm(exec, gemm, tuning.split_k_rows);
+  }
+
+  BiasGradient<T, Acc, Index> bias;
+  bias.output_grad = chunk_grad;
+  bias.rows = static_cast<Index>(rows);
+  bias.filters = static_cast<Index>(g.filters);
+  bias.bias_grad = bias_sum;
+  exec.template ForEach<Index>((rows + kBiasRows - 1) / kBiasRows * g.filters, bias);
+}
+
 template <typename Index, typename T, typename Exec>
 void Backward(const Exec& exec, const DeformConvGeometry& g,
               const DeformConvTuning& tuning, const T* input, const T* offsets,
@@ -391,109 +500,46 @@ void Backward(const Exec& exec, const DeformConvGeometry& g,
   const BackwardScratch<T> buffers(g, tuning, &layout);
   const int64_t total = TotalRows(g);
   const Dims<Index> d = MakeDims<Index>(g);
-  const int64_t width = g.taps() * g.in_channels;
   const int64_t input_size = g.batch * g.in_height * g.in_width * g.in_channels;
   const int64_t kernel_size = g.taps() * g.channels_per_group() * g.filters;
 
+  const bool input_grads = input_grad != nullptr;
+  const bool kernel_grads = kernel_grad != nullptr;
   Acc* input_sum = SumTarget(input_grad, buffers.input_grad);
   Acc* kernel_sum = SumTarget(kernel_grad, buffers.kernel_grad);
   Acc* bias_sum = SumTarget(bias_grad, buffers.bias_grad);
-  exec.Zero(input_sum, input_size * sizeof(Acc));
-  exec.Zero(kernel_sum, kernel_size * sizeof(Acc));
-  exec.Zero(bias_sum, g.filters * sizeof(Acc));
+  if (input_grads) exec.Zero(input_sum, input_size * sizeof(Acc));
+  if (kernel_grads) {
+    exec.Zero(kernel_sum, kernel_size * sizeof(Acc));
+    exec.Zero(bias_sum, g.filters * sizeof(Acc));
+  }
 
   for (int64_t row_begin = 0; row_begin < total; row_begin += buffers.chunk_rows) {
     const int64_t rows = std::min(buffers.chunk_rows, total - row_begin);
     const T* chunk_grad = output_grad + row_begin * g.filters;
 
-    // 1. The chunk's columns, as in the forward pass.
-    SampleColumns<T, Acc, Index> sample;
-    sample.d = d;
-    sample.input = input;
-    sample.offsets = offsets;
-    sample.mask = mask;
-    sample.row_begin = static_cast<Index>(row_begin);
-    sample.cols = buffers.cols;
-    exec.template ForEach<Index>(rows * width, sample);
-
-    // 2. cols_grad[rows, group's part] = out_grad[rows, group's filters] x
-    //    kernel[:, group's filters]^T.
-    {
-      TiledGemm<Acc, T, T, Acc, false, true, false> gemm;
-      gemm.m = rows;
-      gemm.n = g.taps() * g.channels_per_group();
-      gemm.k = g.filters_per_group();
-      gemm.a = chunk_grad;
-      gemm.lda = g.filters;
-      gemm.a_batch = gemm.k;
-      gemm.b = kernel;
-      gemm.ldb = g.filters;
-      gemm.b_batch = gemm.k;
-      gemm.c = buffers.cols_grad;
-      gemm.ldc = width;
-      gemm.c_batch = gemm.n;
-      gemm.batches = g.groups;
-      RunGemm(exec, gemm);
+    if (input_grads) {
+      BackwardInputHalf<T, Index>(exec, g, d, input, offsets, mask, kernel, chunk_grad,
+                                  row_begin, rows, buffers, offsets_grad, mask_grad,
+                                  input_sum);
     }
-
-    // 3. Offset and mask gradients, one sampling point per work item.
-    CoordinateGradients<T, Acc, Index> coordinates;
-    coordinates.d = d;
-    coordinates.input = input;
-    coordinates.offsets = offsets;
-    coordinates.mask = mask;
-    coordinates.cols_grad = buffers.cols_grad;
-    coordinates.row_begin = static_cast<Index>(row_begin);
-    coordinates.offsets_grad = offsets_grad;
-    coordinates.mask_grad = mask_grad;
-    exec.template ForEach<Index>(rows * g.deformable_groups * g.taps(), coordinates);
-
-    // 4. Input gradient, one column element per work item.
-    InputGradient<T, Acc, Index> scatter;
-    scatter.d = d;
-    scatter.offsets = offsets;
-    scatter.mask = mask;
-    scatter.cols_grad = buffers.cols_grad;
-    scatter.row_begin = static_cast<Index>(row_begin);
-    scatter.input_grad = input_sum;
-    exec.template ForEach<Index>(rows * width, scatter);
-
-    // 5. kernel_grad[:, group's filters] += cols[rows, group's part]^T x
-    //    out_grad[rows, group's filters].
-    {
-      TiledGemm<Acc, Acc, T, Acc, true, false, true> gemm;
-      gemm.m = g.taps() * g.channels_per_group();
-      gemm.n = g.filters_per_group();
-      gemm.k = rows;
-      gemm.a = buffers.cols;
-      gemm.lda = width;
-      gemm.a_batch = gemm.m;
-      gemm.b = chunk_grad;
-      gemm.ldb = g.filters;
-      gemm.b_batch = gemm.n;
-      gemm.c = kernel_sum;
-      gemm.ldc = g.filters;
-      gemm.c_batch = gemm.n;
-      gemm.batches = g.groups;
-      RunGemm(exec, gemm, tuning.split_k_rows);
+    if (kernel_grads) {
+      BackwardKernelHalf<T, Index>(exec, g, d, tuning, input, offsets, mask, chunk_grad,
+                                   row_begin, rows, buffers, kernel_sum, bias_sum);
     }
-
-    // 6. Bias gradient.
-    BiasGradient<T, Acc, Index> bias;
-    bias.output_grad = chunk_grad;
-    bias.rows = static_cast<Index>(rows);
-    bias.filters = static_cast<Index>(g.filters);
-    bias.bias_grad = bias_sum;
-    exec.template ForEach<Index>((rows + kBiasRows - 1) / kBiasRows * g.filters, bias);
   }
 
   if constexpr (!kIsAccumulator<T>) {
-    exec.template ForEach<Index>(input_size,
-                                 StoreConverted<T, Acc, Index>{input_sum, input_grad});
-    exec.template ForEach<Index>(kernel_size,
-                                 StoreConverted<T, Acc, Index>{kernel_sum, kernel_grad});
-    exec.template ForEach<Index>(g.filters,
-                                 StoreConverted<T, Acc, Index>{bias_sum, bias_grad});
+    if (input_grads) {
+      exec.template ForEach<Index>(input_size,
+                                   StoreConverted<T, Acc, Index>{input_sum, input_grad});
+    }
+    if (kernel_grads) {
+      exec.template ForEach<Index>(kernel_size,
+                                   StoreConverted<T, Acc, Index>{kernel_sum, kernel_grad});
+      exec.template ForEach<Index>(g.filters,
+                                   StoreConverted<T, Acc, Index>{bias_sum, bias_grad});
+    }
   }
 }
 

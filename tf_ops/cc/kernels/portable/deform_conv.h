@@ -87,7 +87,9 @@ struct DeformConv2DForward {
 };
 
 // Gradients of the loss with respect to every input, given its gradient with
-// respect to the output. All outputs are fully overwritten.
+// respect to the output. All outputs are fully overwritten. Null input_grad,
+// offsets_grad and mask_grad skip those three gradients, null kernel_grad and
+// bias_grad these two (each set is null together or not at all).
 template <typename Device, typename T>
 struct DeformConv2DBackward {
   void operator()(const Device& device, const DeformConvGeometry& geometry,
