@@ -50,6 +50,9 @@ CONV_CASES = {
                        kernel=(3, 3), pads=(1, 1, 1, 1), deformable_groups=2),
 }
 
+# The gradients each half of the backward pass computes.
+CONV_HALVES = {"input": ("input", "offsets", "mask"), "kernel": ("kernel", "bias")}
+
 # (rows per chunk, split-K rows, 64-bit indices); None: the defaults (one chunk).
 CONV_TUNINGS = {"default": None, "chunked": (37, 16, 1)}
 
@@ -94,10 +97,9 @@ def _conv_reference(geometry, data):
     return out.numpy(), {k: v.numpy() for k, v in grads.items()}
 
 
-def _run_conv(harness, geometry, data, dtype, tuning, halves=("input", "kernel")):
-    """The forward output and the gradients of the `halves` of the backward pass
-    asked for ("input": input, offsets and mask; "kernel": kernel and bias); the
-    others are passed as null pointers."""
+def _run_conv(harness, geometry, data, dtype, tuning, halves=tuple(CONV_HALVES)):
+    """The forward output and the gradients of the `halves` (of CONV_HALVES) of the
+    backward pass asked for; the others are passed as null pointers."""
     name = np.dtype(dtype).name
     shapes = geometry.shapes()
     tune = None
@@ -109,9 +111,8 @@ def _run_conv(harness, geometry, data, dtype, tuning, halves=("input", "kernel")
     harness.conv_forward(name, geometry, *(_address(data[k]) for k in
                                            ("input", "offsets", "mask", "kernel", "bias")),
                          _address(output), _address(scratch), tuning=tune)
-    asked = {"input": ("input", "offsets", "mask"), "kernel": ("kernel", "bias")}
     grads = {k: np.full(shapes[k], np.nan, dtype) if half in halves else None
-             for half, names in asked.items() for k in names}
+             for half, names in CONV_HALVES.items() for k in names}
     scratch = np.zeros(max(1, harness.conv_scratch_bytes(name, True, geometry, tune)), np.uint8)
     harness.conv_backward(name, geometry, *(_address(data[k]) for k in
                                             ("input", "offsets", "mask", "kernel",
@@ -148,7 +149,7 @@ def test_conv_backward_halves_alone(harness, half):
     tuning = CONV_TUNINGS["chunked"]
     _, whole = _run_conv(harness, geometry, data, np.float64, tuning)
     _, alone = _run_conv(harness, geometry, data, np.float64, tuning, halves=(half,))
-    names = {"input": ("input", "offsets", "mask"), "kernel": ("kernel", "bias")}[half]
+    names = CONV_HALVES[half]
     assert {name for name, grad in alone.items() if grad is not None} == set(names)
     for name in names:
         np.testing.assert_array_equal(alone[name], whole[name], err_msg=f"{name} gradient")
